@@ -1,0 +1,173 @@
+"""``MockBackend``: the reference :class:`~hami_core.backend.DeviceBackend`.
+
+It supplies the abstract members (names, keys, discovery, allocate) and overrides admission and
+isolation the way a vendor with a HAMi-core shim would; request parsing, node devices and fit
+are the core's defaults, driven by the mock's request rules. Copy this file's shape when writing
+a backend. Nothing here touches hardware: devices come from :mod:`hami_backend_mock.discovery`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from hami_backend_mock import discovery
+from hami_backend_mock import isolation
+from hami_backend_mock import resources
+from hami_backend_mock.settings import MockSettings
+from hami_backend_mock.settings import parse_settings
+from hami_core import BackendError
+from hami_core import ContainerAllocation
+from hami_core import ContainerDevices
+from hami_core import DeviceBackend
+from hami_core import DeviceInfo
+from hami_core import HamiConfig
+from hami_core import MutationResult
+from hami_core import RequestRules
+from hami_core import ResourceNames
+from hami_core import VendorKeys
+from hami_core.backend import container_name
+from hami_core.backend import resource_limit
+from hami_core.backend import whole_quantity
+
+#: What the webhook adds as the count when a container asks only memory or cores (HAMi's
+#: ``defaultGPUNum``).
+DEFAULT_COUNT = 1
+
+
+class MockBackend(DeviceBackend):
+    """Simulated devices of any vendor shape, for demos, tests and backend authors.
+
+    Args:
+        settings: device groups and request rules; :meth:`from_config` reads them from config.
+    """
+
+    contract_version: ClassVar[str] = "1.0"
+
+    def __init__(self, settings: MockSettings | None = None) -> None:
+        self.settings = settings if settings is not None else MockSettings()
+
+    @classmethod
+    def from_config(cls, config: HamiConfig) -> MockBackend:
+        """The backend configured by ``config``'s ``backends.mock`` section.
+
+        Raises:
+            ConfigError: the section is invalid.
+        """
+        return cls(parse_settings(config))
+
+    # --- identity ---------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """Always ``mock``."""
+        return resources.NAME
+
+    @property
+    def resource_names(self) -> ResourceNames:
+        """``mock.hami.io/gpu``, ``/gpumem``, ``/gpumem-percentage``, ``/gpucores``, ``/priority``."""
+        return resources.RESOURCE_NAMES
+
+    @property
+    def keys(self) -> VendorKeys:
+        """``hami.io/node-mock-register``, ``hami.io/node-handshake-mock``, ``hami.io/mock-devices-*``."""
+        return resources.KEYS
+
+    @property
+    def device_type(self) -> str:
+        """``MOCK``; simulated models such as ``MOCK-A100`` contain it."""
+        return resources.DEVICE_TYPE
+
+    @property
+    def request_rules(self) -> RequestRules:
+        """The memory factor and defaults from the settings."""
+        return RequestRules(
+            memory_factor=self.settings.memory_factor,
+            default_memory=self.settings.default_memory,
+            default_cores=self.settings.default_cores,
+        )
+
+    # --- admission --------------------------------------------------------------------------
+
+    def mutate_container(self, container: Mapping[str, object], pod: Mapping[str, object]) -> MutationResult:
+        """HAMi's NVIDIA admission rules, reduced to what the mock needs.
+
+        A container asking memory, a percentage or cores without a count gets a count of
+        :data:`DEFAULT_COUNT`; a priority limit becomes ``CUDA_TASK_PRIORITY`` in its env.
+
+        Raises:
+            BackendError: the memory percentage is not between 0 and 100, or the container is
+                malformed.
+        """
+        names = self.resource_names
+        percentage = resource_limit(container, names.memory_percentage)
+        if (
+            percentage is not None
+            and not 0 <= whole_quantity(container, names.memory_percentage, percentage) <= 100
+        ):
+            raise BackendError(
+                f"invalid {names.memory_percentage} value {percentage} in container "
+                f"{container_name(container)}: must be an integer between 0 and 100"
+            )
+        has_count = resource_limit(container, names.count) is not None
+        asks_share = any(resource_limit(container, name) is not None for name in (names.memory, names.cores))
+        if not has_count and not asks_share and percentage is None:
+            return MutationResult()
+        mutated = dict(container)
+        if not has_count:
+            mutated["resources"] = _with_limit(container, names.count, str(DEFAULT_COUNT))
+        priority = resource_limit(container, names.priority)
+        if priority is not None:
+            level = whole_quantity(container, names.priority, priority)
+            mutated["env"] = [*_env_list(container), {"name": isolation.TASK_PRIORITY, "value": str(level)}]
+        changed = not has_count or priority is not None
+        return MutationResult(has_resource=True, container=mutated if changed else None)
+
+    # --- node -------------------------------------------------------------------------------
+
+    def discover(self, node_name: str) -> list[DeviceInfo]:
+        """The simulated devices of ``node_name`` (stable ids derived from the node name)."""
+        return discovery.simulate(self.settings.groups_for(node_name), node_name)
+
+    def allocate(
+        self, devices: ContainerDevices, container: Mapping[str, object], pod: Mapping[str, object]
+    ) -> ContainerAllocation:
+        """The visible-devices variable plus the shim's limits; no mounts or device nodes.
+
+        Raises:
+            BackendError: ``devices`` is empty or holds devices of another backend.
+        """
+        if not devices:
+            raise BackendError(f"container {container_name(container)}: no mock device to allocate")
+        foreign = [device.uuid for device in devices if device.type != self.device_type]
+        if foreign:
+            raise BackendError(
+                f"container {container_name(container)}: devices {', '.join(foreign)} are not {self.device_type} devices"
+            )
+        return ContainerAllocation(
+            envs={**isolation.visible_devices_env(devices), **self.isolation_env(devices, container)}
+        )
+
+    # --- isolation --------------------------------------------------------------------------
+
+    def isolation_env(self, devices: ContainerDevices, container: Mapping[str, object]) -> Mapping[str, str]:
+        """HAMi-core's ``CUDA_DEVICE_MEMORY_LIMIT_<i>`` and ``CUDA_DEVICE_SM_LIMIT``."""
+        return isolation.limits_env(devices)
+
+
+def _with_limit(container: Mapping[str, object], name: str, value: str) -> dict[str, object]:
+    """The container's ``resources`` with limit ``name`` set, leaving the input untouched."""
+    current = container.get("resources")
+    resources_field: dict[str, object] = dict(current) if isinstance(current, Mapping) else {}
+    limits = resources_field.get("limits")
+    resources_field["limits"] = {**(dict(limits) if isinstance(limits, Mapping) else {}), name: value}
+    return resources_field
+
+
+def _env_list(container: Mapping[str, object]) -> list[object]:
+    env = container.get("env")
+    if env is None:
+        return []
+    if not isinstance(env, list):
+        raise BackendError(f"container {container_name(container)}: env must be a list")
+    return list(env)

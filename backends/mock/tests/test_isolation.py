@@ -1,0 +1,30 @@
+"""The mock's container environment uses HAMi-core's variable names and units."""
+
+from __future__ import annotations
+
+from hami_backend_mock.isolation import limits_env
+from hami_backend_mock.isolation import visible_devices_env
+
+from hami_core import ContainerDevice
+
+
+def test_each_device_gets_a_memory_limit_in_mib_and_the_first_sets_the_sm_limit() -> None:
+    devices = (ContainerDevice("MOCK-a", "MOCK", 3000, 25), ContainerDevice("MOCK-b", "MOCK", 500, 70))
+    assert limits_env(devices) == {
+        "CUDA_DEVICE_MEMORY_LIMIT_0": "3000m",
+        "CUDA_DEVICE_MEMORY_LIMIT_1": "500m",
+        "CUDA_DEVICE_SM_LIMIT": "25",
+    }
+
+
+def test_no_devices_means_no_limits() -> None:
+    assert limits_env(()) == {}
+
+
+def test_visible_devices_list_each_device_once_in_order() -> None:
+    devices = (
+        ContainerDevice("MOCK-b", "MOCK", 1, 0),
+        ContainerDevice("MOCK-a", "MOCK", 1, 0),
+        ContainerDevice("MOCK-b", "MOCK", 1, 0),
+    )
+    assert visible_devices_env(devices) == {"MOCK_VISIBLE_DEVICES": "MOCK-b,MOCK-a"}

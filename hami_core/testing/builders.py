@@ -1,0 +1,126 @@
+"""Builders for the Kubernetes objects tests feed to backends and components.
+
+Each returns a plain dict shaped exactly like the API's JSON (typed with
+:mod:`hami_core.kube.objects`), with only the fields given plus what the API server always sets.
+Quantities may be passed as ints for brevity; they are written as strings, as the API returns
+them. UIDs are derived from namespace and name, so the same builder call gives the same pod.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from collections.abc import Sequence
+
+from hami_core.kube import objects
+
+_UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "testing.hami")
+
+
+def _quantities(values: Mapping[str, str | int]) -> dict[str, str]:
+    return {name: str(value) for name, value in values.items()}
+
+
+def make_container(
+    name: str = "main",
+    *,
+    limits: Mapping[str, str | int] | None = None,
+    requests: Mapping[str, str | int] | None = None,
+    env: Mapping[str, str] | None = None,
+    image: str = "busybox",
+) -> objects.Container:
+    """A container, e.g. ``make_container(limits={"nvidia.com/gpu": 1, "nvidia.com/gpumem": 4096})``.
+
+    Args:
+        name: the container's name.
+        limits: resource limits; ints become quantity strings.
+        requests: resource requests; ints become quantity strings.
+        env: environment variables, in the given order.
+        image: the image reference.
+    """
+    container: objects.Container = {"name": name, "image": image}
+    resources: objects.ResourceRequirements = {}
+    if limits is not None:
+        resources["limits"] = _quantities(limits)
+    if requests is not None:
+        resources["requests"] = _quantities(requests)
+    if resources:
+        container["resources"] = resources
+    if env is not None:
+        container["env"] = [{"name": key, "value": value} for key, value in env.items()]
+    return container
+
+
+def make_pod(
+    name: str = "pod",
+    *,
+    namespace: str = "default",
+    containers: Sequence[objects.Container] | None = None,
+    init_containers: Sequence[objects.Container] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    node_name: str = "",
+    scheduler_name: str = "",
+    phase: objects.PodPhase = "Pending",
+) -> objects.Pod:
+    """A pod; without ``containers`` it has one plain container named ``main``.
+
+    Args:
+        name: the pod's name.
+        namespace: its namespace.
+        containers: the regular containers.
+        init_containers: the init containers, if any.
+        annotations: metadata annotations.
+        labels: metadata labels.
+        node_name: ``spec.nodeName`` (set once bound).
+        scheduler_name: ``spec.schedulerName``; empty leaves it unset.
+        phase: ``status.phase``.
+    """
+    metadata: objects.ObjectMeta = {
+        "name": name,
+        "namespace": namespace,
+        "uid": str(uuid.uuid5(_UID_NAMESPACE, f"pod/{namespace}/{name}")),
+    }
+    if annotations is not None:
+        metadata["annotations"] = dict(annotations)
+    if labels is not None:
+        metadata["labels"] = dict(labels)
+    spec: objects.PodSpec = {"containers": list(containers) if containers is not None else [make_container()]}
+    if init_containers:
+        spec["initContainers"] = list(init_containers)
+    if node_name:
+        spec["nodeName"] = node_name
+    if scheduler_name:
+        spec["schedulerName"] = scheduler_name
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec, "status": {"phase": phase}}
+
+
+def make_node(
+    name: str = "node",
+    *,
+    annotations: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    allocatable: Mapping[str, str | int] | None = None,
+) -> objects.Node:
+    """A node, e.g. ``make_node("gpu-1", annotations={backend.keys.register: value})``.
+
+    Args:
+        name: the node's name.
+        annotations: metadata annotations (device registrations, node lock, handshake).
+        labels: metadata labels; ``kubernetes.io/hostname`` is always set.
+        allocatable: ``status.allocatable`` and ``status.capacity``; ints become quantity strings.
+    """
+    metadata: objects.ObjectMeta = {
+        "name": name,
+        "uid": str(uuid.uuid5(_UID_NAMESPACE, f"node/{name}")),
+        "labels": {"kubernetes.io/hostname": name, **(labels or {})},
+    }
+    if annotations is not None:
+        metadata["annotations"] = dict(annotations)
+    quantities = _quantities(allocatable or {})
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": metadata,
+        "status": {"capacity": dict(quantities), "allocatable": quantities},
+    }

@@ -1,0 +1,363 @@
+"""``BackendContract``: the conformance suite every backend distribution runs.
+
+A backend's ``tests/test_contract.py`` subclasses it and supplies a ``backend`` fixture::
+
+    class TestMockContract(BackendContract):
+        @pytest.fixture
+        def backend(self) -> MockBackend:
+            return MockBackend()
+
+The tests check what the core relies on without knowing the vendor: the backend is reachable
+through its entry point under its own name, names and keys are well formed and unique, request
+parsing and admission fail only with :class:`~hami_core.errors.BackendError` whatever the
+container looks like, discovered devices survive the register annotation, fit never books more
+memory, cores or slots than a device has free (checked on random usage with hypothesis), and
+``allocate`` hands out what fit chose. Override ``contract_config`` when the backend needs
+settings to load, and ``node_name`` to discover a particular simulated node. Needs
+``hami-core[test]`` (pytest, hypothesis).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+import math
+import re
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import ClassVar
+from typing import cast
+
+import attrs
+import pytest
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from hami_core import plugins
+from hami_core.backend import CONTRACT_VERSION
+from hami_core.backend import DeviceBackend
+from hami_core.backend import MutationResult
+from hami_core.config import BACKEND_NAME
+from hami_core.config import HamiConfig
+from hami_core.devices import MEM_PERCENTAGE_UNSET
+from hami_core.devices import ContainerAllocation
+from hami_core.devices import DeviceInfo
+from hami_core.devices import DeviceRequest
+from hami_core.devices import DeviceSpec
+from hami_core.devices import DeviceUsage
+from hami_core.devices import FitContext
+from hami_core.devices import Mount
+from hami_core.errors import BackendError
+from hami_core.errors import CodecError
+from hami_core.testing.builders import make_container
+from hami_core.testing.builders import make_pod
+
+# A qualified name as Kubernetes accepts it for extended resources and annotation keys:
+# a DNS-subdomain prefix, "/", and a name of at most 63 characters.
+_QUALIFIED_NAME = re.compile(
+    r"^(?=.{1,253}/)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+    r"/(?=.{1,63}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+# Characters that separate fields in HAMi's annotation formats (hami-wire.md 1.4).
+_SEPARATORS = (",", ":", ";")
+# Every backend's subclass runs the same inherited hypothesis tests (differing executors): their
+# examples share one database key, which only means replaying another backend's examples.
+_RANDOM = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.differing_executors],
+)
+
+_ODD_QUANTITIES = st.one_of(
+    st.sampled_from(["1", "0", "-1", "1.5", "16Gi", "16.0Gi", "500m", "1e3", "2e100", "1E", "abc", "", " 1"]),
+    st.integers(min_value=-(2**40), max_value=2**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+def _random_container(backend: DeviceBackend) -> st.SearchStrategy[object]:
+    """Containers of every shape: valid, odd quantities, wrong types at each level."""
+    names = st.sampled_from([*backend.resource_names.all(), "cpu", "memory"])
+    amounts = st.one_of(
+        st.dictionaries(names, _ODD_QUANTITIES, max_size=5), st.none(), st.integers(), st.text(max_size=3)
+    )
+    resources = st.one_of(
+        st.fixed_dictionaries({}, optional={"limits": amounts, "requests": amounts}),
+        st.none(),
+        st.lists(st.integers(), max_size=2),
+    )
+    env = st.one_of(
+        st.none(),
+        st.lists(
+            st.fixed_dictionaries({"name": st.text(max_size=5), "value": st.text(max_size=5)}), max_size=2
+        ),
+        st.text(max_size=3),
+    )
+    well_shaped = st.fixed_dictionaries(
+        {"name": st.text(max_size=6)},
+        optional={"resources": resources, "env": env, "image": st.text(max_size=4)},
+    )
+    return st.one_of(well_shaped, st.none(), st.integers(), st.lists(st.integers(), max_size=2))
+
+
+def assert_tolerates_container(backend: DeviceBackend, container: object) -> None:
+    """Assert that parsing and admitting ``container`` return their types or raise BackendError.
+
+    ``container`` may have any shape: the webhook and scheduler hand over whatever the API sent.
+    """
+    shaped = cast("Mapping[str, object]", container)
+    try:
+        request = backend.parse_request(shaped)
+    except BackendError:
+        pass
+    else:
+        assert request is None or isinstance(request, DeviceRequest), request
+    try:
+        mutation = backend.mutate_container(shaped, make_pod())
+    except BackendError:
+        pass
+    else:
+        assert isinstance(mutation, MutationResult), mutation
+
+
+def assert_fit_within_capacity(
+    backend: DeviceBackend, request: DeviceRequest, usage: Sequence[DeviceUsage]
+) -> None:
+    """Assert that ``backend.fit`` either refuses ``request`` or books only what ``usage`` has free.
+
+    A success must give exactly ``request.nums`` devices, all healthy and among ``usage``, and
+    booking them (:meth:`DeviceUsage.add`) must leave no device above its slots, memory or cores.
+    """
+    result = backend.fit(request, usage, FitContext())
+    if not result.ok:
+        return
+    assert len(result.devices) == request.nums, f"asked {request.nums} devices, got {result.devices}"
+    booked = {device.id: device for device in usage}
+    for given_device in result.devices:
+        assert given_device.uuid in booked, f"fit returned {given_device.uuid!r}, which it was not given"
+        device = booked[given_device.uuid]
+        assert device.health, f"fit picked unhealthy device {device.id}"
+        device = device.add(given_device)
+        assert device.used <= device.count, f"slots over-committed on {device.id}"
+        assert device.usedmem <= device.totalmem, f"memory over-committed on {device.id}"
+        assert device.usedcores <= device.totalcore, f"cores over-committed on {device.id}"
+        booked[device.id] = device
+
+
+def _normalised(device: DeviceInfo, vendor: str) -> DeviceInfo:
+    return attrs.evolve(device, device_vendor=vendor, custom_info={})
+
+
+class BackendContract:
+    """Conformance tests for one :class:`~hami_core.backend.DeviceBackend`.
+
+    Subclass it as ``Test<Name>Contract`` and provide a ``backend`` fixture returning a ready
+    instance (on fakes where the backend needs hardware).
+    """
+
+    #: The node the ``devices`` fixture discovers.
+    node_name: ClassVar[str] = "contract-node"
+
+    @pytest.fixture
+    def contract_config(self, backend: DeviceBackend) -> HamiConfig:
+        """The config that loads the backend through its entry point; override to add settings."""
+        return HamiConfig().with_enabled([backend.name])
+
+    @pytest.fixture
+    def devices(self, backend: DeviceBackend) -> list[DeviceInfo]:
+        """The backend's devices on :attr:`node_name`."""
+        return backend.discover(self.node_name)
+
+    # --- identity -----------------------------------------------------------------------------
+
+    def test_name_is_a_valid_helm_key(self, backend: DeviceBackend) -> None:
+        assert BACKEND_NAME.fullmatch(backend.name), f"{backend.name!r} is not lowercase letters and digits"
+
+    def test_backend_loads_through_its_entry_point_under_its_name(
+        self, backend: DeviceBackend, contract_config: HamiConfig
+    ) -> None:
+        listed = importlib.metadata.entry_points(group=plugins.ENTRY_POINT_GROUP, name=backend.name)
+        assert listed, f"no {plugins.ENTRY_POINT_GROUP!r} entry point named {backend.name!r} is installed"
+        loaded = plugins.load_backends(contract_config)
+        assert type(loaded.get(backend.name)) is type(backend)
+
+    def test_contract_major_version_is_the_cores(self, backend: DeviceBackend) -> None:
+        stated = type(backend).contract_version
+        assert stated.split(".")[0] == CONTRACT_VERSION.split(".")[0]
+
+    def test_resource_names_are_unique_and_well_formed(self, backend: DeviceBackend) -> None:
+        names = backend.resource_names.all()
+        assert backend.resource_names.count, "the count resource is required"
+        assert len(set(names)) == len(names), f"duplicate resource names: {names}"
+        for name in names:
+            assert _QUALIFIED_NAME.fullmatch(name), f"{name!r} is not a valid extended resource name"
+            assert not name.startswith(("kubernetes.io/", "requests.")), f"{name!r} is reserved"
+
+    def test_annotation_keys_are_distinct_and_well_formed(self, backend: DeviceBackend) -> None:
+        keys = attrs.astuple(backend.keys)
+        assert len(set(keys)) == len(keys), f"keys must differ: {keys}"
+        for key in keys:
+            assert _QUALIFIED_NAME.fullmatch(key), f"{key!r} is not a valid annotation key"
+
+    def test_device_type_is_a_plain_word(self, backend: DeviceBackend) -> None:
+        assert backend.device_type.strip() == backend.device_type != ""
+        assert not any(separator in backend.device_type for separator in _SEPARATORS)
+
+    # --- admission and request parsing --------------------------------------------------------
+
+    def test_container_without_resources_asks_nothing(self, backend: DeviceBackend) -> None:
+        container = make_container()
+        assert backend.parse_request(container) is None
+        assert not backend.mutate_container(container, make_pod(containers=[container])).has_resource
+
+    def test_container_asking_one_device_is_parsed_as_one_device_of_its_type(
+        self, backend: DeviceBackend
+    ) -> None:
+        container = make_container(limits={backend.resource_names.count: 1})
+        request = backend.parse_request(container)
+        assert request is not None
+        assert (request.nums, request.type) == (1, backend.device_type)
+        assert backend.mutate_container(container, make_pod(containers=[container])).has_resource
+
+    @pytest.mark.parametrize(
+        "shape",
+        [
+            pytest.param({"resources": []}, id="resources-not-a-mapping"),
+            pytest.param({"resources": {"limits": "1"}}, id="limits-not-a-mapping"),
+            pytest.param({"resources": {"limits": {"COUNT": "abc"}}}, id="count-not-a-quantity"),
+            pytest.param({"resources": {"limits": {"COUNT": "1.5"}}}, id="count-fractional"),
+            pytest.param({"resources": {"limits": {"COUNT": "-1"}}}, id="count-negative"),
+            pytest.param({"resources": {"limits": {"COUNT": "16Gi"}}}, id="count-huge"),
+            pytest.param({"resources": {"limits": {"COUNT": True}}}, id="count-boolean"),
+            pytest.param({"resources": {"requests": {"COUNT": None}}}, id="count-null"),
+        ],
+    )
+    def test_malformed_container_fails_only_with_backend_error(
+        self, backend: DeviceBackend, shape: dict[str, object]
+    ) -> None:
+        count = backend.resource_names.count
+        container = copy.deepcopy(shape)
+        for field in ("limits", "requests"):
+            amounts = container.get("resources", {})
+            if (
+                isinstance(amounts, dict)
+                and isinstance(amounts.get(field), dict)
+                and "COUNT" in amounts[field]
+            ):
+                amounts[field][count] = amounts[field].pop("COUNT")
+        assert_tolerates_container(backend, container)
+
+    @_RANDOM
+    @given(data=st.data())
+    def test_random_container_fails_only_with_backend_error(
+        self, backend: DeviceBackend, data: st.DataObject
+    ) -> None:
+        container = data.draw(_random_container(backend))
+        before = copy.deepcopy(container)
+        assert_tolerates_container(backend, container)
+        assert container == before, "parse_request and mutate_container must not modify their input"
+
+    # --- node devices -------------------------------------------------------------------------
+
+    def test_discovered_devices_are_well_formed(
+        self, backend: DeviceBackend, devices: list[DeviceInfo]
+    ) -> None:
+        ids = [device.id for device in devices]
+        assert len(set(ids)) == len(ids), f"duplicate device ids: {ids}"
+        assert len({device.index for device in devices}) == len(devices), "device indexes must be unique"
+        for device in devices:
+            assert device.id, device
+            assert not any(separator in device.id for separator in _SEPARATORS), device.id
+            assert device.count >= 1, device
+            assert device.devmem >= 0, device
+            assert device.devcore >= 0, device
+            assert backend.device_type.lower() in device.type.lower(), (
+                f"device type {device.type!r} must contain the request type {backend.device_type!r}"
+            )
+
+    def test_discovered_devices_round_trip_through_the_register_annotation(
+        self, backend: DeviceBackend, devices: list[DeviceInfo]
+    ) -> None:
+        if not devices:
+            pytest.skip("the backend discovered no device")
+        value = backend.encode_node_devices(devices)
+        decoded = backend.node_devices({backend.keys.register: value})
+        expected = sorted((_normalised(device, backend.name) for device in devices), key=lambda d: d.id)
+        assert (
+            sorted((_normalised(device, backend.name) for device in decoded), key=lambda d: d.id) == expected
+        )
+        assert all(device.device_vendor == backend.name for device in decoded)
+
+    def test_node_without_register_annotation_has_no_devices(self, backend: DeviceBackend) -> None:
+        assert backend.node_devices({}) == []
+
+    @pytest.mark.parametrize("value", ["garbage", "[{", "[]", "null", "[1]"])
+    def test_malformed_register_annotation_fails_with_codec_or_backend_error(
+        self, backend: DeviceBackend, value: str
+    ) -> None:
+        with pytest.raises((CodecError, BackendError)):
+            backend.node_devices({backend.keys.register: value})
+
+    def test_health_covers_every_device(self, backend: DeviceBackend, devices: list[DeviceInfo]) -> None:
+        health = backend.health(devices)
+        assert set(health) == {device.id for device in devices}
+        assert all(isinstance(healthy, bool) for healthy in health.values())
+
+    # --- fit, score, allocate -----------------------------------------------------------------
+
+    @_RANDOM
+    @given(data=st.data())
+    def test_fit_never_overcommits(
+        self, backend: DeviceBackend, devices: list[DeviceInfo], data: st.DataObject
+    ) -> None:
+        if not devices:
+            pytest.skip("the backend discovered no device")
+        usage = []
+        for info in devices:
+            device = DeviceUsage.from_info(info)
+            usage.append(
+                attrs.evolve(
+                    device,
+                    used=data.draw(st.integers(0, device.count), label="used"),
+                    usedmem=data.draw(st.integers(0, device.totalmem), label="usedmem"),
+                    usedcores=data.draw(st.integers(0, device.totalcore), label="usedcores"),
+                    health=data.draw(st.booleans(), label="health") and device.health,
+                )
+            )
+        biggest = max(device.totalmem for device in usage)
+        request = DeviceRequest(
+            nums=data.draw(st.integers(1, len(usage) + 1), label="nums"),
+            type=backend.device_type,
+            memreq=data.draw(st.integers(0, biggest + 1), label="memreq"),
+            mem_percentage_req=data.draw(st.sampled_from([MEM_PERCENTAGE_UNSET, 1, 50, 100]), label="pct"),
+            coresreq=data.draw(st.integers(0, 120), label="cores"),
+        )
+        assert_fit_within_capacity(backend, request, usage)
+
+    def test_one_device_fits_an_idle_node_and_allocates(
+        self, backend: DeviceBackend, devices: list[DeviceInfo]
+    ) -> None:
+        usage = [DeviceUsage.from_info(device) for device in devices if device.health]
+        if not usage:
+            pytest.skip("the backend discovered no healthy device")
+        request = DeviceRequest(nums=1, type=backend.device_type, memreq=1)
+        result = backend.fit(request, usage, FitContext())
+        assert result.ok, f"one device with 1 MiB did not fit an idle node: {dict(result.reasons)}"
+        container = make_container(limits={backend.resource_names.count: 1})
+        allocation = backend.allocate(result.devices, container, make_pod(containers=[container]))
+        assert isinstance(allocation, ContainerAllocation)
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in allocation.envs.items())
+        assert all(isinstance(mount, Mount) for mount in allocation.mounts)
+        assert all(isinstance(spec, DeviceSpec) for spec in allocation.devices)
+
+    def test_node_score_is_a_finite_number(self, backend: DeviceBackend, devices: list[DeviceInfo]) -> None:
+        usage = [DeviceUsage.from_info(device) for device in devices]
+        score = backend.score_node(usage, (), FitContext())
+        assert isinstance(score, int | float)
+        assert math.isfinite(score)

@@ -1,0 +1,53 @@
+"""hami's pytest plugin (entry point ``pytest11: hami``): fixtures for backend and core tests.
+
+Registered for every pytest run in an environment with hami-core installed, so it imports the
+core only inside fixtures: loading it must not import hami (which would skew coverage and slow
+unrelated test runs). It also asks pytest to rewrite ``assert`` in the test kit, so
+``BackendContract`` failures show values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from hami_core.config import HamiConfig
+    from hami_core.plugins import Backends
+
+pytest.register_assert_rewrite("hami_core.testing")
+
+
+@pytest.fixture
+def hami_config() -> HamiConfig:
+    """The default configuration: no backend enabled, scheduler defaults."""
+    from hami_core.config import HamiConfig
+
+    return HamiConfig()
+
+
+@pytest.fixture
+def plugin_manager(hami_config: HamiConfig) -> pluggy.PluginManager:
+    """A plugin manager for ``hami_config`` (only its enabled backends are imported)."""
+    from hami_core.plugins import make_plugin_manager
+
+    return make_plugin_manager(hami_config)
+
+
+@pytest.fixture
+def load_hami_backends(hami_config: HamiConfig) -> Callable[[Iterable[str]], Backends]:
+    """A function loading the named backends through their entry points, on top of ``hami_config``.
+
+    ``load_hami_backends(["mock"]).get("mock")`` is the installed mock backend.
+    """
+    from hami_core.plugins import load_backends
+
+    def load(names: Iterable[str]) -> Backends:
+        return load_backends(hami_config.with_enabled(names))
+
+    return load

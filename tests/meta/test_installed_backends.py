@@ -1,0 +1,18 @@
+"""The in-tree backends are installed distributions, not just importable folders."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+from hami_core.plugins import ENTRY_POINT_GROUP
+
+
+def test_installed_backends_are_discoverable() -> None:
+    entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    assert "mock" in entry_points.names, "run `make venv`: hami-backend-mock must be installed (editable)"
+    assert entry_points["mock"].value == "hami_backend_mock.plugin"
+
+
+def test_the_test_kit_is_registered_with_pytest() -> None:
+    plugins = importlib.metadata.entry_points(group="pytest11")
+    assert plugins["hami"].value == "hami_core.testing.pytest_plugin"
