@@ -1,0 +1,156 @@
+"""The resource types the API server emulator serves, described once.
+
+Discovery documents, URL routing, field selectors and store tables are all derived from
+:data:`RESOURCES`, so adding a resource is one entry here. Holds no state and does no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+JsonObj = dict[str, Any]
+"""A decoded JSON object as it travels on the wire (a Kubernetes object, a patch, a Status)."""
+
+# Every resource supports these field selectors (apimachinery's DefaultMetaV1FieldSelectorConversion).
+META_FIELDS = ("metadata.name", "metadata.namespace")
+
+# Field labels whose Go type is bool: an unset field selects as "false", not "".
+BOOL_FIELDS = frozenset({"spec.unschedulable", "spec.hostNetwork"})
+
+# Field labels that do not spell their JSON path (core/v1 Event: "source" is source.component).
+FIELD_PATHS = {"source": "source.component"}
+
+CRUD_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+SUBRESOURCE_VERBS = {"status": ("get", "patch", "update"), "binding": ("create",)}
+
+
+@attrs.frozen
+class ResourceType:
+    """One REST resource: where it lives, what it is called and what it supports.
+
+    Attributes:
+        group: API group, "" for core.
+        version: API version inside the group.
+        plural: the URL segment, e.g. "pods".
+        kind: the object kind, e.g. "Pod".
+        namespaced: whether objects live in a namespace.
+        short_names: kubectl aliases ("po").
+        subresources: "status" (main writes then ignore .status) and/or "binding".
+        fields: field-selector labels beyond metadata.name / metadata.namespace.
+        returns_deleted: DELETE answers with the object rather than a Success Status
+            (the registry's ReturnDeletedObject).
+    """
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
+    returns_deleted: bool = False
+
+    @property
+    def api_version(self) -> str:
+        """The ``apiVersion`` of the objects, "v1" or "group/version"."""
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def qualified(self) -> str:
+        """The name used in Status messages: "pods", "leases.coordination.k8s.io"."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    @property
+    def field_labels(self) -> tuple[str, ...]:
+        """Every field-selector label this resource accepts."""
+        return META_FIELDS + self.fields
+
+    @property
+    def has_status(self) -> bool:
+        """Whether .status is owned by the status subresource."""
+        return "status" in self.subresources
+
+
+_POD_FIELDS = (
+    "spec.nodeName",
+    "spec.schedulerName",
+    "spec.restartPolicy",
+    "spec.serviceAccountName",
+    "spec.hostNetwork",
+    "status.phase",
+    "status.podIP",
+    "status.nominatedNodeName",
+)
+_EVENT_FIELDS = (
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+)
+
+RESOURCES: tuple[ResourceType, ...] = (
+    ResourceType(
+        "",
+        "v1",
+        "namespaces",
+        "Namespace",
+        False,
+        ("ns",),
+        ("status",),
+        ("status.phase",),
+        returns_deleted=True,
+    ),
+    ResourceType("", "v1", "nodes", "Node", False, ("no",), ("status",), ("spec.unschedulable",)),
+    ResourceType(
+        "", "v1", "pods", "Pod", True, ("po",), ("status", "binding"), _POD_FIELDS, returns_deleted=True
+    ),
+    ResourceType("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
+    ResourceType("", "v1", "secrets", "Secret", True, (), (), ("type",)),
+    ResourceType("", "v1", "events", "Event", True, ("ev",), (), _EVENT_FIELDS),
+    ResourceType(
+        "", "v1", "resourcequotas", "ResourceQuota", True, ("quota",), ("status",), returns_deleted=True
+    ),
+    ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
+    ResourceType(
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration",
+        False,
+    ),
+    ResourceType("events.k8s.io", "v1", "events", "Event", True, ("ev",)),
+)
+
+
+def group_versions() -> dict[tuple[str, str], list[ResourceType]]:
+    """The served (group, version) pairs, in discovery order, with their resources."""
+    out: dict[tuple[str, str], list[ResourceType]] = {}
+    for rt in RESOURCES:
+        out.setdefault((rt.group, rt.version), []).append(rt)
+    return out
+
+
+def lookup(group: str, version: str, plural: str) -> ResourceType | None:
+    """The resource served at ``group/version/plural``, or None."""
+    for rt in RESOURCES:
+        if (rt.group, rt.version, rt.plural) == (group, version, plural):
+            return rt
+    return None
+
+
+def require(group: str, version: str, plural: str) -> ResourceType:
+    """The resource served at ``group/version/plural``; KeyError when none is."""
+    rt = lookup(group, version, plural)
+    if rt is None:
+        raise KeyError(f"{group}/{version}/{plural} is not served")
+    return rt
