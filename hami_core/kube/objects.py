@@ -73,6 +73,10 @@ class VolumeMount(TypedDict, total=False):
     readOnly: bool
 
 
+class SecurityContext(TypedDict, total=False):
+    privileged: bool
+
+
 class Container(TypedDict, total=False):
     name: str
     image: str
@@ -82,6 +86,7 @@ class Container(TypedDict, total=False):
     resources: ResourceRequirements
     volumeMounts: list[VolumeMount]
     restartPolicy: str
+    securityContext: SecurityContext
 
 
 class Toleration(TypedDict, total=False):
@@ -212,7 +217,13 @@ class NodeList(TypedDict, total=False):
     items: list[Node]
 
 
-# ---------------------------------------------------------------- events, leases, config objects
+# ---------------------------------------------------------------- namespaces, events, leases, config objects
+
+
+class Namespace(TypedDict, total=False):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
 
 
 class EventSource(TypedDict, total=False):
@@ -317,8 +328,15 @@ class WebhookClientConfig(TypedDict, total=False):
     caBundle: str
 
 
+class LabelSelectorRequirement(TypedDict, total=False):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str]
+
+
 class LabelSelector(TypedDict, total=False):
     matchLabels: dict[str, str]
+    matchExpressions: list[LabelSelectorRequirement]
 
 
 class RuleWithOperations(TypedDict, total=False):
@@ -340,6 +358,7 @@ class MutatingWebhook(TypedDict, total=False):
     namespaceSelector: LabelSelector
     objectSelector: LabelSelector
     reinvocationPolicy: str
+    matchPolicy: Literal["Exact", "Equivalent"]
 
 
 class MutatingWebhookConfiguration(TypedDict, total=False):

@@ -8,5 +8,20 @@ from __future__ import annotations
 
 from hami_core.localcluster.apiserver import ApiServer
 from hami_core.localcluster.apiserver import ServingTLS
+from hami_core.localcluster.cluster import LocalCluster
+from hami_core.localcluster.fleet import Fleet
+from hami_core.localcluster.fleet import NodeSpec
+from hami_core.localcluster.kubelet import ALLOCATIONS_ANNOTATION
+from hami_core.localcluster.kubelet import Kubelet
+from hami_core.localcluster.scheduler import Scheduler
 
-__all__ = ["ApiServer", "ServingTLS"]
+__all__ = [
+    "ALLOCATIONS_ANNOTATION",
+    "ApiServer",
+    "Fleet",
+    "Kubelet",
+    "LocalCluster",
+    "NodeSpec",
+    "Scheduler",
+    "ServingTLS",
+]

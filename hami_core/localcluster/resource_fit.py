@@ -1,0 +1,149 @@
+"""kube-scheduler's node-level filters and default score as pure functions over API objects.
+
+What the stand-in checks before any extender sees a node, with kube-scheduler's failure reasons:
+``node(s) were unschedulable`` (NodeUnschedulable), ``node(s) didn't match Pod's node affinity/selector``
+(nodeSelector only), and NodeResourcesFit (``Insufficient <resource>``, ``Too many pods``) against
+allocatable minus the requests of pods already on the node. Resources an extender manages with
+``ignoredByScheduler`` are skipped, as kube-scheduler does. Taints, affinity terms and topology spread
+are not emulated. Quantities are compared exactly (``fractions.Fraction``), never as floats.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from collections.abc import Iterable
+from collections.abc import Mapping
+from fractions import Fraction
+
+from hami_core.errors import ConfigError
+from hami_core.kube.objects import Container
+from hami_core.kube.objects import Node
+from hami_core.kube.objects import Pod
+
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {"n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "": Fraction(1)}
+_DECIMAL |= {"k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12)}
+_DECIMAL |= {"P": Fraction(10**15), "E": Fraction(10**18)}
+_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$")
+
+MAX_NODE_SCORE = 100
+UNSCHEDULABLE_NODE = "node(s) were unschedulable"
+SELECTOR_MISMATCH = "node(s) didn't match Pod's node affinity/selector"
+TOO_MANY_PODS = "Too many pods"
+
+
+def parse_quantity(value: str | int | float) -> Fraction:
+    """A Kubernetes quantity (``"500m"``, ``"16Gi"``, ``"1e3"``, ``4``) as an exact number.
+
+    Raises:
+        ConfigError: the string is not a quantity.
+    """
+    if isinstance(value, int | float):
+        return Fraction(value)
+    match = _QUANTITY.match(value.strip())
+    if not match:
+        raise ConfigError(f"{value!r} is not a Kubernetes quantity")
+    number = Fraction(match.group(1))
+    if match.group(2):
+        return number * Fraction(10) ** int(match.group(2)[1:])
+    suffix = match.group(3) or ""
+    return number * (_BINARY[suffix] if suffix in _BINARY else _DECIMAL[suffix])
+
+
+def _container_requests(container: Container) -> dict[str, Fraction]:
+    resources = container.get("resources") or {}
+    limits = resources.get("limits") or {}
+    # An unset request defaults to the limit (the API server's defaulting; extended resources rely on it).
+    merged = {**limits, **(resources.get("requests") or {})}
+    return {name: parse_quantity(quantity) for name, quantity in merged.items()}
+
+
+def pod_requests(pod: Pod) -> dict[str, Fraction]:
+    """Effective requests: the larger of the containers' sum and any single init container, plus overhead."""
+    spec = pod.get("spec") or {}
+    total: dict[str, Fraction] = {}
+    for container in spec.get("containers") or []:
+        for name, amount in _container_requests(container).items():
+            total[name] = total.get(name, Fraction(0)) + amount
+    for container in spec.get("initContainers") or []:
+        for name, amount in _container_requests(container).items():
+            total[name] = max(total.get(name, Fraction(0)), amount)
+    for name, quantity in (spec.get("overhead") or {}).items():
+        total[name] = total.get(name, Fraction(0)) + parse_quantity(quantity)
+    return total
+
+
+def requested_on_node(pods: Iterable[Pod]) -> dict[str, Fraction]:
+    """Summed requests of the given pods, with ``pods`` counting one per pod."""
+    total: dict[str, Fraction] = {"pods": Fraction(0)}
+    for pod in pods:
+        total["pods"] += 1
+        for name, amount in pod_requests(pod).items():
+            total[name] = total.get(name, Fraction(0)) + amount
+    return total
+
+
+def node_failures(
+    pod: Pod, node: Node, requested: Mapping[str, Fraction], *, ignored: Collection[str] = ()
+) -> list[str]:
+    """Why ``pod`` cannot go to ``node``, in kube-scheduler's words; empty when it fits.
+
+    Args:
+        pod: the pending pod.
+        node: the candidate node.
+        requested: what pods already on the node request (``requested_on_node``).
+        ignored: resource names kube-scheduler leaves to an extender (``ignoredByScheduler``).
+    """
+    if (node.get("spec") or {}).get("unschedulable"):
+        return [UNSCHEDULABLE_NODE]
+    selector = (pod.get("spec") or {}).get("nodeSelector") or {}
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    if any(labels.get(key) != value for key, value in selector.items()):
+        return [SELECTOR_MISMATCH]
+    allocatable = {
+        name: parse_quantity(quantity)
+        for name, quantity in ((node.get("status") or {}).get("allocatable") or {}).items()
+    }
+    failures = []
+    if requested.get("pods", 0) + 1 > allocatable.get("pods", Fraction(0)):
+        failures.append(TOO_MANY_PODS)
+    for name, amount in sorted(pod_requests(pod).items()):
+        if amount <= 0 or name in ignored:
+            continue
+        if requested.get(name, Fraction(0)) + amount > allocatable.get(name, Fraction(0)):
+            failures.append(f"Insufficient {name}")
+    return failures
+
+
+def least_allocated_score(pod: Pod, node: Node, requested: Mapping[str, Fraction]) -> int:
+    """NodeResourcesFit's default LeastAllocated score over cpu and memory, 0..100."""
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    wanted = pod_requests(pod)
+    scores = []
+    for name in ("cpu", "memory"):
+        capacity = parse_quantity(allocatable.get(name, "0"))
+        if capacity <= 0:
+            scores.append(Fraction(0))
+            continue
+        used = requested.get(name, Fraction(0)) + wanted.get(name, Fraction(0))
+        scores.append(max(Fraction(0), (capacity - used) * MAX_NODE_SCORE / capacity))
+    return int(sum(scores) / len(scores))
+
+
+def fit_error_message(node_count: int, reasons: Mapping[str, Iterable[str]]) -> str:
+    """kube-scheduler's FitError text: ``0/3 nodes are available: 1 Insufficient cpu, 2 <extender reason>.``
+
+    Args:
+        node_count: every node considered (NumAllNodes).
+        reasons: each failed node's reasons; equal reasons are counted, then sorted as strings.
+    """
+    histogram: dict[str, int] = {}
+    for node_reasons in reasons.values():
+        for reason in node_reasons:
+            histogram[reason] = histogram.get(reason, 0) + 1
+    message = f"0/{node_count} nodes are available:"
+    counted = sorted(f"{count} {reason}" for reason, count in histogram.items())
+    if counted:
+        message += f" {', '.join(counted)}."
+    return message

@@ -1,0 +1,439 @@
+"""The kube-scheduler stand-in of the local cluster: one scheduler instance with its profiles and extenders.
+
+It takes pending pods whose ``spec.schedulerName`` is one of its profiles, filters nodes as
+kube-scheduler's default plugins would (``resource_fit``), calls the configured extenders over HTTP(S)
+exactly as kube-scheduler does (``extender_client``), scores, and binds through the binding extender or
+``pods/binding``. Failures become ``FailedScheduling`` events and a ``PodScheduled=False`` condition, and
+the pod waits in kube-scheduler's queue (``queueing``) for the events that requeue it: its own update, a
+node added or changed, an assigned pod deleted or finished, or the 5-minute flush.
+
+Threads: two informers (all pods, all nodes) and one scheduling loop; pods are tried one at a time,
+as kube-scheduler does. Time comes from an injectable monotonic clock; after moving a virtual clock
+forward, call ``wake()``. Not emulated: preemption, taints, affinity terms, topology spread, volumes,
+random tie-breaking (ties go to the first node by name, so runs are reproducible).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from collections.abc import Callable
+from collections.abc import Mapping
+from datetime import UTC
+from datetime import datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+from typing import Literal
+
+from hami_core.errors import KubeError
+from hami_core.kube.client import KubeClient
+from hami_core.kube.objects import Event
+from hami_core.kube.objects import Node
+from hami_core.kube.objects import Pod
+from hami_core.kube.objects import PodCondition
+from hami_core.localcluster import extender_client
+from hami_core.localcluster import resource_fit
+from hami_core.localcluster.extender_client import ExtenderError
+from hami_core.localcluster.extender_client import HttpExtender
+from hami_core.localcluster.informer import Informer
+from hami_core.localcluster.informer import InformerEvent
+from hami_core.localcluster.informer import listed
+from hami_core.localcluster.informer import object_key
+from hami_core.localcluster.queueing import SchedulingQueue
+from hami_core.localcluster.scheduler_config import SchedulerConfig
+from hami_core.localcluster.scheduler_config import load_scheduler_config
+
+_log = logging.getLogger(__name__)
+
+EVENT_MESSAGE_LIMIT = 1024
+NO_NODES_MESSAGE = "no nodes available to schedule pods"
+_TERMINAL = ("Succeeded", "Failed")
+
+
+def pod_changed(old: Pod, new: Pod) -> bool:
+    """Whether an update is more than status and bookkeeping (kube-scheduler's isPodUpdated)."""
+
+    def strip(pod: Pod) -> dict[str, Any]:
+        copied: dict[str, Any] = copy.deepcopy(dict(pod))
+        copied.pop("status", None)
+        metadata = copied.get("metadata") or {}
+        for field in ("resourceVersion", "generation", "managedFields"):
+            metadata.pop(field, None)
+        return copied
+
+    return strip(old) != strip(new)
+
+
+def node_scheduling_changed(old: Node, new: Node) -> bool:
+    """Whether a node update can make a pod schedulable: unschedulable, allocatable, labels, taints,
+    annotations or condition statuses changed (heartbeats alone do not count)."""
+
+    def view(node: Node) -> tuple[object, ...]:
+        spec = node.get("spec") or {}
+        status = node.get("status") or {}
+        metadata = node.get("metadata") or {}
+        conditions = sorted((c.get("type", ""), c.get("status", "")) for c in status.get("conditions") or [])
+        return (
+            bool(spec.get("unschedulable")),
+            spec.get("taints") or [],
+            status.get("allocatable") or {},
+            metadata.get("labels") or {},
+            metadata.get("annotations") or {},
+            conditions,
+        )
+
+    return view(old) != view(new)
+
+
+def truncate_message(message: str, limit: int = EVENT_MESSAGE_LIMIT) -> str:
+    """Event notes are capped at 1024 bytes; kube-scheduler cuts longer ones with " ..."."""
+    if len(message) <= limit:
+        return message
+    return message[: limit - 4] + " ..."
+
+
+def _now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _node_name(pod: Pod) -> str:
+    return (pod.get("spec") or {}).get("nodeName", "")
+
+
+def _terminal(pod: Pod) -> bool:
+    return (pod.get("status") or {}).get("phase") in _TERMINAL
+
+
+class Scheduler:
+    """One kube-scheduler instance (all profiles of one KubeSchedulerConfiguration).
+
+    Args:
+        kube: the API client.
+        config: the KubeSchedulerConfiguration (object, decoded dict, YAML text or file); ``None`` is
+            the default profile without extenders.
+        clock: monotonic seconds, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        config: SchedulerConfig | Mapping[str, Any] | str | Path | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = load_scheduler_config(config)
+        self._kube = kube
+        self._clock = clock
+        self._extenders = [HttpExtender(extender) for extender in self.config.extenders]
+        self._ignored = self.config.ignored_resources
+        self._cond = threading.Condition()
+        self._queue = SchedulingQueue()
+        self._assumed: dict[str, tuple[str, Pod]] = {}
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        name = "/".join(self.config.scheduler_names)
+        self._pods: Informer[Pod] = Informer(
+            f"{name}-pods",
+            lambda: listed(kube.list_pods()),
+            lambda version: kube.watch_pods(resource_version=version),
+            self._on_pod,
+        )
+        self._nodes: Informer[Node] = Informer(
+            f"{name}-nodes",
+            lambda: listed(kube.list_nodes()),
+            lambda version: kube.watch_nodes(resource_version=version),
+            self._on_node,
+        )
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, *, sync_timeout: float = 10.0) -> None:
+        """Start the informers, wait for their first lists, then start scheduling.
+
+        Raises:
+            KubeError: the API server did not answer the first lists in time.
+        """
+        self._pods.start()
+        self._nodes.start()
+        if not (self._pods.wait_synced(sync_timeout) and self._nodes.wait_synced(sync_timeout)):
+            self.stop()
+            raise KubeError(
+                f"scheduler {self.config.scheduler_names}: informers did not sync in {sync_timeout}s"
+            )
+        self._thread = threading.Thread(target=self._run, name="scheduler-loop", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop scheduling and the informers; returns when every thread has ended."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._pods.stop()
+        self._nodes.stop()
+
+    def wake(self) -> None:
+        """Re-read the clock now (after a virtual clock moved) and schedule whatever became due."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def queue_state(self, namespace: str, name: str) -> str | None:
+        """Where a pending pod waits: "active", "backoff", "unschedulable", "in-flight" or ``None``."""
+        with self._cond:
+            return self._queue.state(f"{namespace}/{name}")
+
+    # ------------------------------------------------------------ informer handlers
+
+    def _responsible(self, pod: Pod) -> bool:
+        spec = pod.get("spec") or {}
+        return (
+            spec.get("schedulerName", "default-scheduler") in self.config.scheduler_names
+            and not spec.get("nodeName")
+            and "deletionTimestamp" not in (pod.get("metadata") or {})
+            and not _terminal(pod)
+        )
+
+    def _on_pod(self, event: InformerEvent, pod: Pod, old: Pod | None) -> None:
+        key = object_key(pod)
+        priority = int((pod.get("spec") or {}).get("priority") or 0)
+        with self._cond:
+            now = self._clock()
+            if event == "DELETED":
+                self._queue.delete(key)
+                self._assumed.pop(key, None)
+                if _node_name(pod) and not _terminal(pod):
+                    self._queue.move_all(now)
+            elif _node_name(pod):
+                self._queue.delete(key)
+                self._assumed.pop(key, None)
+                if _terminal(pod) and old is not None and not _terminal(old):
+                    self._queue.move_all(now)
+            elif not self._responsible(pod):
+                self._queue.delete(key)
+            elif old is None:
+                self._queue.add(key, priority=priority, now=now)
+            else:
+                self._queue.update(key, priority=priority, now=now, changed=pod_changed(old, pod))
+            self._cond.notify_all()
+
+    def _on_node(self, event: InformerEvent, node: Node, old: Node | None) -> None:
+        if event == "DELETED":
+            return
+        if event == "ADDED" or old is None or node_scheduling_changed(old, node):
+            with self._cond:
+                self._queue.move_all(self._clock())
+                self._cond.notify_all()
+
+    # ------------------------------------------------------------ scheduling loop
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return
+                now = self._clock()
+                key = self._queue.pop(now)
+                if key is None:
+                    due = self._queue.next_due(now)
+                    self._cond.wait(None if due is None else max(0.001, due - now))
+                    continue
+                pod = self._pods.get(key)
+                if pod is None or not self._responsible(pod):
+                    self._queue.delete(key)
+                    continue
+            try:
+                self._schedule_one(key, pod)
+            except Exception:
+                _log.exception("scheduling %s failed unexpectedly", key)
+                with self._cond:
+                    self._queue.failed(key, self._clock())
+
+    def _usage(self) -> dict[str, dict[str, Fraction]]:
+        by_node: dict[str, list[Pod]] = {}
+        seen = set()
+        for pod in self._pods.items():
+            node = _node_name(pod)
+            if node and not _terminal(pod):
+                by_node.setdefault(node, []).append(pod)
+                seen.add(object_key(pod))
+        with self._cond:
+            for key, (node, pod) in self._assumed.items():
+                if key not in seen:
+                    by_node.setdefault(node, []).append(pod)
+        return {node: resource_fit.requested_on_node(pods) for node, pods in by_node.items()}
+
+    def _schedule_one(self, key: str, pod: Pod) -> None:
+        nodes = self._nodes.items()
+        if not nodes:
+            self._fail(key, pod, NO_NODES_MESSAGE, unschedulable=False)
+            return
+        usage = self._usage()
+        reasons: dict[str, list[str]] = {}
+        feasible: list[Node] = []
+        for node in nodes:
+            name = node["metadata"]["name"]
+            failures = resource_fit.node_failures(pod, node, usage.get(name, {}), ignored=self._ignored)
+            if failures:
+                reasons[name] = failures
+            else:
+                feasible.append(node)
+        try:
+            feasible = self._filter_by_extenders(pod, feasible, reasons)
+        except ExtenderError as err:
+            self._fail(key, pod, str(err), unschedulable=False)
+            return
+        if not feasible:
+            self._fail(key, pod, resource_fit.fit_error_message(len(nodes), reasons), unschedulable=True)
+            return
+        host = self._select_host(pod, feasible, usage)
+        with self._cond:
+            self._assumed[key] = (host, pod)
+        try:
+            self._bind(pod, host)
+        except (ExtenderError, KubeError) as err:
+            with self._cond:
+                self._assumed.pop(key, None)
+            self._fail(key, pod, str(err), unschedulable=False)
+            return
+        with self._cond:
+            self._queue.done(key)
+        metadata = pod.get("metadata") or {}
+        self._record(
+            pod,
+            "Normal",
+            "Scheduled",
+            f"Successfully assigned {metadata.get('namespace')}/{metadata.get('name')} to {host}",
+        )
+
+    def _filter_by_extenders(
+        self, pod: Pod, feasible: list[Node], reasons: dict[str, list[str]]
+    ) -> list[Node]:
+        for extender in self._extenders:
+            if not feasible:
+                break
+            if not extender.is_interested(pod):
+                continue
+            try:
+                outcome = extender.filter(pod, feasible)
+            except ExtenderError as err:
+                if extender.config.ignorable:
+                    _log.info("skipping ignorable extender %s: %s", extender.url, err)
+                    continue
+                raise
+            extender_client.merge_failures(reasons, outcome)
+            kept = set(outcome.node_names)
+            feasible = [node for node in feasible if node["metadata"]["name"] in kept]
+        return feasible
+
+    def _select_host(
+        self, pod: Pod, feasible: list[Node], usage: Mapping[str, Mapping[str, Fraction]]
+    ) -> str:
+        names = [node["metadata"]["name"] for node in feasible]
+        if len(feasible) == 1:
+            # kube-scheduler skips scoring, extenders included, when one node is left.
+            return names[0]
+        totals = {
+            node["metadata"]["name"]: resource_fit.least_allocated_score(
+                pod, node, usage.get(node["metadata"]["name"], {})
+            )
+            for node in feasible
+        }
+        combined: dict[str, int] = {}
+        for extender in self._extenders:
+            if not extender.config.prioritize_verb or not extender.is_interested(pod):
+                continue
+            try:
+                scores = extender.prioritize(pod, feasible)
+            except ExtenderError as err:
+                # A prioritize failure is ignored, as in kube-scheduler.
+                _log.info("extender %s prioritize failed: %s", extender.url, err)
+                continue
+            for host, score in scores.items():
+                combined[host] = combined.get(host, 0) + score
+        scale = extender_client.MAX_NODE_SCORE // extender_client.MAX_EXTENDER_PRIORITY
+        for host, score in combined.items():
+            if host in totals:
+                totals[host] += score * scale
+        # max() keeps the first of equal scores: ties go to the first node by name.
+        return max(names, key=lambda name: totals[name])
+
+    def _bind(self, pod: Pod, host: str) -> None:
+        for extender in self._extenders:
+            if extender.config.bind_verb and extender.is_interested(pod):
+                extender.bind(pod, host)
+                return
+        metadata = pod.get("metadata") or {}
+        self._kube.bind_pod(metadata["namespace"], metadata["name"], host, uid=metadata.get("uid", ""))
+
+    # ------------------------------------------------------------ failure reporting
+
+    def _fail(self, key: str, pod: Pod, message: str, *, unschedulable: bool) -> None:
+        with self._cond:
+            if unschedulable:
+                self._queue.unschedulable(key, self._clock())
+            else:
+                self._queue.failed(key, self._clock())
+            self._cond.notify_all()
+        self._record(pod, "Warning", "FailedScheduling", message)
+        self._set_condition(key, pod, "Unschedulable" if unschedulable else "SchedulerError", message)
+
+    def _set_condition(self, key: str, pod: Pod, reason: str, message: str) -> None:
+        current = self._pods.get(key) or pod
+        conditions = [
+            c
+            for c in (current.get("status") or {}).get("conditions") or []
+            if c.get("type") != "PodScheduled"
+        ]
+        condition: PodCondition = {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": reason,
+            "message": message,
+            "lastProbeTime": None,
+            "lastTransitionTime": _now_rfc3339(),
+        }
+        metadata = pod.get("metadata") or {}
+        try:
+            self._kube.patch_pod_status(
+                metadata["namespace"], metadata["name"], {"status": {"conditions": [*conditions, condition]}}
+            )
+        except KubeError as err:
+            _log.info("cannot set PodScheduled=False on %s: %s", key, err)
+
+    def _record(self, pod: Pod, event_type: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        metadata = pod.get("metadata") or {}
+        component = (pod.get("spec") or {}).get("schedulerName", "default-scheduler")
+        now = _now_rfc3339()
+        event: Event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{metadata.get('name')}.{time.time_ns():x}",
+                "namespace": metadata.get("namespace", ""),
+            },
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "namespace": metadata.get("namespace", ""),
+                "name": metadata.get("name", ""),
+                "uid": metadata.get("uid", ""),
+                "resourceVersion": metadata.get("resourceVersion", ""),
+            },
+            "reason": reason,
+            "message": truncate_message(message),
+            "type": event_type,
+            "source": {"component": component},
+            "count": 1,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "reportingComponent": component,
+        }
+        try:
+            self._kube.create_event(metadata.get("namespace", "default"), event)
+        except KubeError as err:
+            _log.info("cannot record event %s on %s: %s", reason, metadata.get("name"), err)

@@ -1,0 +1,100 @@
+"""The list-then-watch loop: synthesised events, relist after 410 Gone, prompt stop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from hami_core.kube import objects
+from hami_core.kube.client import WatchExpiredError
+from hami_core.kube.client import WatchStream
+from hami_core.localcluster.informer import Informer
+from hami_core.localcluster.informer import listed
+from hami_core.localcluster.informer import object_key
+from hami_core.testing.builders import make_node
+from hami_core.testing.builders import make_pod
+from hami_core.testing.fake_kube import FakeKube
+from tests.localcluster.polling import eventually
+
+
+@pytest.fixture
+def kube() -> FakeKube:
+    return FakeKube()
+
+
+@pytest.fixture
+def seen(kube: FakeKube) -> Iterator[list[tuple[str, str]]]:
+    events: list[tuple[str, str]] = []
+    informer: Informer[objects.Node] = Informer(
+        "nodes",
+        lambda: listed(kube.list_nodes()),
+        lambda version: kube.watch_nodes(resource_version=version),
+        lambda event, node, old: events.append((event, node["metadata"]["name"])),
+    )
+    kube.create_node(make_node("before"))
+    informer.start()
+    assert informer.wait_synced(5)
+    yield events
+    informer.stop()
+
+
+def test_the_first_list_arrives_as_added_then_changes_follow(
+    kube: FakeKube, seen: list[tuple[str, str]]
+) -> None:
+    kube.create_node(make_node("after"))
+    kube.patch_node("after", {"metadata": {"labels": {"a": "b"}}})
+    kube.delete_node("before")
+    eventually(lambda: len(seen) == 4)
+    assert seen == [("ADDED", "before"), ("ADDED", "after"), ("MODIFIED", "after"), ("DELETED", "before")]
+
+
+def test_a_relist_after_410_reports_what_changed_meanwhile() -> None:
+    kube = FakeKube()
+    kube.create_node(make_node("stays"))
+    kube.create_node(make_node("goes"))
+    events: list[tuple[str, str]] = []
+    watches = iter(["expire"])
+
+    def watcher(version: str) -> WatchStream[objects.Node]:
+        if next(watches, None) == "expire":
+            # Things change while the watch is down, then the server says 410.
+            kube.delete_node("goes")
+            kube.create_node(make_node("new"))
+            raise WatchExpiredError("too old resource version", status=410)
+        return kube.watch_nodes(resource_version=version)
+
+    informer: Informer[objects.Node] = Informer(
+        "nodes",
+        lambda: listed(kube.list_nodes()),
+        watcher,
+        lambda event, node, old: events.append((event, node["metadata"]["name"])),
+    )
+    informer.start()
+    try:
+        eventually(lambda: len(events) == 4)
+    finally:
+        informer.stop()
+    assert events == [("ADDED", "goes"), ("ADDED", "stays"), ("DELETED", "goes"), ("ADDED", "new")]
+    assert [object_key(n) for n in informer.items()] == ["new", "stays"]
+
+
+def test_a_failing_handler_does_not_stop_the_informer(kube: FakeKube) -> None:
+    names: list[str] = []
+
+    def handler(event: str, pod: objects.Pod, old: objects.Pod | None) -> None:
+        if pod["metadata"]["name"] == "bad":
+            raise RuntimeError("boom")
+        names.append(pod["metadata"]["name"])
+
+    informer: Informer[objects.Pod] = Informer(
+        "pods", lambda: listed(kube.list_pods()), lambda v: kube.watch_pods(resource_version=v), handler
+    )
+    informer.start()
+    try:
+        kube.create_pod("default", make_pod("bad"))
+        kube.create_pod("default", make_pod("good"))
+        eventually(lambda: names == ["good"])
+    finally:
+        informer.stop()
+    assert object_key(informer.get("default/good") or {}) == "default/good"
