@@ -11,6 +11,8 @@ everywhere.
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from collections.abc import Callable
 from collections.abc import Sequence
 from pathlib import Path
@@ -129,6 +131,269 @@ def _table(installed: Sequence[plugins.InstalledBackend], enabled: set[str]) -> 
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         lines.append("  ".join([*cells, row[-1]]))
     return "\n".join(lines)
+
+
+@hami.command(name="certs")
+@click.option(
+    "--namespace",
+    default="kube-system",
+    show_default=True,
+    help="Namespace of the webhook Service and Secret.",
+)
+@click.option(
+    "--service",
+    default="hami-scheduler",
+    show_default=True,
+    help="Service kube-apiserver calls the webhook through.",
+)
+@click.option(
+    "--secret",
+    "secret_name",
+    default="hami-scheduler-tls",
+    show_default=True,
+    help="Secret holding the CA and serving pair.",
+)
+@click.option(
+    "--webhook-config",
+    default="hami-webhook",
+    show_default=True,
+    help="MutatingWebhookConfiguration whose caBundle to keep; an empty value skips it.",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="kubeconfig file; by default in-cluster credentials, $KUBECONFIG or ~/.kube/config.",
+)
+@click.option(
+    "--dns-name",
+    "dns_names",
+    multiple=True,
+    metavar="NAME",
+    help="Extra DNS name for the certificate (repeatable).",
+)
+@click.option(
+    "--ip", "ip_addresses", multiple=True, metavar="IP", help="IP address for the certificate (repeatable)."
+)
+@click.option(
+    "--renew-before",
+    default="30d",
+    show_default=True,
+    help="Renew once less validity is left (30d, 720h, 1h30m).",
+)
+@click.option(
+    "--cert-validity", default="365d", show_default=True, help="Lifetime of a new serving certificate."
+)
+@click.option("--ca-validity", default="3650d", show_default=True, help="Lifetime of a new CA.")
+@click.option(
+    "--cert-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write tls.crt, tls.key and ca.crt here, for the webhook server.",
+)
+@click.option("--watch", is_flag=True, help="Keep running and renew before expiry (until SIGTERM or Ctrl-C).")
+@click.option("--interval", default="1h", show_default=True, help="With --watch: how often to check.")
+def certs_command(
+    namespace: str,
+    service: str,
+    secret_name: str,
+    webhook_config: str,
+    kubeconfig: Path | None,
+    dns_names: tuple[str, ...],
+    ip_addresses: tuple[str, ...],
+    renew_before: str,
+    cert_validity: str,
+    ca_validity: str,
+    cert_dir: Path | None,
+    watch: bool,
+    interval: str,
+) -> None:
+    """Create, store and renew the webhook's TLS certificates.
+
+    Makes a CA and a serving certificate for the Service's DNS names, stores them in the Secret,
+    sets the MutatingWebhookConfiguration's caBundle, and (with --cert-dir) writes the files the
+    server reads and reloads. Rerunning changes nothing while the certificates are healthy; with
+    --watch it keeps checking and renews before expiry.
+    """
+    # Imported here: the Kubernetes client takes a while to import and only this command needs it.
+    import signal
+    import threading
+
+    from hami_core.kube.client import RealKubeClient
+    from hami_core.webhook.certs import RenewalPolicy
+    from hami_core.webhook.certs import ServingIdentity
+    from hami_core.webhook.certs_sync import CertificateSync
+    from hami_core.webhook.certs_sync import CertTarget
+    from hami_core.webhook.certs_sync import SyncResult
+    from hami_core.webhook.certs_sync import parse_duration
+
+    policy = RenewalPolicy(
+        renew_before=parse_duration(renew_before),
+        ca_validity=parse_duration(ca_validity),
+        cert_validity=parse_duration(cert_validity),
+    )
+    every = parse_duration(interval).total_seconds()
+    if every <= 0:
+        raise click.BadParameter("must be longer than 0s", param_hint="--interval")
+    identity = ServingIdentity.for_service(
+        service, namespace, extra_dns_names=dns_names, ip_addresses=ip_addresses
+    )
+    target = CertTarget(namespace, secret_name, webhook_config, identity, policy, cert_dir)
+    with RealKubeClient(kubeconfig=kubeconfig) as kube:
+        syncer = CertificateSync(kube, target)
+        if not watch:
+            click.echo(syncer.sync().describe())
+            return
+        stop = threading.Event()
+
+        def report(result: SyncResult) -> None:
+            click.echo(result.describe())
+
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            syncer.run_forever(every, stop, on_result=report)
+        except KeyboardInterrupt:
+            stop.set()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+@hami.command(name="device-plugin")
+@click.option(
+    "--backend",
+    "backend_name",
+    required=True,
+    metavar="NAME",
+    help="The backend whose devices to serve (loaded even if the config does not enable it).",
+)
+@click.option(
+    "--node-name", envvar="NODE_NAME", required=True, help="The node this plugin runs on [env NODE_NAME]."
+)
+@click.option(
+    "--plugin-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The kubelet's device-plugin directory, holding kubelet.sock [default: /var/lib/kubelet/device-plugins/].",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Kubeconfig file; without it, in-cluster credentials, else $KUBECONFIG or ~/.kube/config.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The hami config file (YAML, version: v1): the backend's section and the node lock timeout.",
+)
+@click.option(
+    "--api-timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds allowed for each API server request (the kubelet sets no deadline on Allocate).",
+)
+def device_plugin(
+    backend_name: str,
+    node_name: str,
+    plugin_dir: Path | None,
+    kubeconfig: Path | None,
+    config_path: Path | None,
+    api_timeout: float,
+) -> None:
+    """Serve a backend's devices to the kubelet and register them on the node, until SIGTERM."""
+    # Imported here: grpc and the Kubernetes client are heavy, and only this command needs them.
+    import logging
+    import signal
+    import threading
+
+    from hami_core.deviceplugin import app
+    from hami_core.deviceplugin import constants
+    from hami_core.kube.client import RealKubeClient
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(config_path)
+    stop = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        with RealKubeClient(kubeconfig=kubeconfig, timeout=api_timeout) as kube:
+            app.run(
+                config,
+                backend_name,
+                node_name,
+                plugin_dir if plugin_dir is not None else Path(constants.DEVICE_PLUGIN_PATH),
+                kube,
+                stop=stop,
+            )
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@hami.group(name="local-cluster")
+def local_cluster() -> None:
+    """The embedded local cluster: API server emulator, kube-scheduler stand-in, simulated kubelets."""
+
+
+@local_cluster.command(name="up")
+@click.option("--nodes", type=click.IntRange(min=0), default=2, show_default=True, help="Nodes node-0 ...")
+@click.option(
+    "--fleet",
+    "fleet_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A fleet file describing the nodes (overrides --nodes).",
+)
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=0, help="API server port (0: any free port).")
+@click.option(
+    "--state",
+    "state_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON snapshot of the cluster's objects, loaded on start and kept current.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the kubeconfig and the device-plugin sockets go (default: a new temporary directory).",
+)
+@click.option(
+    "--scheduler-config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A KubeSchedulerConfiguration whose profiles and extenders a second scheduler serves.",
+)
+def local_cluster_up(
+    nodes: int,
+    fleet_file: Path | None,
+    port: int,
+    state_file: Path | None,
+    workdir: Path | None,
+    scheduler_config: Path | None,
+) -> None:
+    """Start the local cluster, print the kubectl line to use, and run until SIGTERM or Ctrl-C."""
+    import tempfile
+
+    from hami_core.localcluster.cluster import LocalCluster
+
+    stop = _stop_event()
+    # Unix socket paths must stay under 108 bytes, so the default directory is short.
+    where = workdir if workdir is not None else Path(tempfile.mkdtemp(prefix="hami-lc-"))
+    cluster = LocalCluster(
+        fleet_file if fleet_file is not None else nodes,
+        where,
+        port=port,
+        state_file=state_file,
+        scheduler_config=scheduler_config,
+    )
+    with cluster:
+        click.echo(f"API server {cluster.url}, nodes: {', '.join(cluster.node_names) or 'none'}")
+        click.echo(f"kubectl --kubeconfig {cluster.kubeconfig} get nodes")
+        stop.wait()
+
+
+def _stop_event() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, for long-running commands to return cleanly."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
 
 
 def main() -> None:

@@ -1,0 +1,50 @@
+"""``hami local-cluster up``: the embedded cluster as a process that kubectl can talk to."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+KUBECTL = Path(__file__).resolve().parents[1] / ".cache" / "bin" / "kubectl"
+
+
+@pytest.mark.skipif(not KUBECTL.exists(), reason=f"kubectl not found at {KUBECTL}: run `make tools`")
+def test_local_cluster_up_serves_kubectl_and_stops_on_sigterm(tmp_path: Path) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="hlc"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hami_core", "local-cluster", "up", "--nodes", "2", "--workdir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()
+        kubectl_line = proc.stdout.readline().split()
+        assert banner.startswith("API server http://127.0.0.1:"), banner
+        assert kubectl_line[:2] == ["kubectl", "--kubeconfig"]
+        kubeconfig = kubectl_line[2]
+        env = {**os.environ, "HOME": str(tmp_path)}
+        nodes = subprocess.run(
+            [str(KUBECTL), "--kubeconfig", kubeconfig, "get", "nodes", "-o", "name"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+            check=True,
+        ).stdout.split()
+        assert nodes == ["node/node-0", "node/node-1"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    sockets = list(workdir.glob("*/kubelet.sock"))
+    shutil.rmtree(workdir)
+    assert proc.returncode == 0, err
+    assert not sockets, "kubelet sockets are removed on stop"
