@@ -210,7 +210,7 @@ class Kubelet:
             max_workers=4, thread_name_prefix=f"kubelet-{self.node.name}"
         )
         server = grpc.server(self._executor)
-        deviceplugin_pb2_grpc.add_RegistrationServicer_to_server(_RegistrationServicer(self), server)  # type: ignore[no-untyped-call]
+        deviceplugin_pb2_grpc.add_RegistrationServicer_to_server(_RegistrationServicer(self), server)  # type: ignore[no-untyped-call,unused-ignore]
         server.add_insecure_port(f"unix://{self.socket_path}")
         server.start()
         self._server = server
@@ -309,7 +309,7 @@ class Kubelet:
         if os.path.basename(endpoint) != endpoint or not endpoint:
             raise KubeletError(f"endpoint {endpoint!r} must be a file name in {self.plugin_dir}")
         channel = grpc.insecure_channel(f"unix://{path}")
-        stub = deviceplugin_pb2_grpc.DevicePluginStub(channel)  # type: ignore[no-untyped-call]
+        stub = deviceplugin_pb2_grpc.DevicePluginStub(channel)  # type: ignore[no-untyped-call,unused-ignore]
         try:
             grpc.channel_ready_future(channel).result(timeout=self._dial_timeout)
             plugin_options = stub.GetDevicePluginOptions(deviceplugin_pb2.Empty(), timeout=self._dial_timeout)

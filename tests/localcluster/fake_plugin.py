@@ -52,13 +52,13 @@ class FakePlugin(deviceplugin_pb2_grpc.DevicePluginServicer):
     def serve(self) -> None:
         self._executor = futures.ThreadPoolExecutor(max_workers=4)
         self._server = grpc.server(self._executor)
-        deviceplugin_pb2_grpc.add_DevicePluginServicer_to_server(self, self._server)  # type: ignore[no-untyped-call]
+        deviceplugin_pb2_grpc.add_DevicePluginServicer_to_server(self, self._server)  # type: ignore[no-untyped-call,unused-ignore]
         self._server.add_insecure_port(f"unix://{self.plugin_dir / self.endpoint}")
         self._server.start()
 
     def register(self, version: str = constants.VERSION) -> None:
         with grpc.insecure_channel(f"unix://{self.plugin_dir / constants.KUBELET_SOCKET_NAME}") as channel:
-            stub = deviceplugin_pb2_grpc.RegistrationStub(channel)  # type: ignore[no-untyped-call]
+            stub = deviceplugin_pb2_grpc.RegistrationStub(channel)  # type: ignore[no-untyped-call,unused-ignore]
             stub.Register(
                 deviceplugin_pb2.RegisterRequest(
                     version=version,

@@ -8,7 +8,10 @@ a backend. Nothing here touches hardware: devices come from :mod:`hami_backend_m
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import ClassVar
 
 from hami_backend_mock import discovery
@@ -46,6 +49,8 @@ class MockBackend(DeviceBackend):
 
     def __init__(self, settings: MockSettings | None = None) -> None:
         self.settings = settings if settings is not None else MockSettings()
+        self._health_lock = threading.Lock()
+        self._injected_health: dict[str, bool] = {}
 
     @classmethod
     def from_config(cls, config: HamiConfig) -> MockBackend:
@@ -129,13 +134,30 @@ class MockBackend(DeviceBackend):
         """The simulated devices of ``node_name`` (stable ids derived from the node name)."""
         return discovery.simulate(self.settings.groups_for(node_name), node_name)
 
+    def set_health(self, device_id: str, healthy: bool) -> None:
+        """Inject a health change, as an XID error or its repair would on a real device.
+
+        The device plugin picks it up on its next health poll; it overrides the configured health
+        until set again.
+        """
+        with self._health_lock:
+            self._injected_health[device_id] = healthy
+
+    def health(self, devices: Sequence[DeviceInfo]) -> Mapping[str, bool]:
+        """The configured health of each device, overridden by :meth:`set_health`."""
+        with self._health_lock:
+            return {device.id: self._injected_health.get(device.id, device.health) for device in devices}
+
     def allocate(
         self, devices: ContainerDevices, container: Mapping[str, object], pod: Mapping[str, object]
     ) -> ContainerAllocation:
-        """The visible-devices variable plus the shim's limits; no mounts or device nodes.
+        """The visible-devices variable plus the shim's environment; no mounts or device nodes.
+
+        Takes ``allocate_delay`` seconds when the settings ask for a slow driver.
 
         Raises:
-            BackendError: ``devices`` is empty or holds devices of another backend.
+            BackendError: ``devices`` is empty or holds devices of another backend, or the
+                container's priority is malformed.
         """
         if not devices:
             raise BackendError(f"container {container_name(container)}: no mock device to allocate")
@@ -144,6 +166,8 @@ class MockBackend(DeviceBackend):
             raise BackendError(
                 f"container {container_name(container)}: devices {', '.join(foreign)} are not {self.device_type} devices"
             )
+        if self.settings.allocate_delay:
+            time.sleep(self.settings.allocate_delay)
         return ContainerAllocation(
             envs={**isolation.visible_devices_env(devices), **self.isolation_env(devices, container)}
         )
@@ -151,8 +175,17 @@ class MockBackend(DeviceBackend):
     # --- isolation --------------------------------------------------------------------------
 
     def isolation_env(self, devices: ContainerDevices, container: Mapping[str, object]) -> Mapping[str, str]:
-        """HAMi-core's ``CUDA_DEVICE_MEMORY_LIMIT_<i>`` and ``CUDA_DEVICE_SM_LIMIT``."""
-        return isolation.limits_env(devices)
+        """HAMi-core's ``CUDA_DEVICE_MEMORY_LIMIT_<i>``, ``CUDA_DEVICE_SM_LIMIT`` and, when the
+        container has a priority limit, ``CUDA_TASK_PRIORITY`` (the same value admission wrote).
+
+        Raises:
+            BackendError: the priority limit is not a whole number.
+        """
+        priority = resource_limit(container, self.resource_names.priority)
+        level = (
+            None if priority is None else whole_quantity(container, self.resource_names.priority, priority)
+        )
+        return isolation.limits_env(devices, task_priority=level)
 
 
 def _with_limit(container: Mapping[str, object], name: str, value: str) -> dict[str, object]:

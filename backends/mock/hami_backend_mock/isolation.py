@@ -1,24 +1,27 @@
-"""The container environment of the mock: the same contract the NVIDIA shim reads.
+"""The container environment of the mock: the HAMi-core shim's contract, plus the mock's device list.
 
-A container given mock devices gets the variables HAMi-core reads (``specs/shim.md`` section 2),
-with HAMi's units: ``CUDA_DEVICE_MEMORY_LIMIT_<i>=<MiB>m`` per device in the order the scheduler
-gave them, ``CUDA_DEVICE_SM_LIMIT`` from the first device's cores (HAMi sets one value for all),
-and ``CUDA_TASK_PRIORITY`` from the priority resource. ``MOCK_VISIBLE_DEVICES`` lists the device
-ids the way ``NVIDIA_VISIBLE_DEVICES`` does, so demos and tests can check what a container saw.
+A container given mock devices gets what HAMi's NVIDIA ``Allocate`` gives a container on HAMi-core
+(names and units from :mod:`hami_core.isolation.shim`, ``specs/shim.md`` section 2):
+``CUDA_DEVICE_MEMORY_LIMIT_<i>=<MiB>m`` per device in the order the scheduler gave them,
+``CUDA_DEVICE_SM_LIMIT`` from the first device's cores (HAMi sets one value for all), and
+``CUDA_TASK_PRIORITY`` when the container asks a priority. ``MOCK_VISIBLE_DEVICES`` lists the
+device ids the way ``NVIDIA_VISIBLE_DEVICES`` does, so demos and tests can check what a container
+saw. The mock mounts nothing, so it sets no shared-region path: the shim uses its default.
 """
 
 from __future__ import annotations
 
 from hami_core import ContainerDevices
+from hami_core.isolation import shim
 
 #: Comma-separated device ids given to the container (the mock's ``NVIDIA_VISIBLE_DEVICES``).
 VISIBLE_DEVICES = "MOCK_VISIBLE_DEVICES"
 #: Per-device memory limit; ``<i>`` is the device's position in the container's list.
-MEMORY_LIMIT_PREFIX = "CUDA_DEVICE_MEMORY_LIMIT_"
+MEMORY_LIMIT_PREFIX = shim.CUDA_DEVICE_MEMORY_LIMIT_PREFIX
 #: Compute limit in percent for all devices; 0 means no limit.
-SM_LIMIT = "CUDA_DEVICE_SM_LIMIT"
+SM_LIMIT = shim.CUDA_DEVICE_SM_LIMIT
 #: Task priority; lower is more important.
-TASK_PRIORITY = "CUDA_TASK_PRIORITY"
+TASK_PRIORITY = shim.CUDA_TASK_PRIORITY
 
 
 def visible_devices_env(devices: ContainerDevices) -> dict[str, str]:
@@ -26,11 +29,6 @@ def visible_devices_env(devices: ContainerDevices) -> dict[str, str]:
     return {VISIBLE_DEVICES: ",".join(dict.fromkeys(device.uuid for device in devices))}
 
 
-def limits_env(devices: ContainerDevices) -> dict[str, str]:
-    """The shim's memory and compute limits for ``devices`` (empty for no devices)."""
-    env = {
-        f"{MEMORY_LIMIT_PREFIX}{position}": f"{device.usedmem}m" for position, device in enumerate(devices)
-    }
-    if devices:
-        env[SM_LIMIT] = str(devices[0].usedcores)
-    return env
+def limits_env(devices: ContainerDevices, task_priority: int | None = None) -> dict[str, str]:
+    """The shim's memory and compute limits for ``devices`` (empty for no devices), and the priority."""
+    return shim.container_env(devices, task_priority=task_priority)

@@ -59,6 +59,8 @@ class MockSettings:
         memory_factor: MiB per unit of the memory resource (HAMi's ``memoryFactor``).
         default_memory: MiB given when a container asks neither memory nor a percentage.
         default_cores: cores given when a container does not ask for cores.
+        allocate_delay: seconds each allocation takes, to imitate a slow driver (demos and
+            fault-injection tests kill a plugin while it allocates).
     """
 
     devices: tuple[DeviceGroup, ...] = DEFAULT_DEVICES
@@ -66,6 +68,7 @@ class MockSettings:
     memory_factor: int = 1
     default_memory: int = 0
     default_cores: int = 0
+    allocate_delay: float = 0.0
 
     def groups_for(self, node_name: str) -> tuple[DeviceGroup, ...]:
         """The device groups of ``node_name``."""
@@ -73,7 +76,9 @@ class MockSettings:
 
 
 _GROUP_FIELDS = {field.name: field for field in attrs.fields(DeviceGroup)}
-_SETTINGS_KEYS = ("devices", "nodes", "memory_factor", "default_memory", "default_cores")
+_SETTINGS_KEYS = ("devices", "nodes", "memory_factor", "default_memory", "default_cores", "allocate_delay")
+#: The longest ``allocate_delay``: the kubelet's own Allocate deadline is far below it.
+_MAX_DELAY_SECONDS = 3600.0
 
 
 def _integer(config: HamiConfig, key: str, value: object, low: int, high: int = _INT32_MAX) -> int:
@@ -82,6 +87,14 @@ def _integer(config: HamiConfig, key: str, value: object, low: int, high: int = 
     if not low <= value <= high:
         raise config.error(key, f"must be between {low} and {high}, got {value}")
     return value
+
+
+def _seconds(config: HamiConfig, key: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise config.error(key, f"expected a number of seconds, got {value!r}")
+    if not 0 <= value <= _MAX_DELAY_SECONDS:
+        raise config.error(key, f"must be between 0 and {_MAX_DELAY_SECONDS:g}, got {value}")
+    return float(value)
 
 
 def _group(config: HamiConfig, key: str, raw: object) -> DeviceGroup:
@@ -158,4 +171,5 @@ def parse_settings(config: HamiConfig) -> MockSettings:
         memory_factor=_integer(config, f"{prefix}.memory_factor", section.get("memory_factor", 1), 1),
         default_memory=_integer(config, f"{prefix}.default_memory", section.get("default_memory", 0), 0),
         default_cores=_integer(config, f"{prefix}.default_cores", section.get("default_cores", 0), 0, 100),
+        allocate_delay=_seconds(config, f"{prefix}.allocate_delay", section.get("allocate_delay", 0)),
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import time
 
 import pytest
 from hami_backend_mock import isolation
 from hami_backend_mock import resources
 from hami_backend_mock.backend import MockBackend
+from hami_backend_mock.settings import DeviceGroup
 from hami_backend_mock.settings import MockSettings
 
 from hami_core import MEM_PERCENTAGE_UNSET
@@ -142,6 +144,32 @@ def test_allocate_hands_over_visible_devices_and_shim_limits() -> None:
     }
     assert allocation.mounts == ()
     assert allocation.devices == ()
+
+
+def test_allocate_passes_the_containers_priority_to_the_shim() -> None:
+    device = (ContainerDevice(uuid="MOCK-a", type="MOCK", usedmem=1, usedcores=0),)
+    allocation = MockBackend().allocate(device, make_container(limits={GPU: 1, PRIORITY: 1}), make_pod())
+    assert allocation.envs["CUDA_TASK_PRIORITY"] == "1"
+    with pytest.raises(BackendError, match=r"mock\.hami\.io/priority must be a whole number"):
+        MockBackend().allocate(device, make_container(limits={GPU: 1, PRIORITY: "0.5"}), make_pod())
+
+
+def test_allocate_takes_the_configured_delay() -> None:
+    backend = MockBackend(MockSettings(allocate_delay=0.05))
+    device = (ContainerDevice(uuid="MOCK-a", type="MOCK", usedmem=1, usedcores=0),)
+    started = time.monotonic()
+    backend.allocate(device, make_container(), make_pod())
+    assert time.monotonic() - started >= 0.05
+
+
+def test_injected_health_overrides_the_configured_health_until_set_again() -> None:
+    backend = MockBackend(MockSettings(devices=(DeviceGroup(count=2, memory_mib=1024, healthy=False),)))
+    devices = backend.discover("n1")
+    assert backend.health(devices) == {devices[0].id: False, devices[1].id: False}
+    backend.set_health(devices[1].id, True)
+    assert backend.health(devices) == {devices[0].id: False, devices[1].id: True}
+    backend.set_health(devices[1].id, False)
+    assert backend.health(devices) == {devices[0].id: False, devices[1].id: False}
 
 
 def test_allocate_refuses_no_devices_and_other_vendors_devices() -> None:

@@ -38,6 +38,7 @@ def test_device_groups_and_node_overrides_are_read() -> None:
                     },
                     "memory_factor": 256,
                     "default_cores": 100,
+                    "allocate_delay": 2,
                 }
             },
         }
@@ -48,7 +49,7 @@ def test_device_groups_and_node_overrides_are_read() -> None:
         DeviceGroup(count=8, memory_mib=81920, type="mock-h100", healthy=False),
     )
     assert settings.groups_for("other") == settings.devices
-    assert (settings.memory_factor, settings.default_cores) == (256, 100)
+    assert (settings.memory_factor, settings.default_cores, settings.allocate_delay) == (256, 100, 2.0)
 
 
 @pytest.mark.parametrize(
@@ -90,6 +91,8 @@ def test_device_groups_and_node_overrides_are_read() -> None:
         pytest.param({"nodes": []}, "backends.mock.nodes", id="nodes-not-a-mapping"),
         pytest.param({"default_cores": 101}, "backends.mock.default_cores", id="cores-above-100"),
         pytest.param({"memory_factor": 0}, "backends.mock.memory_factor", id="factor-zero"),
+        pytest.param({"allocate_delay": "1s"}, "backends.mock.allocate_delay", id="delay-not-a-number"),
+        pytest.param({"allocate_delay": -1}, "backends.mock.allocate_delay", id="delay-negative"),
     ],
 )
 def test_bad_settings_are_config_errors_naming_file_and_key(section: dict[str, object], key: str) -> None:

@@ -1,0 +1,89 @@
+"""The device plugin's view of the node lock ``hami.io/mutex.lock``: whose it is, and whether it is stale.
+
+The scheduler's ``/bind`` takes the lock and the device plugin gives it back when the pod's allocation
+ends (``specs/hami-wire.md`` 1.4.4, 3.8); taking and releasing (owner-checked, guarded by the node's
+resourceVersion) is :class:`hami_core.kube.nodelock.NodeLock`'s job. :func:`stale_lock_action` decides,
+without I/O, whether a lock left on this node by an allocation that can no longer finish (its pod
+gone, finished or failed, its phase settled, or the lock older than the expiry) should go; the
+registration loop applies it, so a plugin that was killed mid-allocation clears the lock when it
+comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Literal
+
+from hami_core import codec
+from hami_core.errors import CodecError
+from hami_core.kube.objects import Node
+from hami_core.kube.objects import Pod
+
+#: What to do with a lock: leave it, remove it, or mark its pod's allocation failed and remove it.
+LockAction = Literal["keep", "release", "fail"]
+
+
+def lock_value(node: Node) -> str | None:
+    """The node's lock annotation, ``None`` when it holds no lock."""
+    return ((node.get("metadata") or {}).get("annotations") or {}).get(codec.NODE_LOCK)
+
+
+def lock_owner(value: str) -> tuple[str, str] | None:
+    """The ``(namespace, name)`` a lock value names; ``None`` for a legacy or unreadable lock."""
+    try:
+        _, namespace, name = codec.parse_node_lock(value)
+    except CodecError:
+        return None
+    return (namespace, name) if name else None
+
+
+def _annotations(pod: Pod) -> Mapping[str, str]:
+    return (pod.get("metadata") or {}).get("annotations") or {}
+
+
+def stale_lock_action(value: str, pod: Pod | None, now: datetime, expiry_seconds: float) -> LockAction:
+    """Whether a lock on this node belongs to an allocation that can no longer finish.
+
+    Args:
+        value: the lock annotation.
+        pod: the pod the lock names, ``None`` when it no longer exists.
+        now: the current time.
+        expiry_seconds: the scheduler's node lock timeout.
+
+    Returns:
+        ``fail`` when the pod is finished, failed or being deleted while its bind-phase still says
+        ``allocating`` (a plugin died mid-allocation and the kubelet gave up); ``release`` when the
+        pod is gone, its bind-phase was settled after this lock was taken, or the lock expired;
+        ``keep`` otherwise, including for unreadable or legacy locks, which only the scheduler's
+        expiry clears.
+    """
+    if lock_owner(value) is None:
+        return "keep"
+    if pod is None:
+        return "release"
+    phase = _annotations(pod).get(codec.BIND_PHASE, "")
+    finished = (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded") or bool(
+        (pod.get("metadata") or {}).get("deletionTimestamp")
+    )
+    if finished:
+        return "fail" if phase == codec.BIND_PHASE_ALLOCATING else "release"
+    locked_at, _, _ = codec.parse_node_lock(value)
+    if phase in (codec.BIND_PHASE_SUCCESS, codec.BIND_PHASE_FAILED) and _bound_since(pod, locked_at):
+        return "release"
+    if (now - locked_at).total_seconds() > expiry_seconds:
+        return "release"
+    return "keep"
+
+
+def _bound_since(pod: Pod, locked_at: datetime) -> bool:
+    """Whether the pod's bind-time is from this lock's bind: ``/bind`` locks first, then writes it.
+
+    A settled phase with an older bind-time is a previous attempt's, and the scheduler may be
+    binding the pod again right now.
+    """
+    try:
+        bound = int(_annotations(pod).get(codec.BIND_TIME, ""))
+    except ValueError:
+        return False
+    return bound >= int(locked_at.timestamp())
