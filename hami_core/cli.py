@@ -11,7 +11,9 @@ everywhere.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import click
+import yaml
 
 from hami_core import plugins
 from hami_core.config import HamiConfig
@@ -342,7 +345,9 @@ def local_cluster() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A fleet file describing the nodes (overrides --nodes).",
 )
-@click.option("--port", type=click.IntRange(min=0, max=65535), default=0, help="API server port (0: any free port).")
+@click.option(
+    "--port", type=click.IntRange(min=0, max=65535), default=0, help="API server port (0: any free port)."
+)
 @click.option(
     "--state",
     "state_file",
@@ -359,6 +364,18 @@ def local_cluster() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A KubeSchedulerConfiguration whose profiles and extenders a second scheduler serves.",
 )
+@click.option(
+    "--hami",
+    "with_hami",
+    is_flag=True,
+    help="Also deploy hami: the scheduler (extender + webhook) and a device plugin per node, as processes.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With --hami: the hami config the processes run with (default: the mock backend).",
+)
 def local_cluster_up(
     nodes: int,
     fleet_file: Path | None,
@@ -366,26 +383,92 @@ def local_cluster_up(
     state_file: Path | None,
     workdir: Path | None,
     scheduler_config: Path | None,
+    with_hami: bool,
+    config_path: Path | None,
 ) -> None:
     """Start the local cluster, print the kubectl line to use, and run until SIGTERM or Ctrl-C."""
-    import tempfile
-
     from hami_core.localcluster.cluster import LocalCluster
+    from hami_core.localcluster.fleet import load_fleet
+    from hami_core.localcluster.stack import HamiStack
 
     stop = _stop_event()
-    # Unix socket paths must stay under 108 bytes, so the default directory is short.
-    where = workdir if workdir is not None else Path(tempfile.mkdtemp(prefix="hami-lc-"))
-    cluster = LocalCluster(
-        fleet_file if fleet_file is not None else nodes,
-        where,
-        port=port,
-        state_file=state_file,
-        scheduler_config=scheduler_config,
-    )
-    with cluster:
+    fleet = load_fleet(fleet_file if fleet_file is not None else nodes)
+    where = workdir if workdir is not None else _short_tempdir()
+    if with_hami:
+        if port or scheduler_config is not None:
+            raise click.UsageError("--hami chooses the scheduler configuration and port itself")
+        document, source = _config_document(config_path)
+        stack = HamiStack(document, fleet, where, source=source, state_file=state_file).start()
+        cluster = stack.cluster
+        click.echo(f"hami scheduler {stack.url} (extender + webhook), logs in {where / 'logs'}")
+    else:
+        cluster = LocalCluster(
+            fleet, where, port=port, state_file=state_file, scheduler_config=scheduler_config
+        )
+        cluster.start()
+    try:
         click.echo(f"API server {cluster.url}, nodes: {', '.join(cluster.node_names) or 'none'}")
         click.echo(f"kubectl --kubeconfig {cluster.kubeconfig} get nodes")
         stop.wait()
+    finally:
+        if with_hami:
+            stack.stop()
+        else:
+            cluster.stop()
+
+
+#: The demo's fleet, hami config and example pods, shipped in the repository's examples/.
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@hami.command(name="demo")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option(
+    "--examples",
+    "examples_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=EXAMPLES,
+    show_default=True,
+    help="A folder of Pod manifests (*.yaml) and demo/config.yaml + demo/fleet.yaml.",
+)
+@click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True)
+def demo(as_json: bool, examples_dir: Path, timeout: float) -> None:
+    """Deploy hami on the local cluster, submit the example pods and show where they landed."""
+    from hami_core.localcluster import demo as demo_run
+    from hami_core.localcluster.fleet import load_fleet
+    from hami_core.localcluster.stack import HamiStack
+
+    document, source = _config_document(examples_dir / "demo" / "config.yaml")
+    manifests = demo_run.load_manifests(sorted(examples_dir.glob("*.yaml")))
+    fleet = load_fleet(examples_dir / "demo" / "fleet.yaml")
+    where = _short_tempdir()
+    try:
+        with HamiStack(document, fleet, where, source=source) as stack:
+            result = demo_run.run_demo(stack, manifests, timeout=timeout)
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        click.echo(demo_run.render_text(result))
+
+
+def _short_tempdir() -> Path:
+    """A new temporary directory with a short path: unix socket paths must stay under 108 bytes."""
+    return Path(tempfile.mkdtemp(prefix="hami-"))
+
+
+def _config_document(path: Path | None) -> tuple[dict[str, object], str]:
+    """The raw hami config document at ``path`` (the mock backend enabled when ``None``)."""
+    if path is None:
+        return {"version": "v1", "backends": {"mock": {"enabled": True}}}, "<mock defaults>"
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise click.ClickException(f"cannot read config {path}: {err}") from err
+    if not isinstance(document, dict):
+        raise click.ClickException(f"config {path}: expected a mapping")
+    return document, str(path)
 
 
 def _stop_event() -> threading.Event:
@@ -394,6 +477,110 @@ def _stop_event() -> threading.Event:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     return stop
+
+
+@hami.command(name="scheduler")
+@config_options
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Kubeconfig file; without it, in-cluster credentials, else $KUBECONFIG or ~/.kube/config.",
+)
+@click.option(
+    "--bind",
+    "http_bind",
+    metavar="HOST:PORT",
+    help="Extender and webhook address [default: scheduler.http_bind].",
+)
+@click.option(
+    "--cert-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Serving certificate (HTTPS, reloaded when rotated) [default: scheduler.cert_file].",
+)
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Serving key [default: scheduler.key_file].",
+)
+@click.option(
+    "--metrics-bind",
+    metavar="HOST:PORT",
+    help="Metrics-only endpoint, empty for none [default: scheduler.metrics_bind].",
+)
+@click.option(
+    "--leader-elect/--no-leader-elect",
+    default=None,
+    help="Leader election on a Lease [default: scheduler.leader_elect].",
+)
+@click.option(
+    "--lock-expiry",
+    type=click.FloatRange(min=1),
+    help="Seconds after which a node lock is stale [default: scheduler.node_lock_timeout].",
+)
+@click.option(
+    "--lock-wait",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds a bind waits for another pod's node lock.",
+)
+@click.option(
+    "--api-timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds allowed for each API server request.",
+)
+def scheduler_command(
+    config_path: Path | None,
+    backend_names: tuple[str, ...],
+    kubeconfig: Path | None,
+    http_bind: str | None,
+    cert_file: Path | None,
+    key_file: Path | None,
+    metrics_bind: str | None,
+    leader_elect: bool | None,
+    lock_expiry: float | None,
+    lock_wait: float,
+    api_timeout: float,
+) -> None:
+    """Serve the scheduler extender (/filter, /prioritize, /bind), the admission webhook (/webhook),
+    /healthz, /readyz and /metrics, until SIGTERM or Ctrl-C."""
+    # Imported here: the Kubernetes client and the scheduler are heavy, and only this command needs them.
+    import logging
+
+    from hami_core.kube.client import RealKubeClient
+    from hami_core.scheduler import app
+    from hami_core.scheduler.cache import ClusterCache
+    from hami_core.webhook.mutating import WebhookSettings
+    from hami_core.webhook.server import AdmissionHandler
+    from hami_core.webhook.tls import ReloadingCertificate
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_cli_config(config_path, backend_names)
+    cert = str(cert_file) if cert_file is not None else config.scheduler.cert_file
+    key = str(key_file) if key_file is not None else config.scheduler.key_file
+    if bool(cert) != bool(key):
+        raise click.UsageError("HTTPS needs both a certificate and a key (--cert-file and --key-file)")
+    tls = ReloadingCertificate(cert, key) if cert else None
+
+    def admission(loaded: plugins.Backends, cache: ClusterCache) -> AdmissionHandler:
+        return AdmissionHandler(loaded, WebhookSettings.from_config(config.scheduler), cache, quota=cache)
+
+    stop = _stop_event()
+    with RealKubeClient(kubeconfig=kubeconfig, timeout=api_timeout) as kube:
+        scheduler = app.build_scheduler(
+            config,
+            kube,
+            bind=http_bind,
+            metrics_bind=metrics_bind,
+            leader_election=leader_elect,
+            lock_expiry=lock_expiry,
+            lock_wait=lock_wait,
+            admission=admission,
+            tls=tls,
+        )
+        app.run(scheduler, stop=stop)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ import os
 import socket
 import threading
 import urllib.parse
+from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from typing import Any
@@ -226,6 +227,15 @@ def binding_body(
     }
 
 
+def warning_text(header: str) -> str:
+    """The text of a ``Warning: 299 - "<text>"`` header (RFC 7234), or the header as given."""
+    code, _, rest = header.partition(" ")
+    agent, _, quoted = rest.partition(" ")
+    if code.isdigit() and agent and len(quoted) >= 2 and quoted[0] == quoted[-1] == '"':
+        return quoted[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return header
+
+
 def status_error(status: Mapping[str, Any], what: str) -> KubeError:
     """Turn a Kubernetes ``Status`` body into the matching hami exception.
 
@@ -338,6 +348,8 @@ class RealKubeClient:
         context: kubeconfig context; ``None`` uses the current one.
         host: API server URL for an unauthenticated plain connection (local cluster); overrides the rest.
         timeout: seconds allowed for each non-watch request.
+        warning_handler: called with the text of each ``Warning`` header the API server sends
+            (admission webhook warnings, deprecations), like client-go's ``WarningHandler``.
 
     Raises:
         ConfigError: the kubeconfig cannot be loaded.
@@ -350,6 +362,7 @@ class RealKubeClient:
         context: str | None = None,
         host: str | None = None,
         timeout: float = 30.0,
+        warning_handler: Callable[[str], None] | None = None,
     ) -> None:
         configuration = kubernetes.client.Configuration()
         try:
@@ -370,6 +383,7 @@ class RealKubeClient:
             ) from err
         self._api = kubernetes.client.ApiClient(configuration)
         self._timeout = timeout
+        self._warning_handler = warning_handler
 
     @property
     def host(self) -> str:
@@ -429,6 +443,9 @@ class RealKubeClient:
             method, path, query=query, body=body, content_type=content_type, timeout=self._timeout
         )
         data = response.read()
+        if self._warning_handler is not None:
+            for header in response.headers.getlist("Warning"):
+                self._warning_handler(warning_text(header))
         try:
             decoded = json.loads(data) if data else {}
         except ValueError:

@@ -22,6 +22,7 @@ from hami_core.kube.client import KubeClient
 from hami_core.kube.client import RealKubeClient
 from hami_core.kube.client import WatchExpiredError
 from hami_core.kube.client import WatchStream
+from hami_core.kube.client import warning_text
 from hami_core.localcluster.apiserver import ApiServer
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_node
@@ -307,3 +308,15 @@ class TestFakeKubeOnly:
         kube.create_pod("default", pod)
         kube.delete_pod("default", "p1")
         assert "deletionTimestamp" in kube.get_pod("default", "p1")["metadata"]
+
+
+@pytest.mark.parametrize(
+    ("header", "text"),
+    [
+        pytest.param('299 - "memory above every device"', "memory above every device", id="plain"),
+        pytest.param('299 - "say \\"hi\\""', 'say "hi"', id="escaped-quotes"),
+        pytest.param("not a warning header", "not a warning header", id="unparsable-kept"),
+    ],
+)
+def test_warning_header_text_is_unquoted(header: str, text: str) -> None:
+    assert warning_text(header) == text
