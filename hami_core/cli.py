@@ -11,6 +11,7 @@ everywhere.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import tempfile
@@ -434,6 +435,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 @click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True)
 def demo(as_json: bool, examples_dir: Path, timeout: float) -> None:
     """Deploy hami on the local cluster, submit the example pods and show where they landed."""
+    # gRPC's C core logs connection teardown at INFO when device plugins stop; the demo's
+    # output is the report. Set before grpc is imported.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     from hami_core.localcluster import demo as demo_run
     from hami_core.localcluster.fleet import load_fleet
     from hami_core.localcluster.stack import HamiStack

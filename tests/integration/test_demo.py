@@ -1,0 +1,105 @@
+"""``hami demo`` end to end: webhook over TLS, kube-scheduler stand-in, extender, kubelets, device plugins.
+
+The demo runs as a user runs it (``python -m hami_core demo --json``, which starts the scheduler and
+one device plugin per node as their own processes) and is checked on its structured output.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def result() -> dict[str, Any]:
+    run = subprocess.run(
+        [sys.executable, "-m", "hami_core", "demo", "--json", "--timeout", "120"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    return dict(json.loads(run.stdout))
+
+
+def _pod(result: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(pod for pod in result["pods"] if pod["name"] == name)
+
+
+def _shares(pod: dict[str, Any]) -> list[tuple[str, int, int]]:
+    return [(d["uuid"], d["memory_mib"], d["cores"]) for c in pod["containers"] for d in c["devices"]]
+
+
+def test_every_device_pod_that_fits_runs_with_its_allocation_finished(result: dict[str, Any]) -> None:
+    for name in (
+        "share-by-memory",
+        "share-by-percentage",
+        "two-devices",
+        "memory-only",
+        "init-and-sidecar",
+        "whole-device",
+    ):
+        pod = _pod(result, name)
+        assert pod["phase"] == "Running", pod
+        assert pod["scheduler"] == "hami-scheduler"
+        assert pod["bind_phase"] == "success"
+        assert pod["node"] in result["nodes"]
+
+
+def test_no_device_is_booked_beyond_its_memory_cores_or_slots(result: dict[str, Any]) -> None:
+    assert result["devices"], "the demo fleet registered devices"
+    assert not [d for d in result["devices"] if d["overcommitted"]]
+    assert not result["problems"]
+
+
+def test_shares_match_the_requests(result: dict[str, Any]) -> None:
+    (uuid, memory, cores) = _shares(_pod(result, "share-by-memory"))[0]
+    assert (memory, cores) == (4096, 30)
+    env = _pod(result, "share-by-memory")["containers"][0]["env"]
+    assert env["CUDA_DEVICE_MEMORY_LIMIT_0"] == "4096m"
+    assert env["CUDA_DEVICE_SM_LIMIT"] == "30"
+    assert uuid in env["MOCK_VISIBLE_DEVICES"]
+    two = _shares(_pod(result, "two-devices"))
+    assert len(two) == 2
+    assert len({uuid for uuid, _, _ in two}) == 2
+    assert all(memory == 8192 for _, memory, _ in two)
+    assert [memory for _, memory, _ in _shares(_pod(result, "memory-only"))] == [2048]
+
+
+def test_percentage_and_whole_device_requests_resolve_against_the_chosen_device(
+    result: dict[str, Any],
+) -> None:
+    sizes = {d["uuid"]: d["memory_mib"] for d in result["devices"]}
+    (uuid, memory, _) = _shares(_pod(result, "share-by-percentage"))[0]
+    assert memory == sizes[uuid] // 2
+    (uuid, memory, _) = _shares(_pod(result, "whole-device"))[0]
+    assert memory == sizes[uuid]
+
+
+def test_init_and_app_containers_get_their_own_entries(result: dict[str, Any]) -> None:
+    containers = {c["name"]: c for c in _pod(result, "init-and-sidecar")["containers"]}
+    assert [(d["memory_mib"], d["cores"]) for d in containers["warmup"]["devices"]] == [(1024, 0)]
+    assert [(d["memory_mib"], d["cores"]) for d in containers["trainer"]["devices"]] == [(6144, 50)]
+    assert containers["logger"]["devices"] == []
+
+
+def test_pod_without_devices_is_left_to_the_default_scheduler(result: dict[str, Any]) -> None:
+    pod = _pod(result, "cpu-only")
+    assert (pod["phase"], pod["scheduler"]) == ("Running", "default-scheduler")
+    assert _shares(pod) == []
+
+
+def test_impossible_request_is_admitted_with_a_warning_and_left_pending_with_the_reason(
+    result: dict[str, Any],
+) -> None:
+    assert _pod(result, "too-big")["phase"] == "Pending"
+    assert result["warnings"]["too-big"], "admission warned about the impossible request"
+    assert "CardInsufficientMemory" in result["unschedulable"]["too-big"]
+    assert set(result["unschedulable"]) == {"too-big"}
