@@ -42,15 +42,20 @@ test: venv tools
 	$(PY) -m pytest -q
 	$(VENV)/bin/lint-imports
 
+# The backend packages to type-check: every hami_backend_* under backends/ and plugins/.
+BACKEND_PACKAGES := $(wildcard backends/*/hami_backend_* plugins/*/hami_backend_*)
+
 lint: venv
-	$(VENV)/bin/ruff check hami_core backends plugins tests
-	$(VENV)/bin/mypy hami_core backends/mock/hami_backend_mock
+	$(VENV)/bin/ruff check hami_core $(wildcard backends plugins) tests bench tools
+	$(VENV)/bin/mypy hami_core $(BACKEND_PACKAGES)
+	$(VENV)/bin/lint-imports
 
 demo: venv
 	$(VENV)/bin/hami demo
 
 bench: venv
 	$(PY) bench/extender.py --nodes 1000 --devices-per-node 8 --pods 2000
+	$(PY) bench/extender.py --nodes 5000 --devices-per-node 8 --pods 2000
 
 clean:
 	rm -rf $(VENV) $(STAMPS) .cache
