@@ -1259,3 +1259,12 @@ def check_type(annotations: Mapping[str, str], device_type: str, use_key: str, n
 
     use, nouse = _constraint(annotations, use_key), _constraint(annotations, nouse_key)
     return (use is None or listed(use)) and (nouse is None or not listed(nouse))
+
+
+# --- scheduling retries (a hami extension, not in HAMi v2.10) ------------------------------------
+
+#: Pod annotation the scheduler sets on a pending pod it rejected for lack of device capacity once
+#: capacity is freed (a pod ended, a bind failed, a device turned healthy): the value is the Unix
+#: time of the request with milliseconds, so every touch is a change and kube-scheduler requeues the
+#: pod at once instead of after its 5-minute unschedulable flush.
+SCHEDULING_RETRY = "hami.io/scheduling-retry"

@@ -1,0 +1,284 @@
+"""The extender's bind: node lock, then ``pods/binding`` carrying ``bind-phase=allocating`` (``specs/hami-wire.md`` 3.8).
+
+The node lock is what the device plugin's ``Allocate`` uses to find the pod it serves, so it is taken
+only for pods that hold devices and only for their node; nothing else is serialised. Where HAMi fails
+a bind at once when another pod holds the lock (and kube-scheduler backs the pod off for seconds,
+issues #1130, #1655), this bind waits a bounded time for the holder to finish, woken by the node
+watch as soon as the lock changes, and takes over at once a lock whose holder is gone (deleted,
+finished, or done allocating), instead of waiting out the 5-minute expiry (HAMi PR #3047).
+
+On any failure the lock is released if this bind took it, the pod's reservation is dropped from the
+cache and its allocation annotations are removed (unless the pod did get bound), so the devices are
+free for other pods at once and a re-filter starts clean.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from datetime import UTC
+from datetime import datetime
+
+from hami_core import codec
+from hami_core.backend import DeviceBackend
+from hami_core.errors import CodecError
+from hami_core.errors import ConflictError
+from hami_core.errors import HamiError
+from hami_core.errors import KubeError
+from hami_core.errors import LockError
+from hami_core.errors import NotFoundError
+from hami_core.kube.client import KubeClient
+from hami_core.kube.nodelock import LockHeldError
+from hami_core.kube.nodelock import NodeLock
+from hami_core.kube.objects import Pod
+from hami_core.scheduler.cache import Changes
+from hami_core.scheduler.cache import ClusterCache
+from hami_core.scheduler.cache import PodAllocation
+from hami_core.scheduler.cache import decode_allocation
+from hami_core.scheduler.recording import EventRecorder
+from hami_core.scheduler.recording import ObjectRef
+
+_log = logging.getLogger(__name__)
+
+#: Default seconds a bind waits for another pod's node lock (kube-scheduler's HAMi timeout is 30 s).
+DEFAULT_LOCK_WAIT = 10.0
+#: A waiting bind re-checks the lock at least this often, in case a watch event was missed.
+_RECHECK = 0.5
+_DONE_PHASES = (codec.BIND_PHASE_SUCCESS, codec.BIND_PHASE_FAILED)
+
+
+class BindError(HamiError):
+    """The pod cannot be bound to the node it asked for (it was filtered for another one)."""
+
+
+def _finished(pod: Pod) -> bool:
+    """Whether a lock holder no longer needs the lock: ending, ended, or done allocating."""
+    metadata = pod.get("metadata") or {}
+    if "deletionTimestamp" in metadata:
+        return True
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return True
+    return (metadata.get("annotations") or {}).get(codec.BIND_PHASE) in _DONE_PHASES
+
+
+class Binding:
+    """Binds pods to the node their filter chose.
+
+    Args:
+        kube: the API client.
+        cache: the cluster cache (reservations, pod states, lock changes).
+        lock: the node lock.
+        backends: the loaded backends by name (their annotation keys).
+        clock: the current time (``hami.io/bind-time``).
+        monotonic: seconds of a monotonic clock, for the lock wait deadline.
+        lock_wait: seconds a bind waits for another pod's lock before failing.
+        recorder: where events go; ``None`` records none.
+        on_freed: told what a failed bind freed (prompt retries).
+        observe_lock_wait: told how long each bind waited for its lock.
+    """
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        cache: ClusterCache,
+        lock: NodeLock,
+        backends: Mapping[str, DeviceBackend],
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+        lock_wait: float = DEFAULT_LOCK_WAIT,
+        recorder: EventRecorder | None = None,
+        on_freed: Callable[[Changes], None] | None = None,
+        observe_lock_wait: Callable[[float], None] | None = None,
+    ) -> None:
+        self._kube = kube
+        self._cache = cache
+        self._lock = lock
+        self._backends = dict(backends)
+        self._clock = clock
+        self._monotonic = monotonic
+        self._lock_wait = lock_wait
+        self._recorder = recorder
+        self._on_freed = on_freed
+        self._observe_lock_wait = observe_lock_wait
+        self._changed = threading.Condition()
+        self._versions: dict[str, int] = {}
+
+    def lock_changed(self, nodes: Iterable[str]) -> None:
+        """The watch saw the lock of ``nodes`` change: wake the binds waiting for them."""
+        with self._changed:
+            for node in nodes:
+                self._versions[node] = self._versions.get(node, 0) + 1
+            self._changed.notify_all()
+
+    def bind(self, namespace: str, name: str, uid: str, node: str) -> None:
+        """Bind pod ``namespace/name`` (``uid``) to ``node``.
+
+        Raises:
+            BindError: the pod was filtered for another node.
+            LockError: the node stayed locked by another pod for the whole wait.
+            KubeError: the pod or node could not be read or written (``NotFoundError`` when gone).
+            CodecError: the pod's allocation annotation is malformed.
+        """
+        booked = self._allocation(namespace, name, uid)
+        if booked is not None and booked.node != node:
+            raise BindError(
+                f"pod {namespace}/{name} was filtered for node {booked.node}, not {node}; filter it again"
+            )
+        locked = False
+        try:
+            if booked is not None:
+                self._acquire(node, namespace, name)
+                locked = True
+            self._bind(namespace, name, uid, node, with_phase=booked is not None)
+        except HamiError as err:
+            self._fail(namespace, name, uid, node, booked, locked, err)
+            raise
+        self._event(
+            namespace,
+            name,
+            uid,
+            "Normal",
+            "BindingSucceed",
+            f"Successfully binding node [{node}] to {namespace}/{name}",
+        )
+
+    def _allocation(self, namespace: str, name: str, uid: str) -> PodAllocation | None:
+        booked = self._cache.allocation(uid) if uid else None
+        if booked is not None:
+            return booked
+        pod = self._kube.get_pod(namespace, name)
+        found = (pod.get("metadata") or {}).get("uid", "")
+        if uid and found != uid:
+            raise NotFoundError(
+                f"pod {namespace}/{name} with uid {uid} is gone (found uid {found})", status=404
+            )
+        try:
+            return decode_allocation(pod, list(self._backends.values()))
+        except CodecError as err:
+            raise CodecError(f"pod {namespace}/{name}: {err}") from err
+
+    def _bind(self, namespace: str, name: str, uid: str, node: str, *, with_phase: bool) -> None:
+        """Create the Binding; for a pod with devices it also sets ``bind-phase=allocating``.
+
+        The API server merges a Binding's annotations into the pod in the same write that sets
+        ``spec.nodeName``, so the pod is never bound without them (HAMi patches them first, one
+        request more per pod, for the same guarantee).
+        """
+        annotations = None
+        if with_phase:
+            stamp = str(int(self._clock().timestamp()))
+            annotations = {codec.BIND_PHASE: codec.BIND_PHASE_ALLOCATING, codec.BIND_TIME: stamp}
+        try:
+            self._kube.bind_pod(namespace, name, node, uid=uid, annotations=annotations)
+        except ConflictError:
+            # A retried bind whose first attempt went through (lost reply) is a success.
+            current = self._kube.get_pod(namespace, name)
+            if (current.get("spec") or {}).get("nodeName") != node:
+                raise
+
+    # --- the node lock --------------------------------------------------------------------------------
+
+    def _acquire(self, node: str, namespace: str, name: str) -> None:
+        started = self._monotonic()
+        deadline = started + self._lock_wait
+        try:
+            while True:
+                with self._changed:
+                    version = self._versions.get(node, 0)
+                try:
+                    self._lock.acquire(
+                        node,
+                        namespace,
+                        name,
+                        holder_gone=self._holder_gone,
+                        known=self._cache.node_metadata(node),
+                    )
+                    return
+                except LockHeldError as err:
+                    remaining = deadline - self._monotonic()
+                    if remaining <= 0:
+                        raise LockError(f"{err}; gave up after waiting {self._lock_wait:g}s") from err
+                with self._changed:
+                    if self._versions.get(node, 0) == version:
+                        self._changed.wait(min(remaining, _RECHECK))
+        finally:
+            if self._observe_lock_wait is not None:
+                self._observe_lock_wait(self._monotonic() - started)
+
+    def _holder_gone(self, namespace: str, name: str) -> bool:
+        state = self._cache.pod(namespace, name)
+        if state is not None:
+            return state.terminal or state.deleting or state.bind_phase in _DONE_PHASES
+        try:
+            return _finished(self._kube.get_pod(namespace, name))
+        except NotFoundError:
+            return True
+        except KubeError:
+            return False
+
+    # --- failure ------------------------------------------------------------------------------------
+
+    def _fail(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        node: str,
+        booked: PodAllocation | None,
+        locked: bool,
+        err: Exception,
+    ) -> None:
+        if locked:
+            try:
+                self._lock.release(node, namespace, name)
+            except HamiError as release_err:
+                _log.warning(
+                    "bind of %s/%s failed and its node lock on %s could not be released: %s",
+                    namespace,
+                    name,
+                    node,
+                    release_err,
+                )
+        if booked is not None and not self._bound(namespace, name):
+            self._clean(namespace, name)
+            changes = self._cache.forget(uid)
+            if self._on_freed is not None:
+                self._on_freed(changes)
+        self._event(namespace, name, uid, "Warning", "BindingFailed", f"binding to node {node} failed: {err}")
+
+    def _bound(self, namespace: str, name: str) -> bool:
+        try:
+            return bool((self._kube.get_pod(namespace, name).get("spec") or {}).get("nodeName"))
+        except NotFoundError:
+            return False
+        except KubeError:
+            return True  # unknown: keep the allocation rather than risk freeing devices in use
+
+    def _clean(self, namespace: str, name: str) -> None:
+        """Remove the pod's allocation and bind annotations, so nothing counts it any more."""
+        annotations: dict[str, None] = dict.fromkeys(
+            (codec.VGPU_NODE, codec.VGPU_TIME, codec.BIND_PHASE, codec.BIND_TIME)
+        )
+        for backend in self._backends.values():
+            annotations[backend.keys.to_allocate] = None
+            annotations[backend.keys.allocated] = None
+        try:
+            self._kube.patch_pod(
+                namespace, name, {"metadata": {"annotations": annotations, "labels": {codec.VGPU_NODE: None}}}
+            )
+        except NotFoundError:
+            return
+        except KubeError as err:
+            _log.warning(
+                "cannot remove the allocation of %s/%s after a failed bind: %s", namespace, name, err
+            )
+
+    def _event(self, namespace: str, name: str, uid: str, kind: str, reason: str, message: str) -> None:
+        if self._recorder is not None:
+            ref = ObjectRef(kind="Pod", name=name, namespace=namespace, uid=uid)
+            self._recorder.record(ref, "Normal" if kind == "Normal" else "Warning", reason, message)

@@ -1,0 +1,72 @@
+"""What a pod asks of each backend, container by container (HAMi's ``Resourcereqs``).
+
+Containers are listed init containers first, then app containers, the order of every per-container
+annotation (``specs/hami-wire.md`` 1.4.3). Each backend parses its own resources; a malformed request
+is an error naming the container (HAMi silently drops it). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from collections.abc import Sequence
+
+import attrs
+
+from hami_core.backend import DeviceBackend
+from hami_core.devices import DeviceRequest
+from hami_core.errors import BackendError
+from hami_core.kube.objects import Pod
+
+
+@attrs.frozen
+class PodRequest:
+    """A pod's device requests.
+
+    Args:
+        containers: per container (init first), backend name to request; only requests of at least
+            one device are kept.
+        n_init: how many entries of ``containers`` are init containers.
+        backends: the backends asked for, in order of first appearance.
+    """
+
+    containers: tuple[Mapping[str, DeviceRequest], ...] = ()
+    n_init: int = 0
+    backends: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """The pod asks no device of any loaded backend (the extender lets it through)."""
+        return not self.backends
+
+    def requests(self) -> list[tuple[str, DeviceRequest]]:
+        """Every (backend, request) pair of every container."""
+        return [(backend, request) for wanted in self.containers for backend, request in wanted.items()]
+
+
+def parse_pod_request(pod: Pod, backends: Sequence[DeviceBackend]) -> PodRequest:
+    """Ask every backend what each container of ``pod`` requests of it.
+
+    Raises:
+        BackendError: a container's resources are malformed for some backend; the message names the
+            pod, the container and the backend.
+    """
+    spec = pod.get("spec") or {}
+    init = list(spec.get("initContainers") or [])
+    app = list(spec.get("containers") or [])
+    metadata = pod.get("metadata") or {}
+    containers: list[Mapping[str, DeviceRequest]] = []
+    used: dict[str, None] = {}
+    for container in [*init, *app]:
+        wanted: dict[str, DeviceRequest] = {}
+        for backend in backends:
+            try:
+                request = backend.parse_request(container)
+            except BackendError as err:
+                raise BackendError(
+                    f"pod {metadata.get('namespace', '')}/{metadata.get('name', '')}: backend {backend.name}: {err}"
+                ) from err
+            if request is not None and request.nums > 0:
+                wanted[backend.name] = request
+                used[backend.name] = None
+        containers.append(wanted)
+    return PodRequest(containers=tuple(containers), n_init=len(init), backends=tuple(used))

@@ -1,0 +1,373 @@
+"""The scheduler's one HTTP(S) edge: extender verbs, admission webhook, health, readiness, metrics.
+
+Routes: ``POST /filter``, ``/prioritize``, ``/bind`` (kube-scheduler's extender JSON, PascalCase keys
+matched case-insensitively like Go's decoder, ``specs/kube-wire.md`` 3b), ``POST /webhook`` (handed to
+the admission handler as bytes), ``GET /healthz`` (200 while the process serves), ``GET /readyz`` (200
+only on the synced leader) and ``GET /metrics`` (Prometheus text from the scheduler's own registry).
+
+A body that is not the extender's JSON is answered with HTTP 400 and a message, a body over the cap
+with 413; logical failures are HTTP 200 with the ``Error`` field, as kube-scheduler expects. With a
+TLS context provider every accepted connection is wrapped with the provider's current context, so a
+rotated certificate is served without a restart; the handshake runs in the connection's own thread
+and every connection has a read timeout, so no client can stall the server. The webhook handler and
+the TLS provider are typed by small Protocols here, so this module imports neither implementation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Mapping
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
+from typing import Any
+from typing import Protocol
+from typing import cast
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry
+from prometheus_client import generate_latest
+
+from hami_core.kube.objects import ExtenderBindingResult
+from hami_core.kube.objects import ExtenderFilterResult
+from hami_core.kube.objects import HostPriority
+from hami_core.kube.objects import Node
+from hami_core.kube.objects import Pod
+
+_log = logging.getLogger(__name__)
+
+#: Extender bodies above this are refused (a 5,000-node ``NodeNames`` list is ~150 KiB; HAMi reads 1 MiB).
+MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Seconds a connection may sit idle or stall in the middle of a request.
+REQUEST_TIMEOUT = 30.0
+
+
+class AdmissionHandler(Protocol):
+    """The mutating webhook: AdmissionReview bytes in, HTTP status and JSON bytes out; never raises."""
+
+    def handle(self, body: bytes) -> tuple[int, bytes]: ...
+
+
+class TlsContextProvider(Protocol):
+    """Hands out the server ``SSLContext`` to wrap each new connection with (reloading certificates)."""
+
+    def context(self) -> ssl.SSLContext: ...
+
+
+class ExtenderService(Protocol):
+    """The verbs the server routes to (:class:`hami_core.scheduler.extender.Extender`)."""
+
+    def readiness(self) -> tuple[bool, str]: ...
+
+    def filter(
+        self, pod: Pod, node_names: Sequence[str] | None, nodes: list[Node] | None
+    ) -> ExtenderFilterResult: ...
+
+    def prioritize(self, pod: Pod, node_names: Sequence[str]) -> list[HostPriority]: ...
+
+    def bind(self, namespace: str, name: str, uid: str, node: str) -> ExtenderBindingResult: ...
+
+
+class BadRequest(ValueError):
+    """The body is not the extender JSON the route expects."""
+
+
+def _field(body: Mapping[str, Any], name: str) -> Any:
+    """A key matched the way Go's decoder matches struct fields: exact first, then case-insensitively."""
+    if name in body:
+        return body[name]
+    folded = name.lower()
+    for key, value in body.items():
+        if isinstance(key, str) and key.lower() == folded:
+            return value
+    return None
+
+
+def _object(body: bytes) -> Mapping[str, Any]:
+    try:
+        decoded = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise BadRequest(f"the body is not JSON: {err}") from err
+    if not isinstance(decoded, dict):
+        raise BadRequest(f"the body must be a JSON object, got {type(decoded).__name__}")
+    return decoded
+
+
+def parse_extender_args(body: bytes) -> tuple[Pod, list[str] | None, list[Node] | None]:
+    """``ExtenderArgs``: the pod, ``NodeNames`` and ``Nodes`` (items), each checked for shape.
+
+    Raises:
+        BadRequest: with what is wrong.
+    """
+    args = _object(body)
+    pod = _field(args, "Pod")
+    if not isinstance(pod, dict) or not isinstance(pod.get("metadata"), dict):
+        raise BadRequest("extender args missing pod (Pod must be an object with metadata)")
+    metadata = pod["metadata"]
+    for key in ("name", "namespace"):
+        if not isinstance(metadata.get(key), str) or not metadata.get(key):
+            raise BadRequest(f"Pod.metadata.{key} must be a non-empty string")
+    if pod.get("spec") is not None and not isinstance(pod.get("spec"), dict):
+        raise BadRequest("Pod.spec must be an object")
+    names = _field(args, "NodeNames")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+        raise BadRequest("NodeNames must be a list of strings or null")
+    nodes = _field(args, "Nodes")
+    items: list[Node] | None = None
+    if nodes is not None:
+        if not isinstance(nodes, dict) or not isinstance(nodes.get("items") or [], list):
+            raise BadRequest("Nodes must be a NodeList object or null")
+        items = []
+        for item in nodes.get("items") or []:
+            if not isinstance(item, dict) or not isinstance(item.get("metadata"), dict):
+                raise BadRequest("every item of Nodes must be a node object with metadata")
+            items.append(cast(Node, item))
+    return cast(Pod, pod), names, items
+
+
+def parse_binding_args(body: bytes) -> tuple[str, str, str, str]:
+    """``ExtenderBindingArgs``: pod namespace, name, uid and node.
+
+    Raises:
+        BadRequest: with what is wrong.
+    """
+    args = _object(body)
+    values = []
+    for key, required in (("PodNamespace", True), ("PodName", True), ("PodUID", False), ("Node", True)):
+        value = _field(args, key)
+        if value is None and not required:
+            value = ""
+        if not isinstance(value, str) or (required and not value):
+            raise BadRequest(f"{key} must be a non-empty string" if required else f"{key} must be a string")
+        values.append(value)
+    return values[0], values[1], values[2], values[3]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY a keep-alive client waits
+    # for the delayed ACK (40 ms) on every reply.
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def setup(self) -> None:
+        self.request.settimeout(self.server.request_timeout)
+        super().setup()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        _log.debug("%s %s", self.address_string(), format % args)
+
+    def _send(self, status: int, data: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _json(self, status: int, value: object) -> None:
+        self._send(status, json.dumps(value, separators=(",", ":")).encode())
+
+    def _body(self) -> bytes | None:
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            self._json(411, {"Error": "a Content-Length header is required"})
+            return None
+        try:
+            length = int(length_text)
+        except ValueError:
+            self._json(400, {"Error": f"bad Content-Length {length_text!r}"})
+            return None
+        if length < 0 or length > self.server.max_body:
+            self.close_connection = True
+            self._json(
+                413, {"Error": f"the body has {length} bytes; at most {self.server.max_body} are accepted"}
+            )
+            return None
+        return self.rfile.read(length)
+
+    def do_POST(self) -> None:
+        route = self.path.split("?", 1)[0].rstrip("/")
+        body = self._body()
+        if body is None:
+            return
+        service = self.server.service
+        try:
+            if route == "/filter":
+                pod, names, nodes = parse_extender_args(body)
+                self._json(200, service.filter(pod, names, nodes))
+            elif route == "/prioritize":
+                pod, names, nodes = parse_extender_args(body)
+                if names is None and nodes is not None:
+                    names = [str((node.get("metadata") or {}).get("name", "")) for node in nodes]
+                self._json(200, service.prioritize(pod, names or []))
+            elif route == "/bind":
+                self._json(200, service.bind(*parse_binding_args(body)))
+            elif route == "/webhook" and self.server.admission is not None:
+                status, reply = self.server.admission.handle(body)
+                self._send(status, reply)
+            else:
+                self._json(404, {"Error": f"no route POST {route}"})
+        except BadRequest as err:
+            self._json(400, {"Error": str(err)})
+
+    def do_GET(self) -> None:
+        route = self.path.split("?", 1)[0].rstrip("/")
+        if route == "/healthz":
+            self._send(200, b"ok", "text/plain")
+        elif route == "/readyz":
+            ready, why = self.server.service.readiness()
+            self._send(200 if ready else 503, why.encode(), "text/plain")
+        elif route == "/metrics" and self.server.registry is not None:
+            self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
+        else:
+            self._json(404, {"Error": f"no route GET {route}"})
+
+
+class _Server(ThreadingHTTPServer):
+    """One thread per connection; open connections are tracked so :meth:`ExtenderServer.stop` ends them."""
+
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        service: ExtenderService,
+        *,
+        registry: CollectorRegistry | None,
+        admission: AdmissionHandler | None,
+        tls: TlsContextProvider | None,
+        max_body: int,
+        request_timeout: float,
+    ) -> None:
+        super().__init__(address, _Handler)
+        self.service = service
+        self.registry = registry
+        self.admission = admission
+        self.tls = tls
+        self.max_body = max_body
+        self.request_timeout = request_timeout
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:
+            sock = self.tls.context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            request.settimeout(self.request_timeout)
+            try:
+                request.do_handshake()
+            except (OSError, ssl.SSLError) as err:
+                _log.debug("TLS handshake with %s failed: %s", client_address, err)
+                return
+        super().finish_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            for sock in list(self._open):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Resets, timeouts and failed handshakes are the client's business; log and keep serving.
+        _log.debug("connection from %s failed", client_address, exc_info=True)
+
+
+class ExtenderServer:
+    """The scheduler's HTTP(S) server.
+
+    Args:
+        service: the extender verbs and readiness.
+        host: address to listen on.
+        port: port to listen on; 0 picks a free one (see :attr:`port`).
+        registry: served at ``/metrics``; ``None`` disables the route.
+        admission: served at ``/webhook``; ``None`` disables the route.
+        tls: serve HTTPS with the provider's context; ``None`` serves plain HTTP.
+        max_body: request bodies above this many bytes are refused with 413.
+        request_timeout: seconds a connection may stall.
+    """
+
+    def __init__(
+        self,
+        service: ExtenderService,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        registry: CollectorRegistry | None = None,
+        admission: AdmissionHandler | None = None,
+        tls: TlsContextProvider | None = None,
+        max_body: int = MAX_BODY_BYTES,
+        request_timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
+        self._server = _Server(
+            (host, port),
+            service,
+            registry=registry,
+            admission=admission,
+            tls=tls,
+            max_body=max_body,
+            request_timeout=request_timeout,
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """``http(s)://host:port`` of the server."""
+        host = str(self._server.server_address[0])
+        scheme = "https" if self._server.tls is not None else "http"
+        return f"{scheme}://{host}:{self.port}"
+
+    def start(self) -> ExtenderServer:
+        # A short poll interval: shutdown() waits for the serving loop's next poll.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="hami-extender",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, end open connections and wait for their threads."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.close_connections()
+        self._server.server_close()
+
+
+def split_bind(address: str, default_port: int) -> tuple[str, int]:
+    """``host:port`` (``:port`` means every interface) as a (host, port) pair.
+
+    Raises:
+        ValueError: the port is not a number.
+    """
+    host, _, port = address.rpartition(":")
+    if not _:
+        return address or "0.0.0.0", default_port
+    return host.strip("[]") or "0.0.0.0", int(port)

@@ -1,0 +1,272 @@
+"""The I/O that feeds the cache: node and pod informers, and the housekeeping loop.
+
+Each informer lists, then watches from the list's resourceVersion, and relists after ``410 Gone`` or
+any failure, handing the cache whole lists (:meth:`~hami_core.scheduler.cache.ClusterCache.replace_nodes`)
+and single events; so after a restart the cache is rebuilt from the API alone. The housekeeping thread
+runs every ``resync`` seconds (HAMi's 15 s register loop) and whenever handshakes are due: it re-applies
+the handshake rule (a ``Requesting_`` ages out), writes the ``Requesting_<now>`` handshakes the cache
+asked for (leader only), and re-reads ResourceQuotas (the client has no quota watch). Every
+:class:`~hami_core.scheduler.cache.Changes` goes to one ``dispatch`` callback. No decisions here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+from typing import Generic
+from typing import TypeVar
+
+from hami_core import codec
+from hami_core.backend import DeviceBackend
+from hami_core.errors import KubeError
+from hami_core.kube.client import KubeClient
+from hami_core.kube.client import WatchExpiredError
+from hami_core.kube.client import WatchStream
+from hami_core.kube.objects import Node
+from hami_core.kube.objects import Pod
+from hami_core.scheduler.cache import Changes
+from hami_core.scheduler.cache import ClusterCache
+from hami_core.scheduler.cache import EventType
+from hami_core.scheduler.quota import limits_from_quotas
+
+_log = logging.getLogger(__name__)
+
+#: HAMi's register loop period.
+RESYNC_SECONDS = 15.0
+
+T = TypeVar("T", bound=Mapping[str, Any])
+
+
+class Informer(Generic[T]):
+    """One list-then-watch loop in its own thread.
+
+    Args:
+        name: for the thread name and logs.
+        lister: returns ``(items, resourceVersion)`` of a fresh list.
+        watcher: opens a watch from a resourceVersion.
+        on_list: receives every full list (the first one, and each relist).
+        on_event: receives every watch event but bookmarks.
+        retry_delay: seconds before relisting after a failure.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        lister: Callable[[], tuple[list[T], str]],
+        watcher: Callable[[str], WatchStream[T]],
+        on_list: Callable[[list[T]], None],
+        on_event: Callable[[EventType, T], None],
+        *,
+        retry_delay: float = 0.5,
+    ) -> None:
+        self.name = name
+        self._lister = lister
+        self._watcher = watcher
+        self._on_list = on_list
+        self._on_event = on_event
+        self._retry_delay = retry_delay
+        self._stopping = threading.Event()
+        self._synced = threading.Event()
+        self._guard = threading.Lock()
+        self._stream: WatchStream[T] | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        return self._synced.wait(timeout)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"hami-informer-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._guard:
+            stream = self._stream
+        if stream is not None:
+            stream.stop()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                items, version = self._lister()
+                self._on_list(items)
+                self._synced.set()
+                while not self._stopping.is_set():
+                    version = self._follow(version)
+            except WatchExpiredError:
+                continue
+            except KubeError as err:
+                if not self._stopping.is_set():
+                    _log.info("informer %s: %s; relisting", self.name, err)
+                    self._stopping.wait(self._retry_delay)
+            except Exception:
+                # A bug in a handler must not end the informer: log it, relist and go on.
+                _log.exception("informer %s failed; relisting", self.name)
+                self._stopping.wait(self._retry_delay)
+
+    def _follow(self, version: str) -> str:
+        stream = self._watcher(version)
+        with self._guard:
+            self._stream = stream
+        if self._stopping.is_set():
+            stream.stop()
+        try:
+            for event_type, obj in stream:
+                version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                if event_type != "BOOKMARK":
+                    self._on_event(event_type, obj)
+        finally:
+            with self._guard:
+                self._stream = None
+        return version
+
+
+def _listed(result: Mapping[str, Any]) -> tuple[list[Any], str]:
+    return list(result.get("items") or []), str((result.get("metadata") or {}).get("resourceVersion", ""))
+
+
+class ClusterWatch:
+    """Keeps a :class:`ClusterCache` current from the API.
+
+    Args:
+        kube: the API client.
+        cache: the cache to feed.
+        backends: the loaded backends (their handshake keys, quota resources).
+        dispatch: receives every change the cache reports.
+        is_leader: only the leader writes handshakes.
+        node_selector: only nodes with these labels are watched.
+        clock: the current time (handshake ages and values).
+        resync: seconds between housekeeping rounds.
+    """
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        cache: ClusterCache,
+        backends: Sequence[DeviceBackend],
+        dispatch: Callable[[Changes], None],
+        *,
+        is_leader: Callable[[], bool] = lambda: True,
+        node_selector: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        resync: float = RESYNC_SECONDS,
+    ) -> None:
+        self._kube = kube
+        self._cache = cache
+        self._backends = {backend.name: backend for backend in backends}
+        self._dispatch = dispatch
+        self._is_leader = is_leader
+        self._clock = clock
+        self._resync = resync
+        selector = ",".join(f"{key}={value}" for key, value in sorted((node_selector or {}).items()))
+        self._nodes: Informer[Node] = Informer(
+            "nodes",
+            lambda: _listed(kube.list_nodes(label_selector=selector)),
+            lambda version: kube.watch_nodes(label_selector=selector, resource_version=version),
+            lambda items: self._dispatch(cache.replace_nodes(items, self._clock())),
+            lambda event, node: self._dispatch(cache.apply_node(event, node, self._clock())),
+        )
+        self._pods: Informer[Pod] = Informer(
+            "pods",
+            lambda: _listed(kube.list_pods()),
+            lambda version: kube.watch_pods(resource_version=version),
+            lambda items: self._dispatch(cache.replace_pods(items)),
+            lambda event, pod: self._dispatch(cache.apply_pod(event, pod)),
+        )
+        self._cond = threading.Condition()
+        self._handshakes: set[tuple[str, str]] = set()
+        self._woken = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def synced(self) -> bool:
+        """Both informers have delivered their first list."""
+        return self._nodes.synced and self._pods.synced
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        return self._nodes.wait_synced(timeout) and self._pods.wait_synced(timeout)
+
+    def start(self) -> None:
+        self._nodes.start()
+        self._pods.start()
+        self._thread = threading.Thread(target=self._run, name="hami-housekeeping", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._nodes.stop()
+        self._pods.stop()
+
+    def wake(self) -> None:
+        """Run a housekeeping round now (e.g. on becoming the leader)."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
+
+    def request_handshakes(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Queue ``Requesting_<now>`` writes for (node, backend) pairs; the housekeeping thread writes."""
+        with self._cond:
+            self._handshakes.update(pairs)
+            self._cond.notify_all()
+
+    def housekeeping(self) -> None:
+        """One round: age handshakes, write the due ones (leader only), re-read quotas."""
+        self._dispatch(self._cache.assess_health(self._clock()))
+        self._write_handshakes()
+        try:
+            quotas = self._kube.list_resource_quotas()
+        except KubeError as err:
+            _log.info("cannot list resource quotas: %s", err)
+        else:
+            self._dispatch(
+                self._cache.set_quotas(
+                    limits_from_quotas(quotas.get("items") or [], list(self._backends.values()))
+                )
+            )
+
+    def _write_handshakes(self) -> None:
+        with self._cond:
+            pending, self._handshakes = self._handshakes, set()
+        if not pending or not self._is_leader():
+            return
+        value = codec.format_handshake_requesting(self._clock())
+        for node, backend in sorted(pending):
+            key = self._backends[backend].keys.handshake
+            try:
+                self._kube.patch_node(node, {"metadata": {"annotations": {key: value}}})
+            except KubeError as err:
+                _log.info("cannot write the handshake of node %s (%s): %s", node, backend, err)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.housekeeping()
+            except Exception:
+                _log.exception("housekeeping failed")
+            with self._cond:
+                if self._stopping:
+                    return
+                if not self._handshakes and not self._woken:
+                    self._cond.wait(self._resync)
+                self._woken = False
+                if self._stopping:
+                    return
