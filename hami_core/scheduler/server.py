@@ -15,7 +15,6 @@ the TLS provider are typed by small Protocols here, so this module imports neith
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import socket
@@ -24,7 +23,6 @@ import threading
 from collections.abc import Mapping
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler
-from http.server import ThreadingHTTPServer
 from typing import Any
 from typing import Protocol
 from typing import cast
@@ -38,6 +36,7 @@ from hami_core.kube.objects import ExtenderFilterResult
 from hami_core.kube.objects import HostPriority
 from hami_core.kube.objects import Node
 from hami_core.kube.objects import Pod
+from hami_core.serving import TrackingHTTPServer
 
 _log = logging.getLogger(__name__)
 
@@ -228,11 +227,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"Error": f"no route GET {route}"})
 
 
-class _Server(ThreadingHTTPServer):
-    """One thread per connection; open connections are tracked so :meth:`ExtenderServer.stop` ends them."""
-
-    daemon_threads = False
-    block_on_close = True
+class _Server(TrackingHTTPServer):
+    """The extender's connections, tracked so :meth:`ExtenderServer.stop` ends them."""
 
     def __init__(
         self,
@@ -245,51 +241,19 @@ class _Server(ThreadingHTTPServer):
         max_body: int,
         request_timeout: float,
     ) -> None:
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, request_timeout)
         self.service = service
         self.registry = registry
         self.admission = admission
         self.tls = tls
         self.max_body = max_body
-        self.request_timeout = request_timeout
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = super().get_request()
         if self.tls is not None:
+            # The handshake runs in the connection's thread (TrackingHTTPServer.finish_request).
             sock = self.tls.context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return sock, address
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        if isinstance(request, ssl.SSLSocket):
-            request.settimeout(self.request_timeout)
-            try:
-                request.do_handshake()
-            except (OSError, ssl.SSLError) as err:
-                _log.debug("TLS handshake with %s failed: %s", client_address, err)
-                return
-        super().finish_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._open_lock:
-            for sock in list(self._open):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Resets, timeouts and failed handshakes are the client's business; log and keep serving.
-        _log.debug("connection from %s failed", client_address, exc_info=True)
 
 
 class ExtenderServer:

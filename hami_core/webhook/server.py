@@ -14,19 +14,18 @@ and every body with a size limit, so a client can neither crash nor hang it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import threading
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler
-from http.server import ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 from hami_core.backend import DeviceBackend
 from hami_core.errors import CodecError
+from hami_core.serving import TrackingHTTPServer
 from hami_core.webhook import review
 from hami_core.webhook.mutating import Capacity
 from hami_core.webhook.mutating import QuotaCheck
@@ -165,11 +164,8 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s - %s", self.address_string(), format % args)
 
 
-class _Server(ThreadingHTTPServer):
-    """One thread per connection; open connections are tracked so :meth:`WebhookServer.stop` ends them."""
-
-    daemon_threads = False
-    block_on_close = True
+class _Server(TrackingHTTPServer):
+    """The standalone webhook server's connections, tracked so :meth:`WebhookServer.stop` ends them."""
 
     def __init__(
         self,
@@ -179,33 +175,10 @@ class _Server(ThreadingHTTPServer):
         request_timeout: float,
         max_body: int,
     ) -> None:
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, request_timeout)
         self.admission = admission
         self.path = path
-        self.request_timeout = request_timeout
         self.max_body = max_body
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._open_lock:
-            for sock in list(self._open):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Failed handshakes, resets and timeouts are the client's business; keep serving quietly.
-        log.debug("connection from %s failed", client_address, exc_info=True)
 
 
 class WebhookServer:
