@@ -18,7 +18,6 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 from typing import NoReturn
 
@@ -32,6 +31,7 @@ from hami_core.deviceplugin.devices import VirtualDevice
 from hami_core.deviceplugin.proto import deviceplugin_pb2
 from hami_core.deviceplugin.proto import deviceplugin_pb2_grpc
 from hami_core.deviceplugin.registration import PluginOptions
+from hami_core.deviceplugin.unixgrpc import UnixGrpcServer
 from hami_core.devices import ContainerAllocation
 from hami_core.errors import BackendError
 from hami_core.errors import CodecError
@@ -188,11 +188,14 @@ class PluginServer:
     def __init__(self, servicer: DevicePluginServicer, socket_path: Path) -> None:
         if len(os.fsencode(socket_path)) > MAX_SOCKET_PATH:
             raise ValueError(f"unix socket path {socket_path} is longer than {MAX_SOCKET_PATH} bytes")
-        self._servicer = servicer
         self.socket_path = socket_path
         self._lock = threading.Lock()
-        self._server: grpc.Server | None = None
-        self._executor: futures.ThreadPoolExecutor | None = None
+        self._grpc = UnixGrpcServer(
+            socket_path,
+            lambda server: deviceplugin_pb2_grpc.add_DevicePluginServicer_to_server(servicer, server),  # type: ignore[no-untyped-call,unused-ignore]
+            workers=MAX_WORKERS,
+            name=f"plugin-{socket_path.name}",
+        )
 
     def start(self) -> None:
         """Serve on the socket (replacing a stale file of the same name)."""
@@ -200,14 +203,7 @@ class PluginServer:
             self._stop_locked()
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
-            executor = futures.ThreadPoolExecutor(
-                max_workers=MAX_WORKERS, thread_name_prefix=f"plugin-{self.socket_path.name}"
-            )
-            server = grpc.server(executor)
-            deviceplugin_pb2_grpc.add_DevicePluginServicer_to_server(self._servicer, server)  # type: ignore[no-untyped-call,unused-ignore]
-            server.add_insecure_port(f"unix://{self.socket_path}")
-            server.start()
-            self._server, self._executor = server, executor
+            self._grpc.start()
             _log.info("serving the device plugin API on %s", self.socket_path)
 
     def stop(self) -> None:
@@ -218,9 +214,4 @@ class PluginServer:
                 self.socket_path.unlink()
 
     def _stop_locked(self) -> None:
-        if self._server is not None:
-            self._server.stop(grace=None).wait()
-            self._server = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        self._grpc.stop()

@@ -23,7 +23,6 @@ import logging
 import os
 import stat
 import threading
-from concurrent import futures
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +34,7 @@ import grpc
 from hami_core.deviceplugin import constants
 from hami_core.deviceplugin.proto import deviceplugin_pb2
 from hami_core.deviceplugin.proto import deviceplugin_pb2_grpc
+from hami_core.deviceplugin.unixgrpc import UnixGrpcServer
 from hami_core.errors import ConflictError
 from hami_core.errors import HamiError
 from hami_core.errors import KubeError
@@ -151,8 +151,13 @@ class Kubelet:
         self._known_resources: set[str] = set()
         self._assigned: dict[str, dict[str, str]] = {}
         self._admitted: set[str] = set()
-        self._server: grpc.Server | None = None
-        self._executor: futures.ThreadPoolExecutor | None = None
+        self._grpc = UnixGrpcServer(
+            self.socket_path,
+            lambda server: deviceplugin_pb2_grpc.add_RegistrationServicer_to_server(
+                _RegistrationServicer(self), server
+            ),  # type: ignore[no-untyped-call,unused-ignore]
+            name=f"kubelet-{node.name}",
+        )
         self._pods: Informer[Pod] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -206,22 +211,10 @@ class Kubelet:
     def _serve(self) -> None:
         self.plugin_dir.mkdir(parents=True, exist_ok=True)
         self._remove_sockets()
-        self._executor = futures.ThreadPoolExecutor(
-            max_workers=4, thread_name_prefix=f"kubelet-{self.node.name}"
-        )
-        server = grpc.server(self._executor)
-        deviceplugin_pb2_grpc.add_RegistrationServicer_to_server(_RegistrationServicer(self), server)  # type: ignore[no-untyped-call,unused-ignore]
-        server.add_insecure_port(f"unix://{self.socket_path}")
-        server.start()
-        self._server = server
+        self._grpc.start()
 
     def _shutdown_server(self) -> None:
-        if self._server is not None:
-            self._server.stop(grace=None).wait()
-            self._server = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        self._grpc.stop()
         with self._lock:
             endpoints = list(self._endpoints.values())
             self._endpoints.clear()

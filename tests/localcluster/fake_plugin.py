@@ -8,7 +8,6 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -16,6 +15,7 @@ import grpc
 from hami_core.deviceplugin import constants
 from hami_core.deviceplugin.proto import deviceplugin_pb2
 from hami_core.deviceplugin.proto import deviceplugin_pb2_grpc
+from hami_core.deviceplugin.unixgrpc import UnixGrpcServer
 
 
 class FakePlugin(deviceplugin_pb2_grpc.DevicePluginServicer):
@@ -44,17 +44,15 @@ class FakePlugin(deviceplugin_pb2_grpc.DevicePluginServicer):
         self.pre_start_calls: list[list[str]] = []
         self._lock = threading.Lock()
         self._watchers: list[queue.Queue[dict[str, bool] | None]] = []
-        self._server: grpc.Server | None = None
-        self._executor: futures.ThreadPoolExecutor | None = None
+        self._grpc = UnixGrpcServer(
+            self.plugin_dir / self.endpoint,
+            lambda server: deviceplugin_pb2_grpc.add_DevicePluginServicer_to_server(self, server),  # type: ignore[no-untyped-call,unused-ignore]
+        )
 
     # -- lifecycle
 
     def serve(self) -> None:
-        self._executor = futures.ThreadPoolExecutor(max_workers=4)
-        self._server = grpc.server(self._executor)
-        deviceplugin_pb2_grpc.add_DevicePluginServicer_to_server(self, self._server)  # type: ignore[no-untyped-call,unused-ignore]
-        self._server.add_insecure_port(f"unix://{self.plugin_dir / self.endpoint}")
-        self._server.start()
+        self._grpc.start()
 
     def register(self, version: str = constants.VERSION) -> None:
         with grpc.insecure_channel(f"unix://{self.plugin_dir / constants.KUBELET_SOCKET_NAME}") as channel:
@@ -73,12 +71,7 @@ class FakePlugin(deviceplugin_pb2_grpc.DevicePluginServicer):
             )
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop(grace=None).wait()
-            self._server = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        self._grpc.stop()
 
     def set_health(self, device: str, healthy: bool) -> None:
         with self._lock:
