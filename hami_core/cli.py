@@ -10,6 +10,7 @@ everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Callable
+from collections.abc import Iterator
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -218,8 +220,6 @@ def certs_command(
     --watch it keeps checking and renews before expiry.
     """
     # Imported here: the Kubernetes client takes a while to import and only this command needs it.
-    import signal
-    import threading
 
     from hami_core.kube.client import RealKubeClient
     from hami_core.webhook.certs import RenewalPolicy
@@ -246,18 +246,12 @@ def certs_command(
         if not watch:
             click.echo(syncer.sync().describe())
             return
-        stop = threading.Event()
 
         def report(result: SyncResult) -> None:
             click.echo(result.describe())
 
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
+        with _stopped_by_signals() as stop:
             syncer.run_forever(every, stop, on_result=report)
-        except KeyboardInterrupt:
-            stop.set()
-        finally:
-            signal.signal(signal.SIGTERM, previous)
 
 
 @hami.command(name="device-plugin")
@@ -305,8 +299,6 @@ def device_plugin(
     """Serve a backend's devices to the kubelet and register them on the node, until SIGTERM."""
     # Imported here: grpc and the Kubernetes client are heavy, and only this command needs them.
     import logging
-    import signal
-    import threading
 
     from hami_core.deviceplugin import app
     from hami_core.deviceplugin import constants
@@ -314,23 +306,15 @@ def device_plugin(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(config_path)
-    stop = threading.Event()
-    previous = {
-        signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
-        with RealKubeClient(kubeconfig=kubeconfig, timeout=api_timeout) as kube:
-            app.run(
-                config,
-                backend_name,
-                node_name,
-                plugin_dir if plugin_dir is not None else Path(constants.DEVICE_PLUGIN_PATH),
-                kube,
-                stop=stop,
-            )
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    with _stopped_by_signals() as stop, RealKubeClient(kubeconfig=kubeconfig, timeout=api_timeout) as kube:
+        app.run(
+            config,
+            backend_name,
+            node_name,
+            plugin_dir if plugin_dir is not None else Path(constants.DEVICE_PLUGIN_PATH),
+            kube,
+            stop=stop,
+        )
 
 
 @hami.group(name="local-cluster")
@@ -392,30 +376,25 @@ def local_cluster_up(
     from hami_core.localcluster.fleet import load_fleet
     from hami_core.localcluster.stack import HamiStack
 
-    stop = _stop_event()
     fleet = load_fleet(fleet_file if fleet_file is not None else nodes)
     where = workdir if workdir is not None else _short_tempdir()
+    running: HamiStack | LocalCluster
     if with_hami:
         if port or scheduler_config is not None:
             raise click.UsageError("--hami chooses the scheduler configuration and port itself")
         document, source = _config_document(config_path)
-        stack = HamiStack(document, fleet, where, source=source, state_file=state_file).start()
-        cluster = stack.cluster
-        click.echo(f"hami scheduler {stack.url} (extender + webhook), logs in {where / 'logs'}")
+        running = HamiStack(document, fleet, where, source=source, state_file=state_file)
     else:
-        cluster = LocalCluster(
+        running = LocalCluster(
             fleet, where, port=port, state_file=state_file, scheduler_config=scheduler_config
         )
-        cluster.start()
-    try:
+    with _stopped_by_signals() as stop, running:
+        cluster = running.cluster if isinstance(running, HamiStack) else running
+        if isinstance(running, HamiStack):
+            click.echo(f"hami scheduler {running.url} (extender + webhook), logs in {where / 'logs'}")
         click.echo(f"API server {cluster.url}, nodes: {', '.join(cluster.node_names) or 'none'}")
         click.echo(f"kubectl --kubeconfig {cluster.kubeconfig} get nodes")
         stop.wait()
-    finally:
-        if with_hami:
-            stack.stop()
-        else:
-            cluster.stop()
 
 
 #: The demo's fleet, hami config and example pods, shipped in the repository's examples/.
@@ -475,12 +454,21 @@ def _config_document(path: Path | None) -> tuple[dict[str, object], str]:
     return document, str(path)
 
 
-def _stop_event() -> threading.Event:
-    """An event set by SIGTERM or SIGINT, for long-running commands to return cleanly."""
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[threading.Event]:
+    """An event that SIGTERM or SIGINT sets, so long-running commands return cleanly.
+
+    The previous handlers are restored on exit.
+    """
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    return stop
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @hami.command(name="scheduler")
@@ -571,8 +559,7 @@ def scheduler_command(
     def admission(loaded: plugins.Backends, cache: ClusterCache) -> AdmissionHandler:
         return AdmissionHandler(loaded, WebhookSettings.from_config(config.scheduler), cache, quota=cache)
 
-    stop = _stop_event()
-    with RealKubeClient(kubeconfig=kubeconfig, timeout=api_timeout) as kube:
+    with _stopped_by_signals() as stop, RealKubeClient(kubeconfig=kubeconfig, timeout=api_timeout) as kube:
         scheduler = app.build_scheduler(
             config,
             kube,

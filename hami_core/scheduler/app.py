@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -19,7 +18,6 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC
 from datetime import datetime
-from types import FrameType
 from wsgiref.simple_server import WSGIServer
 
 import attrs
@@ -335,21 +333,8 @@ def _label_role(kube: KubeClient, leading: bool) -> None:
         _log.warning("cannot label pod %s/%s as %s: %s", namespace, name, role, err)
 
 
-def run(app: SchedulerApp, stop: threading.Event | None = None) -> None:
-    """Start ``app`` and serve until ``stop`` is set, then stop cleanly.
-
-    Without ``stop``, SIGTERM and SIGINT end it (when called from the main thread).
-    """
-    if stop is None:
-        stop = threading.Event()
-        event = stop
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            event.set()
-
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, on_signal)
-            signal.signal(signal.SIGINT, on_signal)
+def run(app: SchedulerApp, stop: threading.Event) -> None:
+    """Start ``app`` and serve until ``stop`` is set, then stop cleanly."""
     app.start()
     try:
         if app.server is not None:
