@@ -1,0 +1,262 @@
+"""The scheduler's 1,000-pod burst through real device plugins: every pod that fits ends Running.
+
+50 nodes, each with a real hami device plugin (a thread per node, ``tests.deviceplugin.fleet``)
+serving 4 mock GPUs of 8000 MiB, 100 cores, split 10, as the mock's config describes them. Nothing is
+registered statically: each plugin registers with its node's simulated kubelet, which advertises the
+allocatable count it streams, and writes the node's register annotation itself. The kube-scheduler
+stand-in calls the real ``hami scheduler`` process over HTTP; the kubelet calls the plugin's
+``Allocate`` over gRPC for every bound pod and sets it Running with the environment it got. Eight
+threads submit 1,000 random pods; the test follows them by watch until each is Running, Failed or
+unschedulable, then checks the allocations, the environments, the capacity and the node locks.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from typing import Generic
+from typing import TypeVar
+
+import pytest
+import yaml
+from hami_backend_mock import isolation
+from hami_backend_mock.backend import MockBackend
+
+from hami_core.config import load_config
+from hami_core.deviceplugin.app import Timings
+from hami_core.devices import ContainerDevices
+from hami_core.isolation import shim
+from hami_core.kube.client import WatchStream
+from hami_core.kube.objects import Node
+from hami_core.kube.objects import Pod
+from hami_core.localcluster.cluster import LocalCluster
+from hami_core.localcluster.informer import Informer
+from hami_core.localcluster.informer import InformerEvent
+from hami_core.localcluster.informer import listed
+from hami_core.localcluster.informer import object_key
+from hami_core.localcluster.kubelet import ALLOCATIONS_ANNOTATION
+from hami_core.localcluster.scheduler import Scheduler
+from hami_core.localcluster.stack import free_port
+from tests.deviceplugin.fleet import PluginFleet
+from tests.integration.load import DEVICES
+from tests.integration.load import KEYS
+from tests.integration.load import MEMORY
+from tests.integration.load import NAMES
+from tests.integration.load import NODES
+from tests.integration.load import PODS
+from tests.integration.load import SPLIT
+from tests.integration.load import Burst
+from tests.integration.load import SchedulerProcess
+from tests.integration.load import assert_not_overcommitted
+from tests.integration.load import fits_somewhere
+from tests.integration.load import free_capacity
+from tests.integration.load import hold
+from tests.integration.load import no_node_locked
+from tests.integration.load import nothing_held
+from tests.integration.load import request_of
+from tests.integration.load import stand_in_configuration
+
+#: Fifty plugins polling health or ``kubelet.sock`` every 20 ms would eat the CPU the burst needs.
+QUIET = Timings(register_interval=30.0, retry_interval=0.5, health_interval=5.0, kubelet_poll_interval=0.5)
+#: Generous for two busy cores; the burst settles in about 45 s there.
+SETTLE_SECONDS = 240.0
+
+T = TypeVar("T", bound=Mapping[str, Any])
+
+
+class Tracker(Generic[T]):
+    """Watches one kind of object and wakes a waiting test whenever one starts or stops meeting ``done``.
+
+    Args:
+        name: for the informer's thread and logs.
+        lister: a fresh list as ``(items, resourceVersion)``.
+        watcher: a watch from a resourceVersion.
+        done: whether an object has reached the state the test waits for.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        lister: Callable[[], tuple[list[T], str]],
+        watcher: Callable[[str], WatchStream[T]],
+        done: Callable[[T], bool],
+    ) -> None:
+        self._done = done
+        self._keys: set[str] = set()
+        self._changed = threading.Condition()
+        self._informer: Informer[T] = Informer(name, lister, watcher, self._on_change)
+
+    def __enter__(self) -> Tracker[T]:
+        self._informer.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._informer.stop()
+
+    def _on_change(self, event: InformerEvent, obj: T, old: T | None) -> None:
+        key = object_key(obj)
+        with self._changed:
+            if event != "DELETED" and self._done(obj):
+                self._keys.add(key)
+            else:
+                self._keys.discard(key)
+            self._changed.notify_all()
+
+    def wait_for(self, count: int, *, timeout: float, what: str) -> None:
+        """Block until ``count`` objects are done; fail the test after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self._keys) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timed out after {timeout}s waiting for {what}: {len(self._keys)}")
+                self._changed.wait(left)
+
+
+def registered(node: Node) -> bool:
+    """The plugin registered with the kubelet (allocatable) and published its devices (annotation)."""
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    annotations = node["metadata"].get("annotations") or {}
+    return allocatable.get(NAMES.count) == str(DEVICES * SPLIT) and KEYS.register in annotations
+
+
+def settled(pod: Pod) -> bool:
+    """Running, Failed, or pending and found unschedulable.
+
+    Unschedulable is final here: nothing is deleted, so free capacity only shrinks, and the stand-in
+    tries one pod at a time, so no verdict is made against another pod's booking that is later dropped.
+    """
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Running", "Failed"):
+        return True
+    return not pod["spec"].get("nodeName") and any(
+        condition.get("type") == "PodScheduled"
+        and condition.get("status") == "False"
+        and condition.get("reason") == "Unschedulable"
+        for condition in status.get("conditions") or []
+    )
+
+
+def assert_environment(pod: Pod, devices: ContainerDevices) -> None:
+    """The kubelet's record of ``Allocate``: one container given the pod's devices, one memory limit each."""
+    name = pod["metadata"]["name"]
+    (record,) = json.loads(pod["metadata"]["annotations"][ALLOCATIONS_ANNOTATION]).values()
+    envs: dict[str, Any] = record["envs"]
+    limits = {
+        key: value for key, value in envs.items() if key.startswith(shim.CUDA_DEVICE_MEMORY_LIMIT_PREFIX)
+    }
+    assert limits == {
+        shim.memory_limit_name(position): shim.memory_limit_value(device.usedmem)
+        for position, device in enumerate(devices)
+    }, name
+    assert envs[shim.CUDA_DEVICE_SM_LIMIT] == str(devices[0].usedcores), name
+    assert envs[isolation.VISIBLE_DEVICES] == ",".join(device.uuid for device in devices), name
+    assert len(record["deviceIDs"][NAMES.count]) == len(devices), name
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    # Short: the plugins' unix socket paths must stay under 108 bytes.
+    directory = Path(tempfile.mkdtemp(prefix="b"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def backend(workdir: Path) -> MockBackend:
+    path = workdir / "mock.yaml"
+    group = {"count": DEVICES, "memory_mib": MEMORY, "cores": 100, "split": SPLIT}
+    path.write_text(
+        yaml.safe_dump({"version": "v1", "backends": {"mock": {"enabled": True, "devices": [group]}}})
+    )
+    return MockBackend.from_config(load_config(path))
+
+
+@pytest.fixture
+def cluster(workdir: Path) -> Iterator[LocalCluster]:
+    with LocalCluster(NODES, workdir / "c") as running:
+        yield running
+
+
+@pytest.fixture
+def plugins(cluster: LocalCluster, backend: MockBackend) -> Iterator[PluginFleet]:
+    fleet = PluginFleet.on_cluster(cluster)
+    try:
+        for node in cluster.node_names:
+            fleet.start_plugin(node, backend, timings=QUIET)
+        yield fleet
+    finally:
+        fleet.close()
+
+
+@pytest.mark.slow
+def test_a_thousand_pods_through_real_device_plugins_end_running_when_they_fit(
+    cluster: LocalCluster, plugins: PluginFleet, backend: MockBackend, workdir: Path
+) -> None:
+    started = time.monotonic()
+    kube = cluster.kube
+    with Tracker(
+        "burst-nodes",
+        lambda: listed(kube.list_nodes()),
+        lambda version: kube.watch_nodes(resource_version=version),
+        registered,
+    ) as nodes:
+        nodes.wait_for(NODES, timeout=60, what="every plugin registered")
+    port = free_port()
+    scheduler = SchedulerProcess(workdir, cluster.kubeconfig, port)
+    with (
+        cluster.client() as stand_in_kube,
+        cluster.client() as submit_kube,
+        cluster.client() as watch_kube,
+        Tracker(
+            "burst-pods",
+            lambda: listed(watch_kube.list_pods("default")),
+            lambda version: watch_kube.watch_pods("default", resource_version=version),
+            settled,
+        ) as pods,
+    ):
+        stand_in = Scheduler(stand_in_kube, stand_in_configuration(port))
+        scheduler.start()
+        stand_in.start()
+        try:
+            burst = Burst(submit_kube)
+            burst.start()
+            submitted = burst.join()
+            pods.wait_for(PODS, timeout=SETTLE_SECONDS, what="every pod Running, Failed or unschedulable")
+        finally:
+            stand_in.stop()
+            scheduler.stop()
+    check(cluster, backend, submitted)
+    print(f"burst settled and checked in {time.monotonic() - started:.1f}s")
+
+
+def check(cluster: LocalCluster, backend: MockBackend, submitted: list[Pod]) -> None:
+    kube = cluster.kube
+    pods = kube.list_pods("default")["items"]
+    assert len(submitted) == len(pods) == PODS
+    failed = [pod["metadata"]["name"] for pod in pods if pod["status"].get("phase") == "Failed"]
+    assert failed == []
+    running = [pod for pod in pods if pod["status"].get("phase") == "Running"]
+    pending = [pod for pod in pods if not pod["spec"].get("nodeName")]
+    assert len(running) + len(pending) == PODS
+    held = nothing_held({node: backend.discover(node) for node in cluster.node_names})
+    for pod in running:
+        assert_environment(pod, hold(held, pod))
+    assert_not_overcommitted(held, running)
+    free = free_capacity(held)
+    unplaced = [pod["metadata"]["name"] for pod in pending if fits_somewhere(request_of(pod), free)]
+    assert unplaced == [], f"{len(unplaced)} pending pods would fit: {unplaced[:5]}"
+    assert running
+    no_node_locked(kube)
+    print(f"{len(running)} pods Running, {len(pending)} pending")
