@@ -44,9 +44,9 @@ from hami_core.kube.objects import Node
 from hami_core.kube.objects import Pod
 from hami_core.kube.objects import PodCondition
 from hami_core.localcluster.fleet import NodeSpec
-from hami_core.localcluster.informer import Informer
-from hami_core.localcluster.informer import InformerEvent
-from hami_core.localcluster.informer import listed
+from hami_core.kube.informer import Informer
+from hami_core.kube.informer import InformerEvent
+from hami_core.kube.informer import listed
 from hami_core.localcluster.resource_fit import parse_quantity
 
 _log = logging.getLogger(__name__)

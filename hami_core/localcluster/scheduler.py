@@ -38,10 +38,10 @@ from hami_core.localcluster import extender_client
 from hami_core.localcluster import resource_fit
 from hami_core.localcluster.extender_client import ExtenderError
 from hami_core.localcluster.extender_client import HttpExtender
-from hami_core.localcluster.informer import Informer
-from hami_core.localcluster.informer import InformerEvent
-from hami_core.localcluster.informer import listed
-from hami_core.localcluster.informer import object_key
+from hami_core.kube.informer import Informer
+from hami_core.kube.informer import InformerEvent
+from hami_core.kube.informer import listed
+from hami_core.kube.informer import object_key
 from hami_core.localcluster.queueing import SchedulingQueue
 from hami_core.localcluster.scheduler_config import SchedulerConfig
 from hami_core.localcluster.scheduler_config import load_scheduler_config

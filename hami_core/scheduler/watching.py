@@ -18,21 +18,17 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from datetime import UTC
 from datetime import datetime
-from typing import Any
-from typing import Generic
-from typing import TypeVar
 
 from hami_core import codec
 from hami_core.backend import DeviceBackend
 from hami_core.errors import KubeError
 from hami_core.kube.client import KubeClient
-from hami_core.kube.client import WatchExpiredError
-from hami_core.kube.client import WatchStream
+from hami_core.kube.informer import Informer
+from hami_core.kube.informer import listed
 from hami_core.kube.objects import Node
 from hami_core.kube.objects import Pod
 from hami_core.scheduler.cache import Changes
 from hami_core.scheduler.cache import ClusterCache
-from hami_core.scheduler.cache import EventType
 from hami_core.scheduler.quota import limits_from_quotas
 
 _log = logging.getLogger(__name__)
@@ -40,102 +36,8 @@ _log = logging.getLogger(__name__)
 #: HAMi's register loop period.
 RESYNC_SECONDS = 15.0
 
-T = TypeVar("T", bound=Mapping[str, Any])
-
-
-class Informer(Generic[T]):
-    """One list-then-watch loop in its own thread.
-
-    Args:
-        name: for the thread name and logs.
-        lister: returns ``(items, resourceVersion)`` of a fresh list.
-        watcher: opens a watch from a resourceVersion.
-        on_list: receives every full list (the first one, and each relist).
-        on_event: receives every watch event but bookmarks.
-        retry_delay: seconds before relisting after a failure.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        lister: Callable[[], tuple[list[T], str]],
-        watcher: Callable[[str], WatchStream[T]],
-        on_list: Callable[[list[T]], None],
-        on_event: Callable[[EventType, T], None],
-        *,
-        retry_delay: float = 0.5,
-    ) -> None:
-        self.name = name
-        self._lister = lister
-        self._watcher = watcher
-        self._on_list = on_list
-        self._on_event = on_event
-        self._retry_delay = retry_delay
-        self._stopping = threading.Event()
-        self._synced = threading.Event()
-        self._guard = threading.Lock()
-        self._stream: WatchStream[T] | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def synced(self) -> bool:
-        return self._synced.is_set()
-
-    def wait_synced(self, timeout: float | None = None) -> bool:
-        return self._synced.wait(timeout)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"hami-informer-{self.name}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        with self._guard:
-            stream = self._stream
-        if stream is not None:
-            stream.stop()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                items, version = self._lister()
-                self._on_list(items)
-                self._synced.set()
-                while not self._stopping.is_set():
-                    version = self._follow(version)
-            except WatchExpiredError:
-                continue
-            except KubeError as err:
-                if not self._stopping.is_set():
-                    _log.info("informer %s: %s; relisting", self.name, err)
-                    self._stopping.wait(self._retry_delay)
-            except Exception:
-                # A bug in a handler must not end the informer: log it, relist and go on.
-                _log.exception("informer %s failed; relisting", self.name)
-                self._stopping.wait(self._retry_delay)
-
-    def _follow(self, version: str) -> str:
-        stream = self._watcher(version)
-        with self._guard:
-            self._stream = stream
-        if self._stopping.is_set():
-            stream.stop()
-        try:
-            for event_type, obj in stream:
-                version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-                if event_type != "BOOKMARK":
-                    self._on_event(event_type, obj)
-        finally:
-            with self._guard:
-                self._stream = None
-        return version
-
-
-def _listed(result: Mapping[str, Any]) -> tuple[list[Any], str]:
-    return list(result.get("items") or []), str((result.get("metadata") or {}).get("resourceVersion", ""))
+#: Seconds before an informer relists after a failure.
+RETRY_SECONDS = 0.5
 
 
 class ClusterWatch:
@@ -174,17 +76,19 @@ class ClusterWatch:
         selector = ",".join(f"{key}={value}" for key, value in sorted((node_selector or {}).items()))
         self._nodes: Informer[Node] = Informer(
             "nodes",
-            lambda: _listed(kube.list_nodes(label_selector=selector)),
+            lambda: listed(kube.list_nodes(label_selector=selector)),
             lambda version: kube.watch_nodes(label_selector=selector, resource_version=version),
-            lambda items: self._dispatch(cache.replace_nodes(items, self._clock())),
-            lambda event, node: self._dispatch(cache.apply_node(event, node, self._clock())),
+            lambda event, node, _: self._dispatch(cache.apply_node(event, node, self._clock())),
+            on_list=lambda items: self._dispatch(cache.replace_nodes(items, self._clock())),
+            retry_delay=RETRY_SECONDS,
         )
         self._pods: Informer[Pod] = Informer(
             "pods",
-            lambda: _listed(kube.list_pods()),
+            lambda: listed(kube.list_pods()),
             lambda version: kube.watch_pods(resource_version=version),
-            lambda items: self._dispatch(cache.replace_pods(items)),
-            lambda event, pod: self._dispatch(cache.apply_pod(event, pod)),
+            lambda event, pod, _: self._dispatch(cache.apply_pod(event, pod)),
+            on_list=lambda items: self._dispatch(cache.replace_pods(items)),
+            retry_delay=RETRY_SECONDS,
         )
         self._cond = threading.Condition()
         self._handshakes: set[tuple[str, str]] = set()

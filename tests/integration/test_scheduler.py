@@ -26,8 +26,8 @@ from hami_core.kube.client import RealKubeClient
 from hami_core.kube.nodelock import NodeLock
 from hami_core.kube.objects import Pod
 from hami_core.localcluster.cluster import LocalCluster
-from hami_core.localcluster.informer import Informer
-from hami_core.localcluster.informer import listed
+from hami_core.kube.informer import Informer
+from hami_core.kube.informer import listed
 from hami_core.localcluster.scheduler import Scheduler
 from hami_core.localcluster.stack import free_port
 from tests.integration.load import DEVICES

@@ -8,11 +8,11 @@ from typing import Any
 
 from hami_core import codec
 from hami_core.kube.client import WatchExpiredError
+from hami_core.kube.informer import Informer
 from hami_core.scheduler import scoring
 from hami_core.scheduler.cache import Changes
 from hami_core.scheduler.cache import ClusterCache
 from hami_core.scheduler.watching import ClusterWatch
-from hami_core.scheduler.watching import Informer
 from hami_core.testing.builders import make_node
 from hami_core.testing.fake_kube import FakeKube
 from tests.scheduler.fakes import MEM
@@ -43,7 +43,7 @@ class OneShotWatch:
         self.stopped.set()
 
 
-def test_an_informer_relists_after_410_gone_and_then_follows_events() -> None:
+def test_an_informer_with_on_list_relists_after_410_gone_and_then_follows_events() -> None:
     lists: list[list[str]] = []
     events: list[tuple[str, str]] = []
     watches = [
@@ -54,8 +54,8 @@ def test_an_informer_relists_after_410_gone_and_then_follows_events() -> None:
         "test",
         lambda: ([{"metadata": {"name": "a"}}], "1"),
         lambda version: watches.pop(0) if watches else OneShotWatch([], expire=False),
-        lambda items: lists.append([item["metadata"]["name"] for item in items]),
-        lambda event, obj: events.append((event, obj["metadata"]["name"])),
+        lambda event, obj, _: events.append((event, obj["metadata"]["name"])),
+        on_list=lambda items: lists.append([item["metadata"]["name"] for item in items]),
     )
     informer.start()
     try:

@@ -1,9 +1,10 @@
 """List-then-watch loop with a local store, the way client-go informers feed controllers.
 
-The local cluster's kube-scheduler stand-in and simulated kubelets react to API changes through it: one
-thread lists, watches from the list's resourceVersion, relists after 410 Gone (or any failure), and
-calls a handler with ``(event, new, old)`` for every change, synthesising the events a relist reveals.
-It owns no decision: handlers do.
+The scheduler's cache, the local cluster's kube-scheduler stand-in and its simulated kubelets react
+to API changes through it: one thread lists, watches from the list's resourceVersion, relists after
+410 Gone (or any failure), and calls a handler with ``(event, new, old)`` for every change. A relist
+either synthesises the events it reveals or, for consumers that rebuild from whole lists (the
+scheduler's cache after a restart), goes to ``on_list``. It owns no decision: handlers do.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Informer(Generic[T]):
         lister: returns ``(items, resourceVersion)`` of a fresh list.
         watcher: opens a watch from the given resourceVersion.
         handler: called in the informer thread for every change; exceptions are logged.
+        on_list: when given, receives every full list (the first and each relist) instead of the
+            events a relist would synthesise.
         retry_delay: seconds to wait before relisting after a failure.
     """
 
@@ -55,12 +58,14 @@ class Informer(Generic[T]):
         watcher: Callable[[str], WatchStream[T]],
         handler: Handler[T],
         *,
+        on_list: Callable[[list[T]], None] | None = None,
         retry_delay: float = 0.2,
     ) -> None:
         self.name = name
         self._lister = lister
         self._watcher = watcher
         self._handler = handler
+        self._on_list = on_list
         self._retry_delay = retry_delay
         self._store: dict[str, T] = {}
         self._lock = threading.Lock()
@@ -84,6 +89,11 @@ class Informer(Generic[T]):
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+    @property
+    def synced(self) -> bool:
+        """Whether the first list has been delivered."""
+        return self._synced.is_set()
 
     def wait_synced(self, timeout: float | None = None) -> bool:
         """Block until the first list has been delivered; ``False`` on timeout."""
@@ -114,6 +124,10 @@ class Informer(Generic[T]):
                 if not self._stopping.is_set():
                     _log.info("informer %s: %s; relisting", self.name, err)
                     self._stopping.wait(self._retry_delay)
+            except Exception:
+                # A bug in on_list must not end the informer: log it, relist and go on.
+                _log.exception("informer %s failed; relisting", self.name)
+                self._stopping.wait(self._retry_delay)
 
     def _relist(self) -> str:
         items, version = self._lister()
@@ -121,6 +135,9 @@ class Informer(Generic[T]):
         with self._lock:
             previous = self._store
             self._store = dict(fresh)
+        if self._on_list is not None:
+            self._on_list(items)
+            return version
         for key, gone in previous.items():
             if key not in fresh:
                 self._deliver("DELETED", gone, gone)

@@ -9,9 +9,9 @@ import pytest
 from hami_core.kube import objects
 from hami_core.kube.client import WatchExpiredError
 from hami_core.kube.client import WatchStream
-from hami_core.localcluster.informer import Informer
-from hami_core.localcluster.informer import listed
-from hami_core.localcluster.informer import object_key
+from hami_core.kube.informer import Informer
+from hami_core.kube.informer import listed
+from hami_core.kube.informer import object_key
 from hami_core.testing.builders import make_node
 from hami_core.testing.builders import make_pod
 from hami_core.testing.fake_kube import FakeKube
