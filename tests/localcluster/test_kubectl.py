@@ -22,11 +22,10 @@ import attrs
 import pytest
 
 from hami_core.localcluster import ApiServer
+from tests.tools import KUBECTL
+from tests.tools import kubectl_binary  # noqa: F401 (a fixture)
 
-KUBECTL = Path(__file__).resolve().parents[2] / ".cache" / "bin" / "kubectl"
-pytestmark = pytest.mark.skipif(
-    not KUBECTL.exists(), reason=f"kubectl not found at {KUBECTL}: run `make tools`"
-)
+pytestmark = pytest.mark.usefixtures("kubectl_binary")
 
 POD = """\
 apiVersion: v1

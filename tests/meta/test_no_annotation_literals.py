@@ -31,4 +31,6 @@ def test_no_annotation_literal_outside_codec_and_resources(path: Path) -> None:
         for n, line in enumerate(path.read_text().splitlines(), 1)
         if LITERAL.search(line)
     ]
-    assert not hits, "use the key constants from hami_core.codec or the backend's resources.py:\n" + "\n".join(hits)
+    assert not hits, (
+        "use the key constants from hami_core.codec or the backend's resources.py:\n" + "\n".join(hits)
+    )

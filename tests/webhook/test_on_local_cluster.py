@@ -41,11 +41,12 @@ from hami_core.webhook.registration import webhook_configuration
 from hami_core.webhook.server import AdmissionHandler
 from hami_core.webhook.server import WebhookServer
 from hami_core.webhook.tls import ReloadingCertificate
+from tests.tools import KUBECTL
+from tests.tools import kubectl_binary  # noqa: F401 (a fixture)
 from tests.webhook.fakes import FixedCapacity
 
 pytestmark = pytest.mark.slow
 
-KUBECTL = Path(__file__).resolve().parents[2] / ".cache" / "bin" / "kubectl"
 NAMESPACE = "kube-system"
 SERVICE = "hami-scheduler"
 GPU = "mock.hami.io/gpu"
@@ -330,7 +331,7 @@ def test_a_v1beta1_only_webhook_gets_and_answers_v1beta1(cluster: Cluster, names
     assert pod["spec"]["schedulerName"] == "hami-scheduler"
 
 
-@pytest.mark.skipif(not KUBECTL.exists(), reason=f"kubectl not found at {KUBECTL}: run `make tools`")
+@pytest.mark.usefixtures("kubectl_binary")
 def test_kubectl_shows_the_warning_of_a_request_no_device_can_hold(cluster: Cluster, namespace: str) -> None:
     manifest = (
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: huge\nspec:\n  containers:\n  - name: main\n"
