@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from hami_core import codec
+from hami_core.localcluster.kubelet import ALLOCATIONS_ANNOTATION
 from tests.tools import KUBECTL
 from tests.tools import kubectl_binary  # noqa: F401 (a fixture)
 
@@ -49,3 +52,56 @@ def test_local_cluster_up_serves_kubectl_and_stops_on_sigterm(tmp_path: Path) ->
     shutil.rmtree(workdir)
     assert proc.returncode == 0, err
     assert not sockets, "kubelet sockets are removed on stop"
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("kubectl_binary")
+def test_local_cluster_up_with_hami_runs_a_shared_gpu_pod_applied_with_kubectl(tmp_path: Path) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="hlc"))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hami_core",
+            "local-cluster",
+            "up",
+            "--hami",
+            "--nodes",
+            "1",
+            "--workdir",
+            str(workdir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    env = {**os.environ, "HOME": str(tmp_path)}
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("hami scheduler https://127.0.0.1:")
+        proc.stdout.readline()
+        kubeconfig = proc.stdout.readline().split()[2]
+
+        def kubectl(*args: str) -> str:
+            return subprocess.run(
+                [str(KUBECTL), "--kubeconfig", kubeconfig, *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=90,
+                check=True,
+            ).stdout
+
+        kubectl("apply", "-f", str(Path(__file__).resolve().parents[1] / "examples" / "share-by-memory.yaml"))
+        kubectl("wait", "--for=jsonpath={.status.phase}=Running", "pod/share-by-memory", "--timeout=60s")
+        annotations = json.loads(kubectl("get", "pod", "share-by-memory", "-o", "json"))["metadata"][
+            "annotations"
+        ]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        shutil.rmtree(workdir)
+    assert proc.returncode == 0, err
+    assert annotations[codec.BIND_PHASE] == codec.BIND_PHASE_SUCCESS
+    allocations = json.loads(annotations[ALLOCATIONS_ANNOTATION])
+    assert allocations["main"]["envs"]["CUDA_DEVICE_MEMORY_LIMIT_0"] == "4096m"
