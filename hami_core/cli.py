@@ -51,6 +51,14 @@ def config_options(command: _Command) -> _Command:
     )(command)
 
 
+#: ``--kubeconfig FILE`` for every command that talks to the API server.
+kubeconfig_option = click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Kubeconfig file; without it, in-cluster credentials, else $KUBECONFIG or ~/.kube/config.",
+)
+
+
 def load_cli_config(config_path: Path | None, backend_names: Sequence[str]) -> HamiConfig:
     """The config from ``--config`` with the ``--backend`` names enabled as well.
 
@@ -165,11 +173,7 @@ def _table(installed: Sequence[plugins.InstalledBackend], enabled: set[str]) -> 
     show_default=True,
     help="MutatingWebhookConfiguration whose caBundle to keep; an empty value skips it.",
 )
-@click.option(
-    "--kubeconfig",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="kubeconfig file; by default in-cluster credentials, $KUBECONFIG or ~/.kube/config.",
-)
+@kubeconfig_option
 @click.option(
     "--dns-name",
     "dns_names",
@@ -270,11 +274,7 @@ def certs_command(
     type=click.Path(file_okay=False, path_type=Path),
     help="The kubelet's device-plugin directory, holding kubelet.sock [default: /var/lib/kubelet/device-plugins/].",
 )
-@click.option(
-    "--kubeconfig",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Kubeconfig file; without it, in-cluster credentials, else $KUBECONFIG or ~/.kube/config.",
-)
+@kubeconfig_option
 @click.option(
     "--config",
     "config_path",
@@ -473,11 +473,7 @@ def _stopped_by_signals() -> Iterator[threading.Event]:
 
 @hami.command(name="scheduler")
 @config_options
-@click.option(
-    "--kubeconfig",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Kubeconfig file; without it, in-cluster credentials, else $KUBECONFIG or ~/.kube/config.",
-)
+@kubeconfig_option
 @click.option(
     "--bind",
     "http_bind",
