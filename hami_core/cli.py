@@ -539,7 +539,7 @@ def scheduler_command(
 
     from hami_core.kube.client import RealKubeClient
     from hami_core.scheduler import app
-    from hami_core.scheduler.cache import ClusterCache
+    from hami_core.scheduler.admission_view import AdmissionView
     from hami_core.webhook.mutating import WebhookSettings
     from hami_core.webhook.server import AdmissionHandler
     from hami_core.webhook.tls import ReloadingCertificate
@@ -552,8 +552,8 @@ def scheduler_command(
         raise click.UsageError("HTTPS needs both a certificate and a key (--cert-file and --key-file)")
     tls = ReloadingCertificate(cert, key) if cert else None
 
-    def admission(loaded: plugins.Backends, cache: ClusterCache) -> AdmissionHandler:
-        return AdmissionHandler(loaded, WebhookSettings.from_config(config.scheduler), cache, quota=cache)
+    def admission(loaded: plugins.Backends, view: AdmissionView) -> AdmissionHandler:
+        return AdmissionHandler(loaded, WebhookSettings.from_config(config.scheduler), view, quota=view)
 
     with _stopped_by_signals() as stop, RealKubeClient(kubeconfig=kubeconfig, timeout=api_timeout) as kube:
         scheduler = app.build_scheduler(
