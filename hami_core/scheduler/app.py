@@ -260,6 +260,7 @@ def build_scheduler(
         clock=clock,
         recorder=recorder,
         retrier=retrier,
+        observe_phase=metrics.observe_phase,
     )
     if elect:
         namespace = (
@@ -304,6 +305,7 @@ def build_scheduler(
             registry=metrics.registry,
             admission=admission(backends, AdmissionView(cache)) if admission is not None else None,
             tls=tls,
+            observe_phase=metrics.observe_phase,
         )
     return SchedulerApp(
         config=config,
