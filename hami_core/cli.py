@@ -553,7 +553,9 @@ def scheduler_command(
     tls = ReloadingCertificate(cert, key) if cert else None
 
     def admission(loaded: plugins.Backends, view: AdmissionView) -> AdmissionHandler:
-        return AdmissionHandler(loaded, WebhookSettings.from_config(config.scheduler), view, quota=view)
+        policies = [name for name, policy in loaded.scoring_policies.items() if policy.kind == "node"]
+        settings = WebhookSettings.from_config(config.scheduler, node_policies=policies)
+        return AdmissionHandler(loaded, settings, view, quota=view)
 
     with _stopped_by_signals() as stop, RealKubeClient(kubeconfig=kubeconfig, timeout=api_timeout) as kube:
         scheduler = app.build_scheduler(
