@@ -27,11 +27,11 @@ import attrs
 
 from hami_core import codec
 from hami_core.backend import DeviceBackend
-from hami_core.backend import parse_quantity
 from hami_core.devices import DeviceInfo
 from hami_core.errors import BackendError
 from hami_core.errors import CodecError
 from hami_core.kube.objects import Node
+from hami_core.quantity import parse_quantity
 from hami_core.scheduler.changes import CacheWarning
 
 #: How long a ``Requesting_<time>`` handshake proves a node alive on its own (HAMi's 60 s rule).
