@@ -18,7 +18,9 @@ commit and reply encode (decode and encode over HTTP only), from the scheduler's
 RSS (FakeKube and its event history included); ``rss_mb_by_quarter`` is the current RSS after each
 quarter of the stream, which stays flat when nothing but the pods' bookings grows.
 
-Usage: ``python bench/extender.py --nodes 5000 --devices-per-node 8 --pods 2000 [--mode http] [--json]``
+Usage: ``python bench/extender.py --nodes 5000 --devices-per-node 8 --pods 2000 [--mode http] [--json]``;
+``--pods 20000 --lifetime 2000`` runs a long stream in steady state (pods finish and are deleted) to
+show that memory stays flat.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import resource
 import statistics
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from datetime import UTC
 from datetime import datetime
@@ -112,7 +115,7 @@ def build(args: argparse.Namespace) -> tuple[FakeKube, HamiConfig, list[str]]:
         },
         "bench",
     )
-    kube = FakeKube(history=max(1000, args.pods * 8))
+    kube = FakeKube(history=max(1000, min(args.pods, 2000) * 8))
     mock = load_backends(config).get("mock")
     names = [f"node-{i:05d}" for i in range(args.nodes)]
     stream = shapes(args.trace_dir, rng)
@@ -209,6 +212,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     scheduled_times: list[float] = []
     unschedulable_times: list[float] = []
     verb_time = 0.0
+    running: deque[str] = deque()
     scheduled = unschedulable = 0
     try:
         for i in range(args.pods):
@@ -261,6 +265,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 {"metadata": {"annotations": {codec.BIND_PHASE: codec.BIND_PHASE_SUCCESS}}},
             )
             lock.release(str(node), "bench", metadata["name"])
+            running.append(str(metadata["name"]))
+            if args.lifetime and len(running) > args.lifetime:
+                kube.delete_pod("bench", running.popleft())  # it finished; its devices are free
     finally:
         if client is not None:
             client.close()
@@ -326,6 +333,12 @@ def main() -> None:
         "--trace-dir", type=Path, help="the Alibaba GPU trace directory (openb_pod_list_default.csv)"
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--lifetime",
+        type=int,
+        default=0,
+        help="delete each scheduled stream pod this many pods later (steady state for long runs); 0 keeps all",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     result = run(args)
