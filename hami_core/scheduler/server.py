@@ -113,14 +113,13 @@ def parse_extender_args(body: bytes) -> tuple[PodView, list[str] | None, list[No
     pod = _field(args, "Pod")
     if not isinstance(pod, dict) or not isinstance(pod.get("metadata"), dict):
         raise BadRequest("extender args missing pod (Pod must be an object with metadata)")
-    metadata = pod["metadata"]
-    for key in ("name", "namespace"):
-        if not isinstance(metadata.get(key), str) or not metadata.get(key):
-            raise BadRequest(f"Pod.metadata.{key} must be a non-empty string")
     try:
         view = PodView.from_object(pod)
     except PodFormatError as err:
         raise BadRequest(f"Pod: {err}") from err
+    for key, value in (("name", view.name), ("namespace", view.namespace)):
+        if not value:
+            raise BadRequest(f"Pod.metadata.{key} must be a non-empty string")
     names = _field(args, "NodeNames")
     if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
         raise BadRequest("NodeNames must be a list of strings or null")
