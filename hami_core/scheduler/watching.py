@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
@@ -114,7 +115,13 @@ class ClusterWatch:
         return self._nodes.synced and self._pods.synced
 
     def wait_synced(self, timeout: float | None = None) -> bool:
-        return self._nodes.wait_synced(timeout) and self._pods.wait_synced(timeout)
+        """Block until both informers delivered their first list, at most ``timeout`` seconds in all."""
+        if timeout is None:
+            return self._nodes.wait_synced() and self._pods.wait_synced()
+        deadline = time.monotonic() + timeout
+        return self._nodes.wait_synced(timeout) and self._pods.wait_synced(
+            max(0.0, deadline - time.monotonic())
+        )
 
     def start(self) -> None:
         self._nodes.start()
