@@ -325,7 +325,7 @@ class Chooser:
                 failed[name] = codec.NODE_UNREGISTERED
                 continue
             evaluated += 1
-            fit = self._fit_or_reason(ask, view, failed)
+            fit = self._fit_or_reason(ask, view, failed, pruned=True)
             if fit is not None:  # capacity freed since the walk passed it
                 return Decision(name, fit, view.generation, failed, evaluated)
         if not excluded:
@@ -365,7 +365,7 @@ class Chooser:
                 reasons[name] = codec.NODE_UNREGISTERED
                 continue
             evaluated += 1
-            fit = self._fit_or_reason(ask, view, reasons)
+            fit = self._fit_or_reason(ask, view, reasons, pruned=True)
             if fit is not None:  # a node the kept answer did not cover
                 return Decision(name, fit, view.generation, failed, evaluated)
         self._keep(ask.signature, _NoFit(seq, reasons))
@@ -378,8 +378,14 @@ class Chooser:
             while len(self._no_fit) > _NO_FIT_SHAPES:
                 self._no_fit.popitem(last=False)
 
-    def _fit_or_reason(self, ask: Ask, view: NodeView, failed: dict[str, str]) -> PodFit | None:
-        """Fit on ``view``; on failure record its reason in ``failed`` (and the reason memo)."""
+    def _fit_or_reason(
+        self, ask: Ask, view: NodeView, failed: dict[str, str], *, pruned: bool = False
+    ) -> PodFit | None:
+        """Fit on ``view``; on failure record its reason in ``failed`` (and the reason memo).
+
+        ``pruned`` says the node is expected not to fit (the capacity check ruled it out, or it was
+        passed over): its reason is then first sought without ordering the devices.
+        """
         if not view.registered:
             failed[view.name] = codec.NODE_UNREGISTERED
             return None
@@ -388,12 +394,36 @@ class Chooser:
         if known is not None:
             failed[view.name] = known
             return None
+        reason = self._reason_unordered(ask, view) if pruned else None
+        if reason is not None:
+            failed[view.name] = reason
+            self._reasons.put(memo_key, reason)
+            return None
         fit = self.fit(ask, view)
         if not fit.ok:
             failed[view.name] = fit.reason
             self._reasons.put(memo_key, fit.reason)
             return None
         return fit
+
+    def _reason_unordered(self, ask: Ask, view: NodeView) -> str | None:
+        """HAMi's reason for a pod making one request on ``view``, fitted on its devices as they are.
+
+        For one request of a backend with the shared fit, no NUMA binding and no quota check, which
+        devices fail which check, and how many pass, do not depend on the order the devices are
+        tried in; so a failure found without ordering them (the costly part of a fit) is the
+        failure :meth:`fit` would find. ``None`` when the pod may fit, or the shortcut does not apply.
+        """
+        containers = ask.request.containers
+        if len(containers) != 1 or len(containers[0]) != 1 or ask.numa_bind or ask.limits:
+            return None
+        ((backend, request),) = containers[0].items()
+        if not self.shared_fit[backend]:
+            return None
+        result = _NodeFitter(self, ask, view)(backend, request, view.devices.get(backend, ()), PodDevices())
+        if result.ok:
+            return None
+        return PodFit(ok=False, reasons=dict(result.reasons), considered=result.considered).reason
 
     def fit(self, ask: Ask, view: NodeView) -> PodFit:
         """Fit every container of the pod on one node view."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from hami_core import codec
 from hami_core.pods import PodView
 from hami_core.scheduler import scoring
@@ -97,3 +99,38 @@ def _asked(chooser: Chooser, pod: object) -> Ask:
     found = chooser.ask(PodView.from_object(pod))
     assert found is not None
     return found
+
+
+def test_a_reason_found_without_ordering_devices_is_the_ordered_fits_reason() -> None:
+    rng = random.Random(7)
+    chooser = Chooser({"nvidia": BACKEND}, BY_NAME)
+    checked = 0
+    for case in range(300):
+        cache = fleet()
+        node = f"n{case}"
+        cache.apply_node(
+            "ADDED", registered_node(node, gpus(node, rng.randint(1, 4), count=rng.randint(1, 3))), NOW
+        )
+        for held in range(rng.randint(0, 6)):
+            device = f"{node}-{rng.randint(0, 3)}"
+            value = f"{device},NVIDIA,{rng.randint(0, 8000)},{rng.choice((0, 30, 100))}:;"
+            annotations = {codec.VGPU_NODE: node, BACKEND.keys.allocated: value}
+            pod = make_pod(f"h{held}", annotations=annotations, node_name=node, phase="Running")
+            pod["metadata"]["uid"] = f"{case}-{held}"
+            cache.apply_pod("ADDED", PodView.from_object(pod))
+        policy = rng.choice(("spread", "binpack", "topology-aware", "mutex"))
+        pod = gpu_pod(
+            "p",
+            count=rng.randint(1, 4),
+            memory=rng.choice((None, 1000, 6000)),
+            cores=rng.choice((None, 50, 100)),
+            annotations={codec.GPU_SCHEDULER_POLICY: policy},
+        )
+        asked = _asked(chooser, pod)
+        view = cache.view(node)
+        assert view is not None
+        fit = chooser.fit(asked, view)
+        shortcut = chooser._reason_unordered(asked, view)
+        assert shortcut == (None if fit.ok else fit.reason)
+        checked += not fit.ok
+    assert checked > 50
