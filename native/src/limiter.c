@@ -1,0 +1,237 @@
+/* Compute limiter: a token bucket of GPU time per device, shared by the container's processes
+ * through the region. Launches spend their estimated GPU time; the bucket refills at share x
+ * elapsed time (capped at a 20 ms burst); a launch waits while the bucket is negative. Kernel
+ * and graph costs are learned by timing sampled launches with a pair of events (README: limiter). */
+#include <time.h>
+
+#include "shim.h"
+
+#define BURST_NS 20000000LL
+#define RESAMPLE_EVERY 256
+#define DEFAULT_NS_PER_UNIT 1000
+#define COSTS 4096
+
+int limiter_enabled;
+static int any_sm_limit;
+static uint64_t share_of[HAMI_MAX_DEVICES];
+
+/* ---- clock (injectable for tests) ---- */
+static uint64_t mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+static void mono_sleep(uint64_t ns) {
+    struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+    nanosleep(&ts, NULL);
+}
+static uint64_t (*now_fn)(void) = mono_now;
+static void (*sleep_fn)(uint64_t) = mono_sleep;
+uint64_t shim_now_ns(void) { return now_fn(); }
+void shim_sleep_ns(uint64_t ns) { sleep_fn(ns); }
+
+/* Tests replace the clock (e.g. with the fake driver's virtual one); NULL restores the real one. */
+EXPORT void hami_shim_set_clock(uint64_t (*now)(void), void (*sleep)(uint64_t)) {
+    now_fn = now ? now : mono_now;
+    sleep_fn = sleep ? sleep : mono_sleep;
+}
+
+int64_t limiter_refill_amount(uint64_t last, uint64_t now, uint64_t share) {
+    if (last == 0) return BURST_NS;
+    uint64_t dt = now > last ? now - last : 0;
+    if (dt > 1000000000ull) dt = 1000000000ull;
+    return (int64_t)(dt * share / 100);
+}
+
+/* ---- learned costs: key (function or graph exec) -> ns per unit (block or graph launch) ---- */
+struct cost { _Atomic uintptr_t key; uint64_t ns; uint32_t countdown; };
+static struct cost costs[COSTS];
+static pthread_mutex_t cost_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static inline size_t cost_home(uintptr_t k) { return (size_t)((k * 0x9E3779B97F4A7C15ull) >> 52) & (COSTS - 1); }
+
+static inline struct cost *cost_find(uintptr_t key) {
+    for (size_t j = cost_home(key), n = 0; n < 16; j = (j + 1) & (COSTS - 1), n++) {
+        uintptr_t k = atomic_load_explicit(&costs[j].key, memory_order_acquire);
+        if (k == key) return &costs[j];
+        if (!k) return NULL;
+    }
+    return NULL;
+}
+
+static struct cost *cost_insert(uintptr_t key) {
+    pthread_mutex_lock(&cost_lock);
+    struct cost *c = cost_find(key);
+    for (size_t j = cost_home(key), n = 0; !c && n < 16; j = (j + 1) & (COSTS - 1), n++)
+        if (!atomic_load(&costs[j].key)) {
+            costs[j].ns = 0;
+            costs[j].countdown = RESAMPLE_EVERY;
+            atomic_store_explicit(&costs[j].key, key, memory_order_release);
+            c = &costs[j];
+        }
+    pthread_mutex_unlock(&cost_lock);
+    return c;
+}
+
+/* ---- sampling: one launch at a time per device is bracketed by two events ---- */
+struct sampler {
+    int pending, armed, ptsz;
+    CUcontext ctx;
+    CUevent a, b;
+    uintptr_t key;
+    uint64_t units;
+    int64_t charged;
+};
+static struct sampler samplers[HAMI_MAX_DEVICES];
+static uint64_t default_ns[HAMI_MAX_DEVICES];
+static pthread_mutex_t sampler_lock = PTHREAD_MUTEX_INITIALIZER;
+static __thread int sampled_dev = -1;
+
+static _Atomic int64_t *tokens(int dev) { return (_Atomic int64_t *)&shim_ext->tokens[dev]; }
+
+static CUresult record(CUevent e, CUstream s, int ptsz) {
+    if (ptsz && real_cuEventRecord_ptsz) return real_cuEventRecord_ptsz(e, s);
+    return real_cuEventRecord ? real_cuEventRecord(e, s) : CUDA_ERROR_NOT_FOUND;
+}
+
+/* Finish the device's sample if its end event completed (sampler_lock held). */
+static void poll_sample(int dev) {
+    struct sampler *sm = &samplers[dev];
+    if (!sm->pending || !sm->armed || !real_cuEventQuery || real_cuEventQuery(sm->b) != CUDA_SUCCESS) return;
+    float ms = 0;
+    CUresult rc = real_cuEventElapsedTime_v2 ? real_cuEventElapsedTime_v2(&ms, sm->a, sm->b)
+                                             : real_cuEventElapsedTime ? real_cuEventElapsedTime(&ms, sm->a, sm->b)
+                                                                       : CUDA_ERROR_NOT_FOUND;
+    sm->pending = sm->armed = 0;
+    if (rc != CUDA_SUCCESS || ms < 0) return;
+    int64_t ns = (int64_t)((double)ms * 1e6);
+    uint64_t per = (uint64_t)ns / (sm->units ? sm->units : 1);
+    if (per == 0) per = 1;
+    struct cost *c = cost_find(sm->key);
+    if (c) c->ns = per;
+    default_ns[dev] = per;
+    atomic_fetch_sub_explicit(tokens(dev), ns - sm->charged, memory_order_relaxed);
+}
+
+static int capturing(CUstream s, int ptsz) {
+    CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+    __typeof__(cuStreamIsCapturing) *fn = ptsz && real_cuStreamIsCapturing_ptsz ? real_cuStreamIsCapturing_ptsz : real_cuStreamIsCapturing;
+    return fn && fn(s, &st) == CUDA_SUCCESS && st != CU_STREAM_CAPTURE_STATUS_NONE;
+}
+
+static int start_sample(int dev, uintptr_t key, uint64_t units, int64_t charged, CUstream s, int ptsz) {
+    struct sampler *sm = &samplers[dev];
+    CUcontext ctx = NULL;
+    if (!real_cuCtxGetCurrent || real_cuCtxGetCurrent(&ctx) != CUDA_SUCCESS || !ctx || !real_cuEventCreate) return 0;
+    if (sm->ctx != ctx) {
+        if (real_cuEventCreate(&sm->a, CU_EVENT_DEFAULT) != CUDA_SUCCESS) return 0;
+        if (real_cuEventCreate(&sm->b, CU_EVENT_DEFAULT) != CUDA_SUCCESS) return 0;
+        sm->ctx = ctx;
+    }
+    if (record(sm->a, s, ptsz) != CUDA_SUCCESS) return 0;
+    sm->pending = 1;
+    sm->armed = 0;
+    sm->key = key;
+    sm->units = units;
+    sm->charged = charged;
+    sm->ptsz = ptsz;
+    return 1;
+}
+
+static void touch_kernel_time(void) {
+    uint64_t t = (uint64_t)time(NULL);
+    if (t >= shim_region->last_kernel_time + (uint64_t)shim_cfg.record_interval) shim_region->last_kernel_time = t;
+}
+
+static void refill(int dev, uint64_t now) {
+    _Atomic uint64_t *at = (_Atomic uint64_t *)&shim_ext->refilled[dev];
+    uint64_t last = atomic_load(at);
+    if (now <= last || !atomic_compare_exchange_strong(at, &last, now)) return;
+    uint64_t sl = shim_region->sm_limit[dev];
+    share_of[dev] = sl == 0 || sl > 100 ? 100 : sl;
+    int64_t add = limiter_refill_amount(last, now, share_of[dev]);
+    int64_t cur = atomic_load(tokens(dev)), next;
+    do {
+        next = cur + add > BURST_NS ? BURST_NS : cur + add;
+    } while (!atomic_compare_exchange_weak(tokens(dev), &cur, next));
+}
+
+static void wait_budget(int dev) {
+    for (;;) {
+        refill(dev, now_fn());
+        int64_t t = atomic_load(tokens(dev));
+        if (t >= 0 || share_of[dev] >= 100) break;
+        if (pthread_mutex_trylock(&sampler_lock) == 0) {
+            poll_sample(dev);
+            pthread_mutex_unlock(&sampler_lock);
+        }
+        uint64_t ns = (uint64_t)(-t) * 100 / share_of[dev];
+        sleep_fn(ns < 20000 ? 20000 : ns > 10000000 ? 10000000 : ns);
+    }
+    touch_kernel_time();
+}
+
+/* recent_kernel < 0: the host monitor blocks this container while higher-priority work runs. */
+static void priority_gate(void) {
+    _Atomic int32_t *rk = (_Atomic int32_t *)&shim_region->recent_kernel;
+    int32_t v = atomic_load(rk);
+    while (v < 0) {
+        sleep_fn(10000000);
+        v = atomic_load(rk);
+    }
+    atomic_compare_exchange_strong(rk, &v, 2);
+    limiter_configure();
+    touch_kernel_time();
+}
+
+static int slow_path(int dev, uintptr_t key, uint64_t units, CUstream s, int ptsz, struct cost *c) {
+    int sample = 0;
+    pthread_mutex_lock(&sampler_lock);
+    poll_sample(dev);
+    if (!c) c = cost_insert(key);
+    uint64_t per = c && c->ns ? c->ns : default_ns[dev] ? default_ns[dev] : DEFAULT_NS_PER_UNIT;
+    int64_t cost = (int64_t)(per * units);
+    if (c && !samplers[dev].pending && !capturing(s, ptsz)) sample = start_sample(dev, key, units, cost, s, ptsz);
+    if (c) c->countdown = sample ? RESAMPLE_EVERY : 16;
+    pthread_mutex_unlock(&sampler_lock);
+    if (atomic_load_explicit(tokens(dev), memory_order_relaxed) < 0) wait_budget(dev);
+    atomic_fetch_sub_explicit(tokens(dev), cost, memory_order_relaxed);
+    if (sample) sampled_dev = dev;
+    return sample;
+}
+
+int limiter_before(uintptr_t key, uint64_t units, CUstream s, int ptsz) {
+    if (!limiter_enabled) return 0;
+    if (UNLIKELY(shim_region->recent_kernel != 2)) priority_gate();
+    if (!any_sm_limit) return 0;
+    int dev = shim_current_device();
+    if ((unsigned)dev >= HAMI_MAX_DEVICES || share_of[dev] >= 100) return 0;
+    struct cost *c = cost_find(key);
+    if (UNLIKELY(!c || !c->ns || --c->countdown == 0)) return slow_path(dev, key, units, s, ptsz, c);
+    int64_t cost = (int64_t)(c->ns * units);
+    if (UNLIKELY(atomic_load_explicit(tokens(dev), memory_order_relaxed) < 0)) wait_budget(dev);
+    atomic_fetch_sub_explicit(tokens(dev), cost, memory_order_relaxed);
+    return 0;
+}
+
+void limiter_after(CUstream s, int ptsz) {
+    int dev = sampled_dev;
+    sampled_dev = -1;
+    if (dev < 0) return;
+    pthread_mutex_lock(&sampler_lock);
+    struct sampler *sm = &samplers[dev];
+    if (sm->pending && record(sm->b, s, ptsz) == CUDA_SUCCESS) sm->armed = 1;
+    else sm->pending = 0;
+    pthread_mutex_unlock(&sampler_lock);
+}
+
+void limiter_configure(void) {
+    limiter_enabled = !shim_cfg.policy_disable;
+    int any = 0;
+    for (int d = 0; d < HAMI_MAX_DEVICES; d++) {
+        uint64_t sl = shim_region->sm_limit[d];
+        share_of[d] = sl == 0 || sl > 100 ? 100 : sl;
+        any |= share_of[d] < 100;
+    }
+    any_sm_limit = any;
+}

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Run every C test of the shim with the fake driver and print "N passed, N failed".
+# Environment from the Makefile: B (build dir), NVML_DIR (fake NVML), CUDART (real libcudart.so.13).
+set -u
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+export LD_LIBRARY_PATH="$B/fakecuda:$NVML_DIR"
+export LIBCUDA_LOG_LEVEL=0
+SHIM="$B/libvgpu.so"
+passed=0; failed=0
+# run NAME ENV... : run build/tests/NAME with the shim preloaded and a fresh region.
+run() {
+    name=$1; shift
+    out="$T/$name.out"
+    env LD_PRELOAD="$SHIM" CUDA_DEVICE_MEMORY_SHARED_CACHE="$T/$name.cache" FAKECUDA_STATE="$T/$name.fake" \
+        TEST_TMP="$T" SHIM="$SHIM" CUDART="$CUDART" "$@" "$B/tests/$name" >"$out" 2>&1
+    rc=$?
+    line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+    p=$(echo "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/'); f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+    [ -z "$line" ] && { p=0; f=1; }
+    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    passed=$((passed + p)); failed=$((failed + f))
+    if [ "$f" -ne 0 ]; then echo "FAILED $name (exit $rc):"; cat "$out"; else cat "$out" | grep -v '^FAIL'; fi
+}
+for t in "$B"/tests/test_*; do
+    case "$(basename "$t")" in
+    test_parse) run test_parse ;;
+    test_memory) run test_memory CUDA_DEVICE_MEMORY_LIMIT_0=1g ;;
+    *) run "$(basename "$t")" ;;
+    esac
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
