@@ -26,6 +26,8 @@ for t in "$B"/tests/test_*; do
     case "$(basename "$t")" in
     test_parse) run test_parse ;;
     test_memory) run test_memory CUDA_DEVICE_MEMORY_LIMIT_0=1g ;;
+    test_accounting) run test_accounting CUDA_DEVICE_MEMORY_LIMIT=2g ;;
+    test_processes) run test_processes CUDA_DEVICE_MEMORY_LIMIT=1g ;;
     *) run "$(basename "$t")" ;;
     esac
 done

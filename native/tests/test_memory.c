@@ -6,15 +6,13 @@
 #include <string.h>
 
 #include "check.h"
+#include "driver_extra.h"
 #include "fakecuda.h"
 #include "region_view.h"
 
 #define MiB (1ull << 20)
 #define LIMIT (1024 * MiB)
 
-extern __typeof__(cuMemAllocAsync) cuMemAllocAsync_ptsz;
-extern __typeof__(cuMemAllocFromPoolAsync) cuMemAllocFromPoolAsync_ptsz;
-extern __typeof__(cuMemFreeAsync) cuMemFreeAsync_ptsz;
 
 struct api {
     const char *how;

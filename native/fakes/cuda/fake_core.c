@@ -168,6 +168,7 @@ void fake_phys_give(int dev, uint64_t bytes, int data) {
 
 API int64_t fakecuda_physical_used(int dev) { fake_init(); return atomic_load(&shared->used[dev]); }
 API int64_t fakecuda_data_used(int dev) { fake_init(); return atomic_load(&shared->data_used[dev]); }
+API void fakecuda_reset_peak(int dev) { fake_init(); atomic_store(&shared->data_peak[dev], atomic_load(&shared->data_used[dev])); }
 API int64_t fakecuda_data_peak(int dev) { fake_init(); return atomic_load(&shared->data_peak[dev]); }
 
 /* ---- contexts ---- */

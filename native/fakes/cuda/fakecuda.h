@@ -30,6 +30,8 @@ uint64_t fakecuda_calls(const char *name);
 int64_t fakecuda_physical_used(int dev);
 /* Highest value fakecuda_data_used reached: allocations only, contexts excluded. */
 int64_t fakecuda_data_peak(int dev);
+/* Restart the peak from the current allocated bytes. */
+void fakecuda_reset_peak(int dev);
 /* Allocated bytes (not contexts) on `dev` across the processes sharing FAKECUDA_STATE. */
 int64_t fakecuda_data_used(int dev);
 /* The next `count` calls of `name` return `code` without doing anything. */
