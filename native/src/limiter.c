@@ -8,7 +8,7 @@
 
 #define BURST_NS 20000000LL
 #define RESAMPLE_EVERY 256
-#define DEFAULT_NS_PER_UNIT 1000
+#define DEFAULT_NS_PER_UNIT (1000 << 10)
 #define COSTS 4096
 
 int limiter_enabled;
@@ -43,8 +43,15 @@ int64_t limiter_refill_amount(uint64_t last, uint64_t now, uint64_t share) {
     return (int64_t)(dt * share / 100);
 }
 
-/* ---- learned costs: key (function or graph exec) -> ns per unit (block or graph launch) ---- */
-struct cost { _Atomic uintptr_t key; uint64_t ns; uint32_t countdown; };
+/* ---- learned costs: key (function or graph exec) -> GPU time per unit (block or graph launch),
+ * in 1/1024 ns so that short kernels keep their precision ---- */
+struct cost {
+    _Atomic uintptr_t key;
+    uint64_t ns;          /* per unit, 1/1024 ns; 0 until the first sample completes */
+    uint32_t countdown;   /* launches until the next sample */
+    uint64_t pend_units;  /* launched before the first sample completed ... */
+    int64_t pend_charged; /* ... and what they were charged, corrected once it has */
+};
 static struct cost costs[COSTS];
 static pthread_mutex_t cost_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -104,13 +111,20 @@ static void poll_sample(int dev) {
                                                                        : CUDA_ERROR_NOT_FOUND;
     sm->pending = sm->armed = 0;
     if (rc != CUDA_SUCCESS || ms < 0) return;
-    int64_t ns = (int64_t)((double)ms * 1e6);
-    uint64_t per = (uint64_t)ns / (sm->units ? sm->units : 1);
+    int64_t ns = (int64_t)((double)ms * 1e6 + 0.5);
+    uint64_t per = ((uint64_t)ns << 10) / (sm->units ? sm->units : 1);
     if (per == 0) per = 1;
     struct cost *c = cost_find(sm->key);
-    if (c) c->ns = per;
+    int64_t debt = ns - sm->charged;
+    if (c && !c->ns && c->pend_units) debt = (int64_t)((per * c->pend_units) >> 10) - c->pend_charged;
+    if (c) {
+        c->ns = per;
+        c->pend_units = 0;
+        c->pend_charged = 0;
+    }
     default_ns[dev] = per;
-    atomic_fetch_sub_explicit(tokens(dev), ns - sm->charged, memory_order_relaxed);
+    LOG_INFO("device %d: %#lx costs %llu/1024 ns per unit (sampled %lld ns, charged %lld)", dev, (unsigned long)sm->key, (unsigned long long)per, (long long)ns, (long long)sm->charged);
+    atomic_fetch_sub_explicit(tokens(dev), debt, memory_order_relaxed);
 }
 
 static int capturing(CUstream s, int ptsz) {
@@ -184,18 +198,27 @@ static void priority_gate(void) {
     touch_kernel_time();
 }
 
+/* Unknown or due for a new measurement: charge the best estimate, wait for budget, and bracket
+ * this launch with the device's events when no other sample is in flight. The start event is
+ * recorded after the wait, so the sample times the kernel, not the throttling. */
 static int slow_path(int dev, uintptr_t key, uint64_t units, CUstream s, int ptsz, struct cost *c) {
-    int sample = 0;
+    if (!c) c = cost_insert(key);
     pthread_mutex_lock(&sampler_lock);
     poll_sample(dev);
-    if (!c) c = cost_insert(key);
     uint64_t per = c && c->ns ? c->ns : default_ns[dev] ? default_ns[dev] : DEFAULT_NS_PER_UNIT;
-    int64_t cost = (int64_t)(per * units);
-    if (c && !samplers[dev].pending && !capturing(s, ptsz)) sample = start_sample(dev, key, units, cost, s, ptsz);
-    if (c) c->countdown = sample ? RESAMPLE_EVERY : 16;
+    int64_t cost = (int64_t)((per * units) >> 10);
+    if (c && !c->ns) { /* an estimate: remembered, and corrected when the sample completes */
+        c->pend_units += units;
+        c->pend_charged += cost;
+    }
     pthread_mutex_unlock(&sampler_lock);
     if (atomic_load_explicit(tokens(dev), memory_order_relaxed) < 0) wait_budget(dev);
     atomic_fetch_sub_explicit(tokens(dev), cost, memory_order_relaxed);
+    int sample = 0;
+    pthread_mutex_lock(&sampler_lock);
+    if (c && !samplers[dev].pending && !capturing(s, ptsz)) sample = start_sample(dev, key, units, cost, s, ptsz);
+    if (c) c->countdown = sample ? RESAMPLE_EVERY : 16;
+    pthread_mutex_unlock(&sampler_lock);
     if (sample) sampled_dev = dev;
     return sample;
 }
@@ -208,7 +231,7 @@ int limiter_before(uintptr_t key, uint64_t units, CUstream s, int ptsz) {
     if ((unsigned)dev >= HAMI_MAX_DEVICES || share_of[dev] >= 100) return 0;
     struct cost *c = cost_find(key);
     if (UNLIKELY(!c || !c->ns || --c->countdown == 0)) return slow_path(dev, key, units, s, ptsz, c);
-    int64_t cost = (int64_t)(c->ns * units);
+    int64_t cost = (int64_t)((c->ns * units) >> 10);
     if (UNLIKELY(atomic_load_explicit(tokens(dev), memory_order_relaxed) < 0)) wait_budget(dev);
     atomic_fetch_sub_explicit(tokens(dev), cost, memory_order_relaxed);
     return 0;
