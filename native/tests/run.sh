@@ -28,6 +28,7 @@ for t in "$B"/tests/test_*; do
     test_memory) run test_memory CUDA_DEVICE_MEMORY_LIMIT_0=1g ;;
     test_accounting) run test_accounting CUDA_DEVICE_MEMORY_LIMIT=2g ;;
     test_processes) run test_processes CUDA_DEVICE_MEMORY_LIMIT=1g ;;
+    test_nvml) run test_nvml CUDA_DEVICE_MEMORY_LIMIT_0=2g FAKECUDA_DEVICES=2 ;;
     test_limiter)
         run test_limiter FAKECUDA_VIRTUAL_CLOCK=1 CUDA_DEVICE_SM_LIMIT=30
         run test_limiter FAKECUDA_VIRTUAL_CLOCK=1 CUDA_DEVICE_SM_LIMIT=30 GPU_CORE_UTILIZATION_POLICY=disable LIMITER_EXPECT=100 ;;
