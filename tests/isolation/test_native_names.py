@@ -20,7 +20,9 @@ def test_the_header_names_the_same_variables_in_the_same_order() -> None:
 
 
 def test_the_memory_unit_hami_writes_is_the_one_the_shim_reads() -> None:
-    units = dict(re.findall(r"^#define HAMI_UNIT_([KMG]) \(?([0-9ull *]+)\)?$", _header(), flags=re.MULTILINE))
+    units = dict(
+        re.findall(r"^#define HAMI_UNIT_([KMG]) \(?([0-9ull *]+)\)?$", _header(), flags=re.MULTILINE)
+    )
     mib = 1
     for factor in units["M"].replace("ull", "").split("*"):
         mib *= int(factor)
