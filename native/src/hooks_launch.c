@@ -1,15 +1,16 @@
 /* Launch wrappers: plain, Ex, cooperative and graph launches, each variant (legacy and per-thread
  * stream) calling its own driver function, all metered by the compute limiter. */
-#include "shim.h"
+#include "limiter.h"
 
 #define LAUNCH(name, ptsz)                                                                              \
     EXPORT CUresult name(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, \
                          unsigned bz, unsigned shmem, CUstream s, void **params, void **extra) {        \
         shim_init();                                                                                    \
         if (UNLIKELY(!real_##name)) return CUDA_ERROR_NOT_FOUND;                                         \
-        int sampled = limiter_before((uintptr_t)f, (uint64_t)gx * gy * gz, s, ptsz);                    \
+        if (LIKELY(!limiter_before((uintptr_t)f, (uint64_t)gx * gy * gz, s, ptsz)))                     \
+            return real_##name(f, gx, gy, gz, bx, by, bz, shmem, s, params, extra);                     \
         CUresult rc = real_##name(f, gx, gy, gz, bx, by, bz, shmem, s, params, extra);                  \
-        if (UNLIKELY(sampled)) limiter_after(s, ptsz);                                                  \
+        limiter_after(s, ptsz);                                                  \
         return rc;                                                                                      \
     }
 LAUNCH(cuLaunchKernel, 0)
@@ -20,9 +21,10 @@ LAUNCH(cuLaunchKernel_ptsz, 1)
                          unsigned bz, unsigned shmem, CUstream s, void **params) {                      \
         shim_init();                                                                                    \
         if (UNLIKELY(!real_##name)) return CUDA_ERROR_NOT_FOUND;                                         \
-        int sampled = limiter_before((uintptr_t)f, (uint64_t)gx * gy * gz, s, ptsz);                    \
+        if (LIKELY(!limiter_before((uintptr_t)f, (uint64_t)gx * gy * gz, s, ptsz)))                     \
+            return real_##name(f, gx, gy, gz, bx, by, bz, shmem, s, params);                            \
         CUresult rc = real_##name(f, gx, gy, gz, bx, by, bz, shmem, s, params);                         \
-        if (UNLIKELY(sampled)) limiter_after(s, ptsz);                                                  \
+        limiter_after(s, ptsz);                                                  \
         return rc;                                                                                      \
     }
 COOPERATIVE(cuLaunchCooperativeKernel, 0)
@@ -33,10 +35,11 @@ COOPERATIVE(cuLaunchCooperativeKernel_ptsz, 1)
         shim_init();                                                                                    \
         if (UNLIKELY(!real_##name)) return CUDA_ERROR_NOT_FOUND;                                         \
         if (!c) return real_##name(c, f, params, extra);                                                \
-        int sampled = limiter_before((uintptr_t)f, (uint64_t)c->gridDimX * c->gridDimY * c->gridDimZ,  \
-                                     c->hStream, ptsz);                                                 \
+        if (LIKELY(!limiter_before((uintptr_t)f, (uint64_t)c->gridDimX * c->gridDimY * c->gridDimZ,    \
+                                   c->hStream, ptsz)))                                                  \
+            return real_##name(c, f, params, extra);                                                    \
         CUresult rc = real_##name(c, f, params, extra);                                                 \
-        if (UNLIKELY(sampled)) limiter_after(c->hStream, ptsz);                                         \
+        limiter_after(c->hStream, ptsz);                                         \
         return rc;                                                                                      \
     }
 LAUNCH_EX(cuLaunchKernelEx, 0)
@@ -46,9 +49,9 @@ LAUNCH_EX(cuLaunchKernelEx_ptsz, 1)
     EXPORT CUresult name(CUgraphExec g, CUstream s) {                                                   \
         shim_init();                                                                                    \
         if (UNLIKELY(!real_##name)) return CUDA_ERROR_NOT_FOUND;                                         \
-        int sampled = limiter_before((uintptr_t)g, 1, s, ptsz);                                         \
+        if (LIKELY(!limiter_before((uintptr_t)g, 1, s, ptsz))) return real_##name(g, s);               \
         CUresult rc = real_##name(g, s);                                                                \
-        if (UNLIKELY(sampled)) limiter_after(s, ptsz);                                                  \
+        limiter_after(s, ptsz);                                                  \
         return rc;                                                                                      \
     }
 GRAPH_LAUNCH(cuGraphLaunch, 0)

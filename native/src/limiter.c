@@ -4,16 +4,15 @@
  * and graph costs are learned by timing sampled launches with a pair of events (README: limiter). */
 #include <time.h>
 
-#include "shim.h"
+#include "limiter.h"
 
 #define BURST_NS 20000000LL
-#define RESAMPLE_EVERY 256
+#define RESAMPLE_EVERY 1024
 #define DEFAULT_NS_PER_UNIT (1000 << 10)
-#define COSTS 4096
 
 int limiter_enabled;
-static int any_sm_limit;
-static uint64_t share_of[HAMI_MAX_DEVICES];
+int limiter_any_sm_limit;
+uint64_t limiter_share[HAMI_MAX_DEVICES];
 
 /* ---- clock (injectable for tests) ---- */
 static uint64_t mono_now(void) {
@@ -45,26 +44,14 @@ int64_t limiter_refill_amount(uint64_t last, uint64_t now, uint64_t share) {
 
 /* ---- learned costs: key (function or graph exec) -> GPU time per unit (block or graph launch),
  * in 1/1024 ns so that short kernels keep their precision ---- */
-struct cost {
-    _Atomic uintptr_t key;
-    uint64_t ns;          /* per unit, 1/1024 ns; 0 until the first sample completes */
-    uint32_t countdown;   /* launches until the next sample */
-    uint64_t pend_units;  /* launched before the first sample completed ... */
-    int64_t pend_charged; /* ... and what they were charged, corrected once it has */
-};
-static struct cost costs[COSTS];
+struct limiter_cost limiter_costs[LIMITER_COSTS];
+#define costs limiter_costs
+#define cost limiter_cost
 static pthread_mutex_t cost_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static inline size_t cost_home(uintptr_t k) { return (size_t)((k * 0x9E3779B97F4A7C15ull) >> 52) & (COSTS - 1); }
-
-static inline struct cost *cost_find(uintptr_t key) {
-    for (size_t j = cost_home(key), n = 0; n < 16; j = (j + 1) & (COSTS - 1), n++) {
-        uintptr_t k = atomic_load_explicit(&costs[j].key, memory_order_acquire);
-        if (k == key) return &costs[j];
-        if (!k) return NULL;
-    }
-    return NULL;
-}
+#define cost_home limiter_cost_home
+#define cost_find limiter_cost_find
+#define COSTS LIMITER_COSTS
 
 static struct cost *cost_insert(uintptr_t key) {
     pthread_mutex_lock(&cost_lock);
@@ -80,9 +67,13 @@ static struct cost *cost_insert(uintptr_t key) {
     return c;
 }
 
-/* ---- sampling: one launch at a time per device is bracketed by two events ---- */
+/* ---- sampling: one launch at a time per device is bracketed by two events. On an idle stream the
+ * start event completes before the launch even reaches the GPU, so the host time the submission
+ * took is taken off the measurement. ---- */
 struct sampler {
     int pending, armed, ptsz;
+    int idle;                /* the stream was idle: the events also timed the launch's submission */
+    uint64_t host_start, host_ns; /* host time from the start event to the launch's return */
     CUcontext ctx;
     CUevent a, b;
     uintptr_t key;
@@ -94,7 +85,7 @@ static uint64_t default_ns[HAMI_MAX_DEVICES];
 static pthread_mutex_t sampler_lock = PTHREAD_MUTEX_INITIALIZER;
 static __thread int sampled_dev = -1;
 
-static _Atomic int64_t *tokens(int dev) { return (_Atomic int64_t *)&shim_ext->tokens[dev]; }
+
 
 static CUresult record(CUevent e, CUstream s, int ptsz) {
     if (ptsz && real_cuEventRecord_ptsz) return real_cuEventRecord_ptsz(e, s);
@@ -112,6 +103,7 @@ static void poll_sample(int dev) {
     sm->pending = sm->armed = 0;
     if (rc != CUDA_SUCCESS || ms < 0) return;
     int64_t ns = (int64_t)((double)ms * 1e6 + 0.5);
+    if (sm->idle) ns = ns > (int64_t)sm->host_ns ? ns - (int64_t)sm->host_ns : 0;
     uint64_t per = ((uint64_t)ns << 10) / (sm->units ? sm->units : 1);
     if (per == 0) per = 1;
     struct cost *c = cost_find(sm->key);
@@ -124,7 +116,7 @@ static void poll_sample(int dev) {
     }
     default_ns[dev] = per;
     LOG_INFO("device %d: %#lx costs %llu/1024 ns per unit (sampled %lld ns, charged %lld)", dev, (unsigned long)sm->key, (unsigned long long)per, (long long)ns, (long long)sm->charged);
-    atomic_fetch_sub_explicit(tokens(dev), debt, memory_order_relaxed);
+    atomic_fetch_sub_explicit(limiter_tokens(dev), debt, memory_order_relaxed);
 }
 
 static int capturing(CUstream s, int ptsz) {
@@ -142,6 +134,9 @@ static int start_sample(int dev, uintptr_t key, uint64_t units, int64_t charged,
         if (real_cuEventCreate(&sm->b, CU_EVENT_DEFAULT) != CUDA_SUCCESS) return 0;
         sm->ctx = ctx;
     }
+    __typeof__(cuStreamQuery) *query = ptsz && real_cuStreamQuery_ptsz ? real_cuStreamQuery_ptsz : real_cuStreamQuery;
+    sm->idle = query && query(s) == CUDA_SUCCESS;
+    sm->host_start = now_fn();
     if (record(sm->a, s, ptsz) != CUDA_SUCCESS) return 0;
     sm->pending = 1;
     sm->armed = 0;
@@ -162,31 +157,31 @@ static void refill(int dev, uint64_t now) {
     uint64_t last = atomic_load(at);
     if (now <= last || !atomic_compare_exchange_strong(at, &last, now)) return;
     uint64_t sl = shim_region->sm_limit[dev];
-    share_of[dev] = sl == 0 || sl > 100 ? 100 : sl;
-    int64_t add = limiter_refill_amount(last, now, share_of[dev]);
-    int64_t cur = atomic_load(tokens(dev)), next;
+    limiter_share[dev] = sl == 0 || sl > 100 ? 100 : sl;
+    int64_t add = limiter_refill_amount(last, now, limiter_share[dev]);
+    int64_t cur = atomic_load(limiter_tokens(dev)), next;
     do {
         next = cur + add > BURST_NS ? BURST_NS : cur + add;
-    } while (!atomic_compare_exchange_weak(tokens(dev), &cur, next));
+    } while (!atomic_compare_exchange_weak(limiter_tokens(dev), &cur, next));
 }
 
-static void wait_budget(int dev) {
+void limiter_wait(int dev) {
     for (;;) {
         refill(dev, now_fn());
-        int64_t t = atomic_load(tokens(dev));
-        if (t >= 0 || share_of[dev] >= 100) break;
+        int64_t t = atomic_load(limiter_tokens(dev));
+        if (t >= 0 || limiter_share[dev] >= 100) break;
         if (pthread_mutex_trylock(&sampler_lock) == 0) {
             poll_sample(dev);
             pthread_mutex_unlock(&sampler_lock);
         }
-        uint64_t ns = (uint64_t)(-t) * 100 / share_of[dev];
+        uint64_t ns = (uint64_t)(-t) * 100 / limiter_share[dev];
         sleep_fn(ns < 20000 ? 20000 : ns > 10000000 ? 10000000 : ns);
     }
     touch_kernel_time();
 }
 
 /* recent_kernel < 0: the host monitor blocks this container while higher-priority work runs. */
-static void priority_gate(void) {
+void limiter_priority_gate(void) {
     _Atomic int32_t *rk = (_Atomic int32_t *)&shim_region->recent_kernel;
     int32_t v = atomic_load(rk);
     while (v < 0) {
@@ -201,7 +196,7 @@ static void priority_gate(void) {
 /* Unknown or due for a new measurement: charge the best estimate, wait for budget, and bracket
  * this launch with the device's events when no other sample is in flight. The start event is
  * recorded after the wait, so the sample times the kernel, not the throttling. */
-static int slow_path(int dev, uintptr_t key, uint64_t units, CUstream s, int ptsz, struct cost *c) {
+int limiter_slow(int dev, uintptr_t key, uint64_t units, CUstream s, int ptsz, struct cost *c) {
     if (!c) c = cost_insert(key);
     pthread_mutex_lock(&sampler_lock);
     poll_sample(dev);
@@ -212,8 +207,8 @@ static int slow_path(int dev, uintptr_t key, uint64_t units, CUstream s, int pts
         c->pend_charged += cost;
     }
     pthread_mutex_unlock(&sampler_lock);
-    if (atomic_load_explicit(tokens(dev), memory_order_relaxed) < 0) wait_budget(dev);
-    atomic_fetch_sub_explicit(tokens(dev), cost, memory_order_relaxed);
+    if (atomic_load_explicit(limiter_tokens(dev), memory_order_relaxed) < 0) limiter_wait(dev);
+    atomic_fetch_sub_explicit(limiter_tokens(dev), cost, memory_order_relaxed);
     int sample = 0;
     pthread_mutex_lock(&sampler_lock);
     if (c && !samplers[dev].pending && !capturing(s, ptsz)) sample = start_sample(dev, key, units, cost, s, ptsz);
@@ -223,26 +218,13 @@ static int slow_path(int dev, uintptr_t key, uint64_t units, CUstream s, int pts
     return sample;
 }
 
-int limiter_before(uintptr_t key, uint64_t units, CUstream s, int ptsz) {
-    if (!limiter_enabled) return 0;
-    if (UNLIKELY(shim_region->recent_kernel != 2)) priority_gate();
-    if (!any_sm_limit) return 0;
-    int dev = shim_current_device();
-    if ((unsigned)dev >= HAMI_MAX_DEVICES || share_of[dev] >= 100) return 0;
-    struct cost *c = cost_find(key);
-    if (UNLIKELY(!c || !c->ns || --c->countdown == 0)) return slow_path(dev, key, units, s, ptsz, c);
-    int64_t cost = (int64_t)((c->ns * units) >> 10);
-    if (UNLIKELY(atomic_load_explicit(tokens(dev), memory_order_relaxed) < 0)) wait_budget(dev);
-    atomic_fetch_sub_explicit(tokens(dev), cost, memory_order_relaxed);
-    return 0;
-}
-
 void limiter_after(CUstream s, int ptsz) {
     int dev = sampled_dev;
     sampled_dev = -1;
     if (dev < 0) return;
     pthread_mutex_lock(&sampler_lock);
     struct sampler *sm = &samplers[dev];
+    sm->host_ns = now_fn() - sm->host_start;
     if (sm->pending && record(sm->b, s, ptsz) == CUDA_SUCCESS) sm->armed = 1;
     else sm->pending = 0;
     pthread_mutex_unlock(&sampler_lock);
@@ -253,8 +235,8 @@ void limiter_configure(void) {
     int any = 0;
     for (int d = 0; d < HAMI_MAX_DEVICES; d++) {
         uint64_t sl = shim_region->sm_limit[d];
-        share_of[d] = sl == 0 || sl > 100 ? 100 : sl;
-        any |= share_of[d] < 100;
+        limiter_share[d] = sl == 0 || sl > 100 ? 100 : sl;
+        any |= limiter_share[d] < 100;
     }
-    any_sm_limit = any;
+    limiter_any_sm_limit = any;
 }

@@ -81,6 +81,17 @@ static void load_nvml(void) {
     NVML_USED(RESOLVE_IF_UNSET)
 }
 
+int shim_single_device;
+
+int shim_current_device_slow(void) {
+    int n;
+    if (shim_single_device == 0 && real_cuDeviceGetCount && real_cuDeviceGetCount(&n) == CUDA_SUCCESS)
+        shim_single_device = n == 1 ? 1 : -1;
+    if (shim_single_device > 0) return 0;
+    CUdevice d;
+    return real_cuCtxGetDevice && real_cuCtxGetDevice(&d) == CUDA_SUCCESS ? (int)d : -1;
+}
+
 void shim_load_driver(void) { pthread_once(&driver_once, load_driver); }
 void shim_load_nvml(void) { pthread_once(&nvml_once, load_nvml); }
 

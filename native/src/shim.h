@@ -11,6 +11,9 @@
 
 #include "hami_shim.h"
 
+/* Everything declared from here on is internal: direct, not GOT-indirect, access. */
+#pragma GCC visibility push(hidden)
+
 #define EXPORT __attribute__((visibility("default")))
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -31,7 +34,8 @@
 #define CUDA_USED(X)                                                                                    \
     X(cuCtxGetDevice) X(cuCtxGetCurrent) X(cuEventCreate) X(cuEventDestroy_v2) X(cuEventRecord)         \
     X(cuEventRecord_ptsz) X(cuEventQuery) X(cuEventElapsedTime_v2) X(cuEventElapsedTime)                 \
-    X(cuMemGetAddressRange_v2) X(cuStreamIsCapturing) X(cuStreamIsCapturing_ptsz)
+    X(cuMemGetAddressRange_v2) X(cuStreamIsCapturing) X(cuStreamIsCapturing_ptsz) X(cuDeviceGetCount) X(cuStreamQuery) \
+    X(cuStreamQuery_ptsz)
 
 #define NVML_HOOKS(X) X(nvmlDeviceGetMemoryInfo) X(nvmlDeviceGetMemoryInfo_v2)
 #define NVML_USED(X) X(nvmlDeviceGetIndex)
@@ -42,10 +46,13 @@ CUDA_USED(DECLARE_REAL)
 NVML_HOOKS(DECLARE_REAL)
 NVML_USED(DECLARE_REAL)
 
-/* The calling thread's current device, or -1 without a context. */
+/* The calling thread's current device, or -1 without a context. A process that sees one device
+ * (the common case for shared GPUs) never asks the driver: it is device 0. */
+extern int shim_single_device;
+int shim_current_device_slow(void);
 static inline int shim_current_device(void) {
-    CUdevice d;
-    return real_cuCtxGetDevice && real_cuCtxGetDevice(&d) == CUDA_SUCCESS ? (int)d : -1;
+    if (LIKELY(shim_single_device > 0)) return 0;
+    return shim_current_device_slow();
 }
 
 /* ---- logging ---- */
@@ -103,15 +110,14 @@ void hooks_reset_after_fork(void);
 
 /* ---- compute limiter (limiter.c) ---- */
 struct launch_sample;
-/* Before a launch of `key` (function or graph exec) costing `units`: may sleep; returns 1 when this
- * launch is sampled and limiter_after must record the end event. */
-int limiter_before(uintptr_t key, uint64_t units, CUstream s, int ptsz);
 void limiter_after(CUstream s, int ptsz);
 void limiter_configure(void);
-extern int limiter_enabled; /* any device limited, or priority handshake on */
+extern int limiter_enabled; /* the policy is not "disable" */
 /* Pure token-bucket step (unit-tested): the budget after refilling from `last` to `now`. */
 int64_t limiter_refill_amount(uint64_t last, uint64_t now, uint64_t share);
 uint64_t shim_now_ns(void);
 void shim_sleep_ns(uint64_t ns);
+
+#pragma GCC visibility pop
 
 #endif

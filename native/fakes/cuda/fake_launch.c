@@ -110,6 +110,13 @@ static CUresult sync_current(void) {
 }
 API CUresult cuStreamSynchronize(CUstream s) { (void)s; FAKE_ENTER(); return sync_current(); }
 API CUresult cuStreamSynchronize_ptsz(CUstream s) { (void)s; FAKE_ENTER(); return sync_current(); }
+static CUresult stream_query(void) {
+    int dev = fake_current_device();
+    if (dev < 0) return CUDA_ERROR_INVALID_CONTEXT;
+    return fake_timeline_end(dev) <= fakecuda_now_ns() ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
+}
+API CUresult cuStreamQuery(CUstream s) { (void)s; FAKE_ENTER(); return stream_query(); }
+API CUresult cuStreamQuery_ptsz(CUstream s) { (void)s; FAKE_ENTER(); return stream_query(); }
 static CUresult capturing(CUstreamCaptureStatus *st) {
     if (!st) return CUDA_ERROR_INVALID_VALUE;
     *st = CU_STREAM_CAPTURE_STATUS_NONE;
