@@ -165,7 +165,10 @@ static void refill(int dev, uint64_t now) {
     } while (!atomic_compare_exchange_weak(limiter_tokens(dev), &cur, next));
 }
 
-void limiter_wait(int dev) {
+/* Sleep until the device's budget is not negative. Launches into a capturing stream do not run now:
+ * they neither wait nor poll (an event query could break a global-mode capture). */
+void limiter_wait(int dev, CUstream s, int ptsz) {
+    if (capturing(s, ptsz)) return;
     for (;;) {
         refill(dev, now_fn());
         int64_t t = atomic_load(limiter_tokens(dev));
@@ -198,8 +201,9 @@ void limiter_priority_gate(void) {
  * recorded after the wait, so the sample times the kernel, not the throttling. */
 int limiter_slow(int dev, uintptr_t key, uint64_t units, CUstream s, int ptsz, struct cost *c) {
     if (!c) c = cost_insert(key);
+    int capture = capturing(s, ptsz);
     pthread_mutex_lock(&sampler_lock);
-    poll_sample(dev);
+    if (!capture) poll_sample(dev);
     uint64_t per = c && c->ns ? c->ns : default_ns[dev] ? default_ns[dev] : DEFAULT_NS_PER_UNIT;
     int64_t cost = (int64_t)((per * units) >> 10);
     if (c && !c->ns) { /* an estimate: remembered, and corrected when the sample completes */
@@ -207,11 +211,11 @@ int limiter_slow(int dev, uintptr_t key, uint64_t units, CUstream s, int ptsz, s
         c->pend_charged += cost;
     }
     pthread_mutex_unlock(&sampler_lock);
-    if (atomic_load_explicit(limiter_tokens(dev), memory_order_relaxed) < 0) limiter_wait(dev);
+    if (!capture && atomic_load_explicit(limiter_tokens(dev), memory_order_relaxed) < 0) limiter_wait(dev, s, ptsz);
     atomic_fetch_sub_explicit(limiter_tokens(dev), cost, memory_order_relaxed);
     int sample = 0;
     pthread_mutex_lock(&sampler_lock);
-    if (c && !samplers[dev].pending && !capturing(s, ptsz)) sample = start_sample(dev, key, units, cost, s, ptsz);
+    if (c && !capture && !samplers[dev].pending) sample = start_sample(dev, key, units, cost, s, ptsz);
     if (c) c->countdown = sample ? RESAMPLE_EVERY : 16;
     pthread_mutex_unlock(&sampler_lock);
     if (sample) sampled_dev = dev;

@@ -22,7 +22,7 @@ extern struct limiter_cost limiter_costs[LIMITER_COSTS];
 extern int limiter_any_sm_limit;
 extern uint64_t limiter_share[HAMI_MAX_DEVICES];
 void limiter_priority_gate(void);
-void limiter_wait(int dev);
+void limiter_wait(int dev, CUstream s, int ptsz);
 int limiter_slow(int dev, uintptr_t key, uint64_t units, CUstream s, int ptsz, struct limiter_cost *c);
 
 static inline _Atomic int64_t *limiter_tokens(int dev) { return (_Atomic int64_t *)&shim_ext->tokens[dev]; }
@@ -52,7 +52,7 @@ static inline int limiter_before(uintptr_t key, uint64_t units, CUstream s, int 
     struct limiter_cost *c = limiter_cost_find(key);
     if (UNLIKELY(!c || !c->ns || --c->countdown == 0)) return limiter_slow(dev, key, units, s, ptsz, c);
     _Atomic int64_t *t = limiter_tokens(dev);
-    if (UNLIKELY(atomic_load_explicit(t, memory_order_relaxed) < 0)) limiter_wait(dev);
+    if (UNLIKELY(atomic_load_explicit(t, memory_order_relaxed) < 0)) limiter_wait(dev, s, ptsz);
     atomic_fetch_sub_explicit(t, (int64_t)((c->ns * units) >> 10), memory_order_relaxed);
     return 0;
 }

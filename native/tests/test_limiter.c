@@ -98,5 +98,18 @@ int main(void) {
     CHECK(R->recent_kernel == 2, "the launch marks the container active again (recent_kernel=%d)", R->recent_kernel);
     double s = share(l_short);
     CHECK(s > 95, "limit 100 (none): %.1f%%", s);
+    /* During stream capture launches do not run: no waiting, no event queries (they would break a
+     * global-mode capture), whatever the budget. */
+    R->sm_limit[0] = 30;
+    l_long();
+    fakecuda_set_capturing(1);
+    CUfunction fresh;
+    cuModuleGetFunction(&fresh, m, "captured_5000");
+    uint64_t t1 = fakecuda_now_ns(), q = fakecuda_calls("cuEventQuery");
+    for (int i = 0; i < 1000; i++) cuLaunchKernel(fresh, 1000, 1, 1, 64, 1, 1, 0, 0, NULL, NULL);
+    for (int i = 0; i < 100; i++) l_long();
+    fakecuda_set_capturing(0);
+    CHECK(fakecuda_now_ns() == t1, "captured launches never wait");
+    CHECK(fakecuda_capture_violations() == 0 && fakecuda_calls("cuEventQuery") == q, "and never query events");
     return CHECK_DONE("test_limiter");
 }

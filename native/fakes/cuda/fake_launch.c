@@ -8,6 +8,10 @@
 #include "fake_internal.h"
 
 struct fake_function { uint64_t ns_per_block; };
+static _Atomic int capture_on;
+static _Atomic uint64_t capture_violations;
+API void fakecuda_set_capturing(int on) { capture_on = on; }
+API uint64_t fakecuda_capture_violations(void) { return capture_violations; }
 struct fake_event { uint64_t at; int recorded; };
 struct fake_graph { uint64_t cost_ns; };
 struct fake_exec { int dev; uint64_t cost_ns; };
@@ -73,6 +77,7 @@ static CUresult launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz) {
     int dev = fake_current_device();
     if (dev < 0) return CUDA_ERROR_INVALID_CONTEXT;
     if (!f || !gx || !gy || !gz) return CUDA_ERROR_INVALID_VALUE;
+    if (capture_on) return CUDA_SUCCESS; /* recorded into the graph being captured, not run */
     return fake_run(dev, fake_kernel_cost(f, (uint64_t)gx * gy * gz));
 }
 
@@ -119,7 +124,7 @@ API CUresult cuStreamQuery(CUstream s) { (void)s; FAKE_ENTER(); return stream_qu
 API CUresult cuStreamQuery_ptsz(CUstream s) { (void)s; FAKE_ENTER(); return stream_query(); }
 static CUresult capturing(CUstreamCaptureStatus *st) {
     if (!st) return CUDA_ERROR_INVALID_VALUE;
-    *st = CU_STREAM_CAPTURE_STATUS_NONE;
+    *st = capture_on ? CU_STREAM_CAPTURE_STATUS_ACTIVE : CU_STREAM_CAPTURE_STATUS_NONE;
     return CUDA_SUCCESS;
 }
 API CUresult cuStreamIsCapturing(CUstream s, CUstreamCaptureStatus *st) { (void)s; FAKE_ENTER(); return capturing(st); }
@@ -148,12 +153,14 @@ API CUresult cuEventRecord(CUevent e, CUstream s) { (void)s; FAKE_ENTER(); retur
 API CUresult cuEventRecord_ptsz(CUevent e, CUstream s) { (void)s; FAKE_ENTER(); return record(e); }
 API CUresult cuEventQuery(CUevent e) {
     FAKE_ENTER();
+    if (capture_on) { capture_violations++; return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED; }
     struct fake_event *ev = (struct fake_event *)e;
     if (!ev) return CUDA_ERROR_INVALID_HANDLE;
     return ev->at <= fakecuda_now_ns() ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
 }
 API CUresult cuEventSynchronize(CUevent e) {
     FAKE_ENTER();
+    if (capture_on) { capture_violations++; return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED; }
     struct fake_event *ev = (struct fake_event *)e;
     if (!ev) return CUDA_ERROR_INVALID_HANDLE;
     fake_wait_until(ev->at);

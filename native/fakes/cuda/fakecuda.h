@@ -45,6 +45,10 @@ void fakecuda_sleep_ns(uint64_t ns);
 uint64_t fakecuda_busy_ns(int dev);
 /* The fake's own function for the exported name, as cuGetProcAddress would hand it out. */
 void *fakecuda_lookup(const char *name);
+/* Make every stream report an active capture (1) or none (0); while capturing, cuEventQuery and
+ * cuEventSynchronize fail as in a global-mode capture and are counted. */
+void fakecuda_set_capturing(int on);
+uint64_t fakecuda_capture_violations(void);
 /* cuGetProcAddress requests received so far, and the i-th one (name, version, flags). */
 int fakecuda_proc_requests(void);
 const char *fakecuda_proc_request(int i, int *version, uint64_t *flags);
