@@ -100,7 +100,8 @@ typedef struct {
     int64_t charged[HAMI_MAX_DEVICES];   /* bytes charged per device: sum of live slots' used[].total */
     int64_t tokens[HAMI_MAX_DEVICES];    /* compute budget per device, ns of GPU time */
     uint64_t refilled[HAMI_MAX_DEVICES]; /* clock (ns) of the last budget refill */
-    uint64_t reserved[32];
+    uint64_t generation;    /* how many times the file was (re)initialised */
+    uint64_t reserved[31];
 } hami_region_ext_t;
 
 #define HAMI_REGION_FILE_SIZE (sizeof(hami_region_t) + sizeof(hami_region_ext_t))

@@ -126,6 +126,7 @@ static void unregister_slot(void) {
 }
 
 static void init_fresh(hami_region_t *r, hami_region_ext_t *e) {
+    uint64_t generation = memcmp(e->tag, HAMI_EXT_TAG, 8) == 0 ? e->generation : 0;
     memset(r, 0, sizeof *r);
     memset(e, 0, sizeof *e);
     r->major_version = HAMI_REGION_MAJOR;
@@ -140,6 +141,7 @@ static void init_fresh(hami_region_t *r, hami_region_ext_t *e) {
     memcpy(e->tag, HAMI_EXT_TAG, 8);
     e->version = HAMI_EXT_VERSION;
     e->size = sizeof *e;
+    e->generation = generation + 1;
     pthread_mutexattr_t a;
     pthread_mutexattr_init(&a);
     pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
@@ -173,7 +175,9 @@ static int all_zero(const void *p, size_t n) {
     return 1;
 }
 
-/* Map the file at `path`, creating or refreshing it; NULL with `why` set when untrusted. */
+/* Map the file at `path`, creating or refreshing it, and register this process's slot, all under
+ * the file lock (so no other process can take the region for abandoned in between); NULL with
+ * `why` set when untrusted. */
 static void *attach_file(const char *path, char *why, int why_len) {
     mode_t old = umask(0);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
@@ -210,6 +214,9 @@ static void *attach_file(const char *path, char *why, int why_len) {
         }
     }
     map = m;
+    shim_region = r;
+    shim_ext = e;
+    register_slot();
 out:
     fl.l_type = F_UNLCK;
     fcntl(fd, F_SETLK, &fl);
@@ -223,14 +230,6 @@ static void attach_private(void) {
     init_fresh(m, (hami_region_ext_t *)((char *)m + sizeof(hami_region_t)));
     shim_region = m;
     shim_ext = (hami_region_ext_t *)((char *)m + sizeof(hami_region_t));
-}
-
-int region_check_file(const char *path, char *why, int why_len) {
-    why[0] = 0;
-    void *m = attach_file(path, why, why_len);
-    if (!m) return -1;
-    munmap(m, HAMI_REGION_FILE_SIZE);
-    return 0;
 }
 
 static void at_fork_child(void) {
@@ -250,15 +249,11 @@ void shim_init_slow(void) {
         shim_read_config(&shim_cfg);
         my_pid = getpid();
         char why[256] = "";
-        void *m = attach_file(shim_cfg.cache_path, why, sizeof why);
-        if (m) {
-            shim_region = m;
-            shim_ext = (hami_region_ext_t *)((char *)m + sizeof(hami_region_t));
-        } else {
+        if (!attach_file(shim_cfg.cache_path, why, sizeof why)) {
             LOG_ERROR("shared region %s not trusted (%s); limits hold for this process only", shim_cfg.cache_path, why);
             attach_private();
+            register_slot();
         }
-        register_slot();
         limiter_configure();
         pthread_atfork(NULL, NULL, at_fork_child);
         atexit(at_exit);

@@ -96,8 +96,6 @@ void region_uncharge(int dev, uint64_t bytes, int kind);
 /* Bytes charged on `dev` by every process of the container. */
 uint64_t region_usage(int dev);
 uint64_t region_limit(int dev);
-/* Open (or create) a region at `path` for tests and tools: 0 valid, -1 untrusted, -2 unusable. */
-int region_check_file(const char *path, char *why, int why_len);
 
 /* ---- process-local tracking (track.c) ---- */
 enum track_class { TRACK_PTR = 1, TRACK_HANDLE, TRACK_ARRAY, TRACK_GRAPH, TRACK_IPC };

@@ -13,7 +13,7 @@ run() {
     name=$1; shift
     out="$T/$name.out"
     env LD_PRELOAD="$SHIM" CUDA_DEVICE_MEMORY_SHARED_CACHE="$T/$name.cache" FAKECUDA_STATE="$T/$name.fake" \
-        TEST_TMP="$T" SHIM="$SHIM" CUDART="$CUDART" "$@" "$B/tests/$name" >"$out" 2>&1
+        TEST_TMP="$T" SHIM="$SHIM" CUDART="$CUDART" "$@" timeout 300 "$B/tests/$name" >"$out" 2>&1
     rc=$?
     line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
     p=$(echo "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/'); f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
@@ -29,6 +29,7 @@ for t in "$B"/tests/test_*; do
     test_accounting) run test_accounting CUDA_DEVICE_MEMORY_LIMIT=2g ;;
     test_processes) run test_processes CUDA_DEVICE_MEMORY_LIMIT=1g ;;
     test_nvml) run test_nvml CUDA_DEVICE_MEMORY_LIMIT_0=2g FAKECUDA_DEVICES=2 ;;
+    test_limiter_shared) run test_limiter_shared CUDA_DEVICE_SM_LIMIT=30 ;;
     test_limiter)
         run test_limiter FAKECUDA_VIRTUAL_CLOCK=1 CUDA_DEVICE_SM_LIMIT=30
         run test_limiter FAKECUDA_VIRTUAL_CLOCK=1 CUDA_DEVICE_SM_LIMIT=30 GPU_CORE_UTILIZATION_POLICY=disable LIMITER_EXPECT=100 ;;

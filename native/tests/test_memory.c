@@ -4,6 +4,7 @@
 #include <cuda.h>
 #include <dlfcn.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "check.h"
 #include "driver_extra.h"
@@ -183,6 +184,26 @@ int main(void) {
     CHECK(base == HAMI_PRIMARY_CONTEXT_CHARGE, "the primary context is charged (%llu)", (unsigned long long)base);
     CHECK(R->limit[0] == LIMIT && R->procs[0].pid == getpid() && R->procs[0].used[0].context_size == base,
           "limit and slot recorded in the region");
+    { /* The host monitor's view: raw offsets of HAMi-core's v1.2 layout, not this header's structs. */
+        struct stat st;
+        stat(getenv(HAMI_ENV_SHARED_CACHE), &st);
+        const unsigned char *b = (const unsigned char *)R;
+        int32_t magic, proc_num;
+        uint32_t major, minor;
+        uint64_t limit0, total0, ctx0;
+        int32_t pid0;
+        memcpy(&magic, b + 0, 4);
+        memcpy(&major, b + 4, 4);
+        memcpy(&minor, b + 8, 4);
+        memcpy(&limit0, b + 1600, 8);
+        memcpy(&proc_num, b + 2008896, 4);
+        memcpy(&pid0, b + 1856, 4);
+        memcpy(&ctx0, b + 1856 + 8 + 0, 8);   /* procs[0].used[0].context_size */
+        memcpy(&total0, b + 1856 + 8 + 32, 8); /* procs[0].used[0].total */
+        CHECK(st.st_size >= 2008952 && magic == 19920718 && major == 1 && minor == 2, "HAMi's monitor accepts the file (v1 parser)");
+        CHECK(limit0 == LIMIT && proc_num == 1 && pid0 == getpid() && total0 == base && ctx0 == base,
+              "and reads limit, process count, PID and usage at HAMi-core's offsets");
+    }
     CUmemPoolProps pp = {.allocType = CU_MEM_ALLOCATION_TYPE_PINNED, .location = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = 0}};
     cuMemPoolCreate(&pool, &pp);
 

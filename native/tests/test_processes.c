@@ -3,6 +3,7 @@
  * stale region takes new limits, and a corrupt or foreign file is reported and left untouched. */
 #define _GNU_SOURCE
 #include <cuda.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,12 @@ static int child(const char *mode) {
         char c = (char)got;
         if (write(3, &c, 1) != 1) return 5;
         if (read(4, &c, 1) != 1) return 6; /* hold until the parent has looked */
+        return 0;
+    }
+    if (strcmp(mode, "hold") == 0) { /* allocate 10 MiB, say so, hold until the parent closes the pipe */
+        char c = (char)(cuMemAlloc_v2(&p, 10 * MiB) == CUDA_SUCCESS);
+        if (write(3, &c, 1) != 1) return 5;
+        while (read(4, &c, 1) == 1) {}
         return 0;
     }
     if (strcmp(mode, "alloc") == 0) { /* allocate what ALLOC_MIB says and report the result code */
@@ -167,6 +174,35 @@ static void test_attach_200(hami_region_t *R) {
     printf("attach: %d processes started, attached, allocated, freed and exited in %.0f ms (%.2f ms each)\n", N, ms, ms / N);
 }
 
+/* 20 processes start together on a region nobody has created: exactly one initialises it and
+ * nobody takes it for abandoned while the others are registering. */
+static void test_cold_start(void) {
+    enum { N = 20 };
+    char path[512];
+    snprintf(path, sizeof path, "%s/cold.cache", getenv("TEST_TMP"));
+    setenv(HAMI_ENV_SHARED_CACHE, path, 1);
+    int up[2], down[2];
+    if (pipe2(up, O_CLOEXEC) || pipe2(down, O_CLOEXEC)) return; /* children keep only fds 3 and 4 */
+    pid_t pids[N];
+    for (int i = 0; i < N; i++) pids[i] = spawn("hold", down[0], up[1]);
+    close(down[0]);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        char c = 0;
+        if (read(up[0], &c, 1) == 1) ok += c;
+    }
+    hami_region_t *r = region_view(path);
+    int live = 0;
+    for (int i = 0; r && i < r->proc_num; i++) live += r->procs[i].pid != 0;
+    CHECK(ok == N && r && live == N, "%d of %d processes started together hold a slot (%d live)", ok, N, live);
+    CHECK(r && region_ext(r)->generation == 1, "the region was initialised once (generation %llu)",
+          r ? (unsigned long long)region_ext(r)->generation : 0ull);
+    CHECK(r && region_ext(r)->charged[0] == (int64_t)(N * 10 * MiB) && region_slot_sum(r, 0) == N * 10 * MiB,
+          "and every allocation is counted");
+    close(down[1]);
+    for (int i = 0; i < N; i++) wait_ok(pids[i]);
+}
+
 /* Run "alloc" in a fresh process on `path` and return its stderr+stdout. */
 static void run_alloc(const char *path, const char *limit, const char *mib, char *out, size_t len) {
     char outfile[512];
@@ -252,5 +288,6 @@ int main(int argc, char **argv) {
     test_race(R);
     test_attach_200(R);
     test_untrusted_files();
+    test_cold_start();
     return CHECK_DONE("test_processes");
 }
