@@ -80,5 +80,10 @@ int main(void) {
     CHECK(p == (void *)shim_gpa, "asking for cuGetProcAddress itself keeps nested lookups hooked");
     for (int i = 0; i < 3; i++) CHECK(dlsym(drv, "cuMemAlloc_v2") == dlsym(RTLD_DEFAULT, "cuMemAlloc_v2"), "repeated lookups all succeed");
     CHECK(dlsym(drv, "cudnnCreate") == NULL && dlsym(RTLD_DEFAULT, "cuNoSuchFunction") == NULL, "names the shim does not know pass through");
+    /* RTLD_NEXT keeps the caller's meaning: from this executable the next "dlsym" is the shim's
+     * (preloaded libraries come after the executable); had the shim called glibc's dlsym instead
+     * of jumping to it, "next" would be counted from the shim and give glibc's. */
+    CHECK(dlsym(RTLD_NEXT, "dlsym") == dlsym(RTLD_DEFAULT, "dlsym"), "RTLD_NEXT is resolved from the real caller");
+    CHECK(dlsym(RTLD_NEXT, "cuInit") == fakecuda_lookup("cuInit"), "RTLD_NEXT finds the driver's unhooked functions");
     return CHECK_DONE("test_runtime");
 }
