@@ -6,6 +6,8 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 export LD_LIBRARY_PATH="$B/fakecuda:$NVML_DIR"
 export LIBCUDA_LOG_LEVEL=0
+# The shared fake NVML reads its devices from JSON (fakes/nvml/README.md); the stand-in ignores it.
+export FAKE_NVML_CONFIG="${FAKE_NVML_CONFIG:-$(cd "$(dirname "$0")/.." && pwd)/fakes/nvml/presets/t4-4.json}"
 SHIM="$B/libvgpu.so"
 passed=0; failed=0
 # run NAME ENV... : run build/tests/NAME with the shim preloaded and a fresh region.
