@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -110,6 +111,7 @@ static void register_slot(void) {
         memset(free_slot, 0, sizeof *free_slot);
         free_slot->status = 1;
         free_slot->pid = my_pid;
+        shim_region->last_kernel_time = (uint64_t)time(NULL); /* as HAMi-core does at attach */
     } else {
         LOG_ERROR("all %d region slots are in use; this process's memory is not limited", HAMI_MAX_PROCS);
     }

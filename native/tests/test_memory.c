@@ -121,6 +121,10 @@ static void run_kinds(const struct api *a, uint64_t base) {
         CHECK(kd->free(a, h1) == CUDA_SUCCESS, "%s %s: free", a->how, kd->name);
         CHECK(usage() == base, "%s %s: free gives back exactly (%llu)", a->how, kd->name, (unsigned long long)usage());
         CHECK(kd->alloc(a, 512 * MiB, &h2) == CUDA_SUCCESS && kd->free(a, h2) == CUDA_SUCCESS, "%s %s: room again", a->how, kd->name);
+        fakecuda_fail_next(kd->variant, 1, CUDA_ERROR_UNKNOWN); /* the driver fails after the charge */
+        rc = kd->alloc(a, 256 * MiB, &h2);
+        CHECK(rc == CUDA_ERROR_UNKNOWN && usage() == base, "%s %s: a driver failure passes through (%d) and costs nothing",
+              a->how, kd->name, rc);
     }
 }
 
