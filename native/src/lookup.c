@@ -4,6 +4,7 @@
  * driver returned (so _ptsz requests get the _ptsz wrapper and old ABIs stay unwrapped). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "shim.h"
@@ -50,6 +51,43 @@ static void *wrapper_for(void *real) {
     }
 }
 
+static void map_put(void *real, void *wrapper) {
+    if (wrapper_for(real)) return;
+    size_t j = map_home(real);
+    while (ptr_map[j].real) j = (j + 1) & (MAP_CAP - 1);
+    ptr_map[j].real = real;
+    ptr_map[j].wrapper = wrapper;
+}
+
+/* A driver may hand out entry points through cuGetProcAddress that are not its exported symbols.
+ * Ask it for every hooked function the way the runtime does (base name, this build's CUDA version,
+ * per-thread flag for _ptsz) and map what it returns to the same wrapper: the pointer identifies
+ * the ABI, so older-version requests that get the same pointer are wrapped too, others are not. */
+static void map_driver_entry_points(void) {
+    if (!real_cuGetProcAddress_v2) return;
+    int mapped = 0;
+    for (size_t i = 0; i < NHOOKS; i++) {
+        const char *name = hooks[i].name;
+        if (hooks[i].nvml || strncmp(name, "cuGetProcAddress", 16) == 0) continue;
+        char base[64];
+        snprintf(base, sizeof base, "%s", name);
+        cuuint64_t flags = CU_GET_PROC_ADDRESS_DEFAULT;
+        size_t n = strlen(base);
+        if (n > 5 && strcmp(base + n - 5, "_ptsz") == 0) {
+            base[n -= 5] = 0;
+            flags = CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM;
+        }
+        if (n > 3 && base[n - 3] == '_' && base[n - 2] == 'v' && base[n - 1] >= '2' && base[n - 1] <= '9') base[n - 3] = 0;
+        void *p = NULL;
+        CUdriverProcAddressQueryResult st;
+        if (real_cuGetProcAddress_v2(base, &p, CUDA_VERSION, flags, &st) == CUDA_SUCCESS && p && p != *hooks[i].real) {
+            map_put(p, hooks[i].wrapper);
+            mapped++;
+        }
+    }
+    if (mapped) LOG_INFO("%d driver entry points differ from the exported symbols; mapped to their wrappers", mapped);
+}
+
 static void *cuda_handle, *nvml_handle;
 static pthread_once_t driver_once = PTHREAD_ONCE_INIT, nvml_once = PTHREAD_ONCE_INIT;
 
@@ -63,13 +101,9 @@ static void load_driver(void) {
 #define RESOLVE(n) real_##n = (__typeof__(n) *)real_dlsym(cuda_handle, #n);
     CUDA_HOOKS(RESOLVE)
     CUDA_USED(RESOLVE)
-    for (size_t i = 0; i < NHOOKS; i++) {
-        if (hooks[i].nvml || !*hooks[i].real) continue;
-        size_t j = map_home(*hooks[i].real);
-        while (ptr_map[j].real) j = (j + 1) & (MAP_CAP - 1);
-        ptr_map[j].real = *hooks[i].real;
-        ptr_map[j].wrapper = hooks[i].wrapper;
-    }
+    for (size_t i = 0; i < NHOOKS; i++)
+        if (!hooks[i].nvml && *hooks[i].real) map_put(*hooks[i].real, hooks[i].wrapper);
+    map_driver_entry_points();
 }
 
 static void load_nvml(void) {

@@ -30,6 +30,7 @@ for t in "$B"/tests/test_*; do
     test_memory) run test_memory CUDA_DEVICE_MEMORY_LIMIT_0=1g ;;
     test_accounting) run test_accounting CUDA_DEVICE_MEMORY_LIMIT=2g ;;
     test_processes) run test_processes CUDA_DEVICE_MEMORY_LIMIT=1g ;;
+    test_aliases) run test_aliases FAKECUDA_PROC_ALIASES=1 CUDA_DEVICE_MEMORY_LIMIT=1g ;;
     test_devices) run test_devices FAKECUDA_DEVICES=2 CUDA_DEVICE_MEMORY_LIMIT_0=1g CUDA_DEVICE_MEMORY_LIMIT_1=512m ;;
     test_nvml) run test_nvml CUDA_DEVICE_MEMORY_LIMIT_0=2g FAKECUDA_DEVICES=2 ;;
     test_limiter_shared) run test_limiter_shared CUDA_DEVICE_SM_LIMIT=30 ;;

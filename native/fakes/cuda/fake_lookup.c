@@ -1,6 +1,7 @@
 /* Fake driver lookup: cuGetProcAddress(_v2) picks the variant a real driver returns for
  * (name, requested version, flags) and logs every request for the tests. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fake_internal.h"
@@ -48,6 +49,22 @@ static const struct { const char *name; int since; const char *variant; } versio
     {"cuEventElapsedTime", 12080, "cuEventElapsedTime_v2"}, {"cuGetProcAddress", 12000, "cuGetProcAddress_v2"},
 };
 
+/* FAKECUDA_PROC_ALIASES=1: cuGetProcAddress hands out internal entry points, not the exported
+ * symbols, for these two functions (as a real driver may). */
+static CUresult alias_cuMemAlloc_v2(CUdeviceptr *p, size_t n) { return cuMemAlloc_v2(p, n); }
+static CUresult alias_cuLaunchKernel_ptsz(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                                          unsigned bz, unsigned sh, CUstream s, void **p, void **e) {
+    return cuLaunchKernel_ptsz(f, gx, gy, gz, bx, by, bz, sh, s, p, e);
+}
+static void *alias_of(void *fn) {
+    static int on = -1;
+    if (on < 0) on = getenv("FAKECUDA_PROC_ALIASES") && atoi(getenv("FAKECUDA_PROC_ALIASES"));
+    if (!on) return fn;
+    if (fn == (void *)&cuMemAlloc_v2) return (void *)&alias_cuMemAlloc_v2;
+    if (fn == (void *)&cuLaunchKernel_ptsz) return (void *)&alias_cuLaunchKernel_ptsz;
+    return fn;
+}
+
 #define MAX_LOG 4096
 static struct { char name[64]; int version; uint64_t flags; } req_log[MAX_LOG];
 static _Atomic int req_count;
@@ -86,6 +103,7 @@ static CUresult resolve(const char *symbol, void **pfn, int version, cuuint64_t 
         if (!fn) { snprintf(buf, sizeof buf, "%s_ptds", base); fn = find(buf); }
     }
     if (!fn) fn = find(base);
+    fn = alias_of(fn);
     *pfn = fn;
     if (status) *status = fn ? CU_GET_PROC_ADDRESS_SUCCESS : CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
     return fn ? CUDA_SUCCESS : CUDA_ERROR_NOT_FOUND;
