@@ -117,10 +117,30 @@ static void load_nvml(void) {
 
 int shim_single_device;
 
+/* "GPU-" and the 16 bytes as 8-4-4-4-12 hex digits: how NVML (and HAMi's monitor) spell a UUID. */
+static void format_uuid(const CUuuid *u, char *out) {
+    const unsigned char *b = (const unsigned char *)u->bytes;
+    snprintf(out, HAMI_UUID_LEN, "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+             b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+static void record_devices(int n) {
+    static char uuids[HAMI_MAX_DEVICES][HAMI_UUID_LEN];
+    if (n > HAMI_MAX_DEVICES) n = HAMI_MAX_DEVICES;
+    for (int i = 0; i < n; i++) {
+        CUuuid u;
+        memset(uuids[i], 0, HAMI_UUID_LEN);
+        if (real_cuDeviceGetUuid_v2 && real_cuDeviceGetUuid_v2(&u, i) == CUDA_SUCCESS) format_uuid(&u, uuids[i]);
+    }
+    region_set_devices(n, (const char (*)[HAMI_UUID_LEN])uuids);
+}
+
 int shim_current_device_slow(void) {
     int n;
-    if (shim_single_device == 0 && real_cuDeviceGetCount && real_cuDeviceGetCount(&n) == CUDA_SUCCESS)
+    if (shim_single_device == 0 && real_cuDeviceGetCount && real_cuDeviceGetCount(&n) == CUDA_SUCCESS) {
         shim_single_device = n == 1 ? 1 : -1;
+        record_devices(n);
+    }
     if (shim_single_device > 0) return 0;
     CUdevice d;
     return real_cuCtxGetDevice && real_cuCtxGetDevice(&d) == CUDA_SUCCESS ? (int)d : -1;

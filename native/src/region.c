@@ -314,3 +314,14 @@ uint64_t region_limit(int dev) {
     shim_init();
     return (unsigned)dev < HAMI_MAX_DEVICES ? shim_region->limit[dev] : 0;
 }
+
+void region_set_devices(int n, const char (*uuids)[HAMI_UUID_LEN]) {
+    if (!shim_region || n <= 0) return;
+    if (n > HAMI_MAX_DEVICES) n = HAMI_MAX_DEVICES;
+    lock_region();
+    if (shim_region->device_num == 0) {
+        for (int i = 0; i < n; i++) memcpy(shim_region->uuids[i], uuids[i], HAMI_UUID_LEN);
+        shim_region->device_num = (uint64_t)n;
+    }
+    unlock_region();
+}

@@ -34,7 +34,7 @@
 #define CUDA_USED(X)                                                                                    \
     X(cuCtxGetDevice) X(cuCtxGetCurrent) X(cuEventCreate) X(cuEventDestroy_v2) X(cuEventRecord)         \
     X(cuEventRecord_ptsz) X(cuEventQuery) X(cuEventElapsedTime_v2) X(cuEventElapsedTime)                 \
-    X(cuMemGetAddressRange_v2) X(cuStreamIsCapturing) X(cuStreamIsCapturing_ptsz) X(cuDeviceGetCount) X(cuStreamQuery) \
+    X(cuMemGetAddressRange_v2) X(cuStreamIsCapturing) X(cuStreamIsCapturing_ptsz) X(cuDeviceGetCount) X(cuDeviceGetUuid_v2) X(cuStreamQuery) \
     X(cuStreamQuery_ptsz)
 
 #define NVML_HOOKS(X) X(nvmlDeviceGetMemoryInfo) X(nvmlDeviceGetMemoryInfo_v2)
@@ -96,6 +96,8 @@ void region_uncharge(int dev, uint64_t bytes, int kind);
 /* Bytes charged on `dev` by every process of the container. */
 uint64_t region_usage(int dev);
 uint64_t region_limit(int dev);
+/* Record the devices' UUIDs (HAMi's monitor labels usage by them) unless already recorded. */
+void region_set_devices(int n, const char (*uuids)[HAMI_UUID_LEN]);
 
 /* ---- process-local tracking (track.c) ---- */
 enum track_class { TRACK_PTR = 1, TRACK_HANDLE, TRACK_ARRAY, TRACK_GRAPH, TRACK_IPC };

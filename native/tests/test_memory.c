@@ -272,5 +272,7 @@ int main(void) {
           "the _ptsz wrapper reaches the driver's _ptsz variant");
 
     CHECK(cuDevicePrimaryCtxRelease_v2(0) == CUDA_SUCCESS && usage() == 0, "releasing the primary context un-charges it");
+    CHECK(R->device_num == 1 && strcmp(R->uuids[0], "GPU-fa000000-0000-0000-0000-000000000000") == 0,
+          "the devices' UUIDs are recorded for the monitor (%llu, %s)", (unsigned long long)R->device_num, R->uuids[0]);
     return CHECK_DONE("test_memory");
 }
