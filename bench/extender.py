@@ -15,7 +15,8 @@ calls' CPU time in the calling thread (in process only: over HTTP the server thr
 which load barely moves. ``phases_mean_ms`` says where a filter's time goes: body decode, choose,
 commit and reply encode (decode and encode over HTTP only), from the scheduler's own
 ``hami_scheduler_filter_phase_duration_seconds`` histogram. ``peak_rss_mb`` is the process's peak
-RSS (FakeKube and its event history included); ``rss_mb_by_quarter`` is the current RSS after each
+RSS (FakeKube and its event history included; ``peak_rss_mb_built_synced`` gives it once the fake
+cluster is built and once the scheduler has synced); ``rss_mb_by_quarter`` is the current RSS after each
 quarter of the stream, which stays flat when nothing but the pods' bookings grows.
 
 Usage: ``python bench/extender.py --nodes 5000 --devices-per-node 8 --pods 2000 [--mode http] [--json]``;
@@ -200,7 +201,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         config, kube, serve=args.mode == "http", bind="127.0.0.1:0", metrics_bind="", resync=3600.0
     )
     started = time.perf_counter()
+    built_rss = _peak_rss_mb()
     app.start(sync_timeout=600)
+    synced_rss = _peak_rss_mb()
     print(f"# cache synced in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     lock = NodeLock(kube)
     client = HttpVerbs(app.server.port) if app.server is not None else None
@@ -287,7 +290,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "filter_cpu_p50_ms": round(statistics.median(cpu_times) * 1000, 3) if client is None else None,
         "filter_cpu_p99_ms": _p99_ms(cpu_times) if client is None else None,
         "phases_mean_ms": _phases(app),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb_built_synced": [built_rss, synced_rss],
         "rss_mb_by_quarter": rss_samples,
         "scheduled_filter_p99_ms": _p99_ms(scheduled_times),
         "unschedulable_filter_mean_ms": round(statistics.fmean(unschedulable_times) * 1000, 3)
@@ -307,6 +311,10 @@ def _phases(app: SchedulerApp) -> dict[str, float]:
         if count:
             means[phase] = round((total or 0.0) / count * 1000, 3)
     return means
+
+
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _current_rss_mb() -> float:
