@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import TypeVar
 
 import click
-import yaml
 
 from hami_core import plugins
+from hami_core import yaml_documents
 from hami_core.config import HamiConfig
 from hami_core.config import load_config
+from hami_core.errors import ConfigError
 from hami_core.errors import HamiError
 
 _Command = TypeVar("_Command", bound=Callable[..., object])
@@ -446,9 +447,9 @@ def _config_document(path: Path | None) -> tuple[dict[str, object], str]:
     if path is None:
         return {"version": "v1", "backends": {"mock": {"enabled": True}}}, "<mock defaults>"
     try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise click.ClickException(f"cannot read config {path}: {err}") from err
+        document = yaml_documents.load_yaml(path, f"config {path}")
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from err
     if not isinstance(document, dict):
         raise click.ClickException(f"config {path}: expected a mapping")
     return document, str(path)

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import attrs
 import yaml
 
+from hami_core import yaml_documents
 from hami_core.localcluster import discovery
 from hami_core.localcluster import statuses
 from hami_core.localcluster import tables
@@ -369,8 +370,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
             raise statuses.ApiError(415, "UnsupportedMediaType", message)
         try:
-            return yaml.safe_load(body) if media == "application/yaml" else json.loads(body)
-        except (ValueError, yaml.YAMLError) as err:
+            return yaml_documents.parse_yaml(body, "body") if media == "application/yaml" else json.loads(body)
+        except ValueError as err:
             raise statuses.bad_request(f"couldn't get version/kind; json parse error: {err}") from err
 
     def _delete(self, rt: ResourceType, namespace: str, name: str, options: Any, dry_run: bool) -> None:
