@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 from click.testing import CliRunner
 
 from hami_core.cli import hami
@@ -87,3 +88,30 @@ def test_python_dash_m_runs_the_same_cli() -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert "list  List installed backends" in completed.stdout
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found: list[tuple[str, click.Command]] = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += _commands(command, f"{prefix}{name} ")
+        else:
+            found.append((f"{prefix}{name}", command))
+    return found
+
+
+def test_every_command_that_talks_to_the_api_server_takes_the_same_api_timeout() -> None:
+    talking = {
+        name: {param.name: param for param in command.params}
+        for name, command in _commands(hami)
+        if any(param.name == "kubeconfig" for param in command.params)
+    }
+    assert set(talking) >= {"certs", "device-plugin", "scheduler"}
+    for name, params in talking.items():
+        timeout = params.get("api_timeout")
+        assert isinstance(timeout, click.Option), f"hami {name} has --kubeconfig but no --api-timeout"
+        assert (timeout.opts, timeout.default, timeout.help) == (
+            ["--api-timeout"],
+            10.0,
+            "Seconds allowed for each API server request.",
+        )
