@@ -28,10 +28,10 @@ def test_several_documents_are_read_in_order_with_empty_ones_as_none(tmp_path: P
 @pytest.mark.parametrize("many", [False, True])
 def test_errors_name_the_source_and_say_what_failed(tmp_path: Path, many: bool) -> None:
     load = yaml_documents.load_yaml_all if many else yaml_documents.load_yaml
-    with pytest.raises(ConfigError, match="^fleet x: cannot be read: "):
+    with pytest.raises(ConfigError, match=r"^fleet x: cannot be read: "):
         load(tmp_path / "absent.yaml", "fleet x")
     (tmp_path / "bad.yaml").write_text("a: [1\n")
-    with pytest.raises(ConfigError, match="^fleet x: not valid YAML: "):
+    with pytest.raises(ConfigError, match=r"^fleet x: not valid YAML: "):
         load(tmp_path / "bad.yaml", "fleet x")
 
 
