@@ -96,3 +96,32 @@ def test_a_failing_handler_does_not_stop_the_informer(fake_kube: FakeKube) -> No
     finally:
         informer.stop()
     assert object_key(informer.get("default/good") or {}) == "default/good"
+
+
+def test_a_failing_list_handler_is_logged_and_the_informer_relists(
+    fake_kube: FakeKube, caplog: pytest.LogCaptureFixture
+) -> None:
+    lists: list[list[str]] = []
+
+    def on_list(items: list[objects.Node]) -> None:
+        if not lists:
+            lists.append([])
+            raise RuntimeError("bug in on_list")
+        lists.append([node["metadata"]["name"] for node in items])
+
+    fake_kube.create_node(make_node("n1"))
+    informer: Informer[objects.Node] = Informer(
+        "nodes",
+        lambda: listed(fake_kube.list_nodes()),
+        lambda v: fake_kube.watch_nodes(resource_version=v),
+        lambda event, node, old: None,
+        on_list=on_list,
+        retry_delay=0.01,
+    )
+    informer.start()
+    try:
+        assert informer.wait_synced(5)
+    finally:
+        informer.stop()
+    assert lists == [[], ["n1"]]
+    assert "informer-nodes failed (1 in a row)" in caplog.text
