@@ -11,7 +11,6 @@ comes back.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
@@ -20,7 +19,7 @@ from hami_core.codec import NodeLockState
 from hami_core.errors import CodecError
 from hami_core.kube.nodelock import node_lock_state
 from hami_core.kube.objects import Node
-from hami_core.kube.objects import Pod
+from hami_core.pods import PodView
 
 #: What to do with a lock: leave it, remove it, or mark its pod's allocation failed and remove it.
 LockAction = Literal["keep", "release", "fail"]
@@ -36,12 +35,8 @@ def pod_lock(node: Node) -> NodeLockState | None:
     return state if state is not None and state.owner is not None else None
 
 
-def _annotations(pod: Pod) -> Mapping[str, str]:
-    return (pod.get("metadata") or {}).get("annotations") or {}
-
-
 def stale_lock_action(
-    lock: NodeLockState, pod: Pod | None, now: datetime, expiry_seconds: float
+    lock: NodeLockState, pod: PodView | None, now: datetime, expiry_seconds: float
 ) -> LockAction:
     """Whether a lock on this node belongs to an allocation that can no longer finish.
 
@@ -61,11 +56,8 @@ def stale_lock_action(
         return "keep"
     if pod is None:
         return "release"
-    phase = _annotations(pod).get(codec.BIND_PHASE, "")
-    finished = (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded") or bool(
-        (pod.get("metadata") or {}).get("deletionTimestamp")
-    )
-    if finished:
+    phase = pod.annotations.get(codec.BIND_PHASE, "")
+    if pod.finished or pod.deleting:
         return "fail" if phase == codec.BIND_PHASE_ALLOCATING else "release"
     locked_at = lock.taken
     if phase in (codec.BIND_PHASE_SUCCESS, codec.BIND_PHASE_FAILED) and _bound_since(pod, locked_at):
@@ -75,14 +67,14 @@ def stale_lock_action(
     return "keep"
 
 
-def _bound_since(pod: Pod, locked_at: datetime) -> bool:
+def _bound_since(pod: PodView, locked_at: datetime) -> bool:
     """Whether the pod's bind-time is from this lock's bind: ``/bind`` locks first, then writes it.
 
     A settled phase with an older bind-time is a previous attempt's, and the scheduler may be
     binding the pod again right now.
     """
     try:
-        bound = int(_annotations(pod).get(codec.BIND_TIME, ""))
+        bound = int(pod.annotations.get(codec.BIND_TIME, ""))
     except ValueError:
         return False
     return bound >= int(locked_at.timestamp())

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from fractions import Fraction
 
 from hami_core.errors import ConfigError
-from hami_core.kube.objects import Container
 from hami_core.kube.objects import Node
-from hami_core.kube.objects import Pod
+from hami_core.pods import ContainerView
+from hami_core.pods import PodView
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {"n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "": Fraction(1)}
@@ -51,30 +51,27 @@ def parse_quantity(value: str | int | float) -> Fraction:
     return number * (_BINARY[suffix] if suffix in _BINARY else _DECIMAL[suffix])
 
 
-def _container_requests(container: Container) -> dict[str, Fraction]:
-    resources = container.get("resources") or {}
-    limits = resources.get("limits") or {}
+def _container_requests(container: ContainerView) -> dict[str, Fraction]:
     # An unset request defaults to the limit (the API server's defaulting; extended resources rely on it).
-    merged = {**limits, **(resources.get("requests") or {})}
+    merged = {**container.limits, **container.requests}
     return {name: parse_quantity(quantity) for name, quantity in merged.items()}
 
 
-def pod_requests(pod: Pod) -> dict[str, Fraction]:
+def pod_requests(pod: PodView) -> dict[str, Fraction]:
     """Effective requests: the larger of the containers' sum and any single init container, plus overhead."""
-    spec = pod.get("spec") or {}
     total: dict[str, Fraction] = {}
-    for container in spec.get("containers") or []:
+    for container in pod.app_containers:
         for name, amount in _container_requests(container).items():
             total[name] = total.get(name, Fraction(0)) + amount
-    for container in spec.get("initContainers") or []:
+    for container in pod.init_containers:
         for name, amount in _container_requests(container).items():
             total[name] = max(total.get(name, Fraction(0)), amount)
-    for name, quantity in (spec.get("overhead") or {}).items():
+    for name, quantity in pod.overhead.items():
         total[name] = total.get(name, Fraction(0)) + parse_quantity(quantity)
     return total
 
 
-def requested_on_node(pods: Iterable[Pod]) -> dict[str, Fraction]:
+def requested_on_node(pods: Iterable[PodView]) -> dict[str, Fraction]:
     """Summed requests of the given pods, with ``pods`` counting one per pod."""
     total: dict[str, Fraction] = {"pods": Fraction(0)}
     for pod in pods:
@@ -85,7 +82,7 @@ def requested_on_node(pods: Iterable[Pod]) -> dict[str, Fraction]:
 
 
 def node_failures(
-    pod: Pod, node: Node, requested: Mapping[str, Fraction], *, ignored: Collection[str] = ()
+    pod: PodView, node: Node, requested: Mapping[str, Fraction], *, ignored: Collection[str] = ()
 ) -> list[str]:
     """Why ``pod`` cannot go to ``node``, in kube-scheduler's words; empty when it fits.
 
@@ -97,7 +94,7 @@ def node_failures(
     """
     if (node.get("spec") or {}).get("unschedulable"):
         return [UNSCHEDULABLE_NODE]
-    selector = (pod.get("spec") or {}).get("nodeSelector") or {}
+    selector = pod.node_selector
     labels = (node.get("metadata") or {}).get("labels") or {}
     if any(labels.get(key) != value for key, value in selector.items()):
         return [SELECTOR_MISMATCH]
@@ -116,7 +113,7 @@ def node_failures(
     return failures
 
 
-def least_allocated_score(pod: Pod, node: Node, requested: Mapping[str, Fraction]) -> int:
+def least_allocated_score(pod: PodView, node: Node, requested: Mapping[str, Fraction]) -> int:
     """NodeResourcesFit's default LeastAllocated score over cpu and memory, 0..100."""
     allocatable = (node.get("status") or {}).get("allocatable") or {}
     wanted = pod_requests(pod)
