@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
+import time
 
 import pytest
 
@@ -68,42 +70,48 @@ def test_a_wake_during_a_step_is_not_lost() -> None:
 
 
 def test_a_failing_step_is_logged_and_retried_with_doubling_backoff(caplog: pytest.LogCaptureFixture) -> None:
-    waits: list[float | None] = []
-    attempts = 0
+    attempts: list[float] = []
 
     def step() -> float:
-        nonlocal attempts
-        attempts += 1
-        if attempts <= 3:
-            raise RuntimeError(f"boom {attempts}")
+        attempts.append(time.monotonic())
+        if len(attempts) <= 3:
+            raise RuntimeError(f"boom {len(attempts)}")
         loop.request_stop()
         return 0
 
-    loop = Loop("flaky", step, retry=0.5, max_retry=1.5)
-    loop._signal.wait = lambda timeout=None: bool(waits.append(timeout))  # type: ignore[method-assign]
+    loop = Loop("flaky", step, retry=0.02, max_retry=0.05)
     with caplog.at_level(logging.ERROR):
         loop.run()
-    assert waits == [0.5, 1.0, 1.5]
-    assert loop.failures == 0
+    assert len(attempts) == 4
+    assert loop.failures == 0, "a success resets the count"
     assert [record.getMessage() for record in caplog.records] == [
-        "flaky failed (1 in a row); retrying in 0.5s",
-        "flaky failed (2 in a row); retrying in 1s",
-        "flaky failed (3 in a row); retrying in 1.5s",
+        "flaky failed (1 in a row); retrying in 0.02s",
+        "flaky failed (2 in a row); retrying in 0.04s",
+        "flaky failed (3 in a row); retrying in 0.05s",
     ]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
+    assert all(gap >= wanted for gap, wanted in zip(gaps, [0.02, 0.04, 0.05], strict=True))
 
 
 def test_none_from_a_step_waits_the_interval() -> None:
-    waits: list[float | None] = []
-    loop = Loop("periodic", lambda: None, interval=15.0)
+    steps: list[float] = []
 
-    def wait(timeout: float | None = None) -> bool:
-        waits.append(timeout)
-        loop.request_stop()
-        return True
+    def step() -> None:
+        steps.append(time.monotonic())
+        if len(steps) == 2:
+            loop.request_stop()
 
-    loop._signal.wait = wait  # type: ignore[method-assign]
+    loop = Loop("periodic", step, interval=0.05)
     loop.run()
-    assert waits == [15.0]
+    assert steps[1] - steps[0] >= 0.05
+
+
+def test_the_first_step_can_wait() -> None:
+    started = time.monotonic()
+    ran: list[float] = []
+    loop = Loop("later", lambda: ran.append(time.monotonic()) or loop.request_stop())
+    loop.run(after=0.05)
+    assert ran[0] - started >= 0.05
 
 
 def test_stop_ends_a_long_wait_at_once_and_a_loop_cannot_start_twice() -> None:
