@@ -408,7 +408,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
-        self.close_connection = True
         # timeoutSeconds=0 means "no timeout", as for kube-apiserver's (randomised) default.
         deadline = time.monotonic() + int(timeout) if timeout and int(timeout) > 0 else None
         wants_bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
@@ -426,9 +425,12 @@ class _Handler(BaseHTTPRequestHandler):
                         else self._tabulate(route.rt, [event["object"]], "")
                     )
                     self._chunk(event if rows is None else {"type": event["type"], "object": rows})
+            # The stream is terminated properly, so the connection can carry the client's next request
+            # (a pooling client reuses it at once, as with kube-apiserver).
             self.wfile.write(b"0\r\n\r\n")
         except OSError:
             log.debug("watch client went away")
+            self.close_connection = True
         finally:
             if stream is not None:
                 stream.close()
