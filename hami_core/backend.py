@@ -410,6 +410,18 @@ class DeviceBackend(abc.ABC):
         """The register annotation value for ``devices``; the default is HAMi's JSON format."""
         return codec.encode_node_devices(devices)
 
+    def extra_node_annotations(self, devices: Sequence[DeviceInfo]) -> Mapping[str, str]:
+        """Node annotations the device plugin publishes beside the register annotation.
+
+        The default is none; a vendor returns what its scheduler side reads from the node (HAMi's
+        NVIDIA plugin publishes GPU pair scores). They are written with the register annotation,
+        whenever one of them changes.
+
+        Args:
+            devices: the devices :meth:`discover` returned.
+        """
+        return {}
+
     def health(self, devices: Sequence[DeviceInfo]) -> Mapping[str, bool]:
         """Whether each device is healthy now, by device id.
 
