@@ -41,11 +41,10 @@ from hami_core import ResourceNames
 from hami_core import VendorKeys
 from hami_core import allocation
 from hami_core import codec
-from hami_core.backend import container_name
-from hami_core.backend import resource_limit
-from hami_core.backend import resource_value
 from hami_core.backend import whole_quantity
 from hami_core.isolation import shim
+from hami_core.pods import ContainerView
+from hami_core.pods import PodView
 
 _log = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ class NvidiaBackend(DeviceBackend):
         node_name: the node this process runs on, for per-node settings (``NODE_NAME`` by default).
     """
 
-    contract_version: ClassVar[str] = "1.0"
+    contract_version: ClassVar[str] = "2.0"
 
     def __init__(self, settings: NvidiaSettings | None = None) -> None:
         self.settings = settings if settings is not None else NvidiaSettings()
@@ -152,7 +151,7 @@ class NvidiaBackend(DeviceBackend):
 
     # --- admission --------------------------------------------------------------------------
 
-    def mutate_container(self, container: Mapping[str, object], pod: Mapping[str, object]) -> MutationResult:
+    def mutate_container(self, container: ContainerView, pod: PodView) -> MutationResult:
         """HAMi's NVIDIA ``MutateAdmission`` (``specs/hami-wire.md`` 4).
 
         A percentage outside 0..100 is refused; a priority limit becomes ``CUDA_TASK_PRIORITY``;
@@ -167,7 +166,7 @@ class NvidiaBackend(DeviceBackend):
         names = self.resource_names
         settings = self.settings
         percentage_raw = (
-            resource_value(container, names.memory_percentage) if names.memory_percentage else None
+            container.value(names.memory_percentage) if names.memory_percentage else None
         )
         percentage = None
         if percentage_raw is not None:
@@ -175,12 +174,12 @@ class NvidiaBackend(DeviceBackend):
             if not 0 <= percentage <= 100:
                 raise BackendError(
                     f"invalid {names.memory_percentage} value {percentage_raw} in container "
-                    f"{container_name(container)}: must be an integer between 0 and 100"
+                    f"{container.label}: must be an integer between 0 and 100"
                 )
-        env = _env_list(container)
-        limits = _limits(container)
+        env = _env_list(container.spec)
+        limits = _limits(container.spec)
         changed = False
-        if names.priority and (priority := resource_limit(container, names.priority)) is not None:
+        if names.priority and (priority := container.limit(names.priority)) is not None:
             level = whole_quantity(container, names.priority, priority)
             env.append({"name": shim.CUDA_TASK_PRIORITY, "value": str(level)})
             changed = True
@@ -193,10 +192,10 @@ class NvidiaBackend(DeviceBackend):
             if any(name and name in limits for name in shares):
                 limits[names.count] = str(settings.default_gpu_num)
                 has_resource = changed = True
-        count_present = names.count in limits or resource_value(container, names.count) is not None
-        memory_asked = bool(names.memory) and resource_value(container, names.memory) is not None
+        count_present = names.count in limits or container.value(names.count) is not None
+        memory_asked = bool(names.memory) and container.value(names.memory) is not None
         exclusive = percentage == 100 or (percentage_raw is None and not memory_asked) or not names.memory
-        if count_present and names.cores and resource_value(container, names.cores) is None and exclusive:
+        if count_present and names.cores and container.value(names.cores) is None and exclusive:
             limits[names.cores] = "100"
             has_resource = changed = True
         if not has_resource and settings.overwrite_env:
@@ -204,9 +203,9 @@ class NvidiaBackend(DeviceBackend):
             changed = True
         mutated = None
         if changed:
-            mutated = dict(container)
+            mutated = dict(container.spec)
             mutated["env"] = env
-            mutated["resources"] = {**_resources(container), "limits": limits}
+            mutated["resources"] = {**_resources(container.spec), "limits": limits}
         return MutationResult(
             has_resource=has_resource,
             container=mutated,
@@ -320,7 +319,7 @@ class NvidiaBackend(DeviceBackend):
             watch.stop()
 
     def allocate(
-        self, devices: ContainerDevices, container: Mapping[str, object], pod: Mapping[str, object]
+        self, devices: ContainerDevices, container: ContainerView, pod: PodView
     ) -> ContainerAllocation:
         """``NVIDIA_VISIBLE_DEVICES`` plus, on HAMi-core nodes, the shim's env and mounts (spec 5.4).
 
@@ -330,20 +329,20 @@ class NvidiaBackend(DeviceBackend):
             BackendError: no GPU, a device of another type, or the host directory cannot be made.
         """
         if not devices:
-            raise BackendError(f"container {container_name(container)}: no NVIDIA device to allocate")
+            raise BackendError(f"container {container.label}: no NVIDIA device to allocate")
         foreign = [device.uuid for device in devices if device.type != self.device_type]
         if foreign:
             raise BackendError(
-                f"container {container_name(container)}: devices {', '.join(foreign)} are not {self.device_type} devices"
+                f"container {container.label}: devices {', '.join(foreign)} are not {self.device_type} devices"
             )
-        metadata = pod.get("metadata")
-        pod_uid = str(metadata.get("uid") or "") if isinstance(metadata, Mapping) else ""
+        pod_uid = pod.uid
         node = self.settings.for_node(self._node(self._node_name))
         paths = isolation.ShimPaths(os.environ.get(resources.HOOK_PATH_ENV) or self.settings.hook_path)
         core_policy = "disable" if self.settings.disable_core_limit else self.settings.gpu_core_policy
         result = isolation.container_allocation(
             devices,
-            container,
+            container_name=container.name,
+            env=container.env,
             pod_uid=pod_uid,
             paths=paths,
             mode=node.mode,
@@ -352,7 +351,7 @@ class NvidiaBackend(DeviceBackend):
             core_policy=cast("shim.CorePolicy", core_policy),
         )
         if node.mode != resources.MODE_MIG:
-            directory = Path(paths.container_dir(pod_uid, str(container.get("name") or "")))
+            directory = Path(paths.container_dir(pod_uid, container.name))
             try:
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError as err:
@@ -361,7 +360,7 @@ class NvidiaBackend(DeviceBackend):
 
     # --- isolation --------------------------------------------------------------------------
 
-    def isolation_env(self, devices: ContainerDevices, container: Mapping[str, object]) -> Mapping[str, str]:
+    def isolation_env(self, devices: ContainerDevices, container: ContainerView) -> Mapping[str, str]:
         """The shim's memory and compute limits for ``devices`` (without the per-container paths)."""
         return shim.container_env(devices)
 
@@ -377,9 +376,6 @@ def _limits(container: Mapping[str, object]) -> dict[str, object]:
 
 
 def _env_list(container: Mapping[str, object]) -> list[object]:
+    """The container's ``env`` entries (the pod view has checked that it is a list)."""
     env = container.get("env")
-    if env is None:
-        return []
-    if not isinstance(env, list):
-        raise BackendError(f"container {container_name(container)}: env must be a list")
-    return list(env)
+    return list(env) if isinstance(env, list) else []

@@ -54,21 +54,19 @@ def visible_devices_env(devices: ContainerDevices) -> dict[str, str]:
     return {resources.VISIBLE_DEVICES: ",".join(dict.fromkeys(device.uuid for device in devices))}
 
 
-def _control_disabled(container: Mapping[str, object]) -> bool:
-    env = container.get("env")
-    for item in env if isinstance(env, list) else []:
-        if isinstance(item, Mapping) and item.get("name") == shim.CUDA_DISABLE_CONTROL:
-            try:
-                return parse_bool_go(str(item.get("value", "")))
-            except CodecError:
-                return False
-    return False
+def _control_disabled(env: Mapping[str, str]) -> bool:
+    """``CUDA_DISABLE_CONTROL`` in the container spec parses as Go's true."""
+    try:
+        return parse_bool_go(env.get(shim.CUDA_DISABLE_CONTROL, "false"))
+    except CodecError:
+        return False
 
 
 def container_allocation(
     devices: ContainerDevices,
-    container: Mapping[str, object],
     *,
+    container_name: str,
+    env: Mapping[str, str],
     pod_uid: str,
     paths: ShimPaths,
     mode: str,
@@ -80,7 +78,8 @@ def container_allocation(
 
     Args:
         devices: the container's entry of the pod's to-allocate annotation.
-        container: the container spec (its env may switch the preload off).
+        container_name: the container's name, naming its host directory.
+        env: the container spec's env (``CUDA_DISABLE_CONTROL`` switches the preload off).
         pod_uid: the pod's uid, naming the container's host directory.
         paths: the host hook layout.
         mode: the node's operating mode; ``mig`` gives the visible devices only.
@@ -91,7 +90,6 @@ def container_allocation(
     envs = visible_devices_env(devices)
     if mode == resources.MODE_MIG:
         return ContainerAllocation(envs=envs)
-    name = str(container.get("name") or "")
     cache = paths.vgpu / f"{uuid.uuid4()}.cache"
     envs.update(
         shim.container_env(
@@ -106,11 +104,11 @@ def container_allocation(
     mounts = [
         Mount(container_path=library, host_path=library, read_only=True),
         Mount(
-            container_path=str(paths.vgpu), host_path=str(paths.container_dir(pod_uid, name)), read_only=False
+            container_path=str(paths.vgpu), host_path=str(paths.container_dir(pod_uid, container_name)), read_only=False
         ),
         Mount(container_path=VGPU_LOCK_DIR, host_path=VGPU_LOCK_DIR, read_only=False),
     ]
-    if not _control_disabled(container):
+    if not _control_disabled(env):
         mounts.append(
             Mount(container_path=LD_SO_PRELOAD, host_path=str(paths.vgpu / "ld.so.preload"), read_only=True)
         )
