@@ -165,9 +165,7 @@ class NvidiaBackend(DeviceBackend):
         """
         names = self.resource_names
         settings = self.settings
-        percentage_raw = (
-            container.value(names.memory_percentage) if names.memory_percentage else None
-        )
+        percentage_raw = container.value(names.memory_percentage) if names.memory_percentage else None
         percentage = None
         if percentage_raw is not None:
             percentage = whole_quantity(container, names.memory_percentage, percentage_raw, maximum=2**63 - 1)

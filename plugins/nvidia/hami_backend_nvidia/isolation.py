@@ -104,7 +104,9 @@ def container_allocation(
     mounts = [
         Mount(container_path=library, host_path=library, read_only=True),
         Mount(
-            container_path=str(paths.vgpu), host_path=str(paths.container_dir(pod_uid, container_name)), read_only=False
+            container_path=str(paths.vgpu),
+            host_path=str(paths.container_dir(pod_uid, container_name)),
+            read_only=False,
         ),
         Mount(container_path=VGPU_LOCK_DIR, host_path=VGPU_LOCK_DIR, read_only=False),
     ]

@@ -298,7 +298,8 @@ def parse_node_config(text: str, source: str, defaults: NodeSettings) -> dict[st
         raise error("<top level>", f"not valid JSON: {err}") from err
     if not isinstance(data, dict) or not set(data) <= {"nodeconfig"}:
         raise error("<top level>", 'expected {"nodeconfig": [...]}')
-    entries = data.get("nodeconfig") or []
+    entries = data.get("nodeconfig")
+    entries = [] if entries is None else entries
     if not isinstance(entries, list):
         raise error("nodeconfig", f"expected a list, got {_describe(entries)}")
     nodes: dict[str, NodeSettings] = {}
