@@ -259,7 +259,8 @@ class NvidiaBackend(DeviceBackend):
         return node_name or os.environ.get(resources.NODE_NAME_ENV, "")
 
     def discover(self, node_name: str) -> list[DeviceInfo]:
-        """The node's GPUs from NVML, as HAMi's plugin registers them; remembers their pair scores.
+        """The node's GPUs from NVML, as HAMi's plugin registers them; starts watching their XID events
+        and remembers their pair scores.
 
         Raises:
             BackendError: NVML is not available or a query failed.
@@ -281,6 +282,7 @@ class NvidiaBackend(DeviceBackend):
                 self._pair_value = nvidia_codec.encode_pair_scores(scored.scores)
         with self._lock:
             self._node_name = node_name
+        self._xid_watch(devices)
         return devices
 
     def _topology_score_enabled(self) -> bool:

@@ -18,7 +18,7 @@ from collections.abc import Collection
 _log = logging.getLogger(__name__)
 
 #: How long one ``nvmlEventSetWait`` blocks before checking whether to stop, in milliseconds.
-_WAIT_MS = 500
+_WAIT_MS = 100
 
 
 def parse_disable_healthchecks(value: str) -> tuple[bool, frozenset[int]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,3 +78,12 @@ def load_preset() -> Callable[[str], dict[str, object]]:
         return loaded
 
     return load
+
+
+def eventually(check: Callable[[], object], *, timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll ``check`` until it is truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
