@@ -226,6 +226,15 @@ class NvidiaBackend(DeviceBackend):
             _pair_scores(scores)
         return devices
 
+    def node_health(self, handshake_healthy: bool, allocatable: int, peak_allocatable: int) -> bool:
+        """HAMi's NVIDIA rule (``specs/hami-wire.md`` 3.9): once the node's GPUs were allocatable,
+        a count of 0 means the plugin or every GPU is gone, so the node is unhealthy at once, not
+        after the handshake expires. Unlike HAMi, which flags the drop for one pass only, it stays
+        unhealthy until GPUs are allocatable again."""
+        if allocatable == 0 and peak_allocatable > 0:
+            return False
+        return handshake_healthy
+
     def fit_rules(self, context: FitContext) -> allocation.FitRules:
         """Type and mode (``use-gputype``, ``nouse-gputype``, ``vgpu-mode``), UUID lists, the node's
         cordon list, NUMA binding and the node's pair scores (``specs/hami-wire.md`` 3.4)."""
