@@ -59,6 +59,7 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) $(STAMPS) .cache
+	$(MAKE) -C native/fakes/nvml clean
 
 # The fake libnvidia-ml.so.1 for NVIDIA tests and the demo on machines without a GPU (native/fakes/nvml);
 # native/Makefile calls the same self-contained Makefile once it exists.
