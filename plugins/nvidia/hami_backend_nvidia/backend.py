@@ -49,30 +49,6 @@ from hami_core.pods import PodView
 _log = logging.getLogger(__name__)
 
 
-def _items(value: str | None, *, drop_empty: bool) -> list[str]:
-    if value is None or not value.strip():
-        return []
-    items = [item.strip() for item in value.split(",")]
-    return [item for item in items if item] if drop_empty else items
-
-
-def type_allowed(device_type: str, use: str | None, nouse: str | None) -> bool:
-    """HAMi's ``CheckType``: the model must contain a ``use`` item and no ``nouse`` item (any case)."""
-    model = device_type.upper()
-    wanted = _items(use, drop_empty=True)
-    if wanted and not any(item.upper() in model for item in wanted):
-        return False
-    return not any(item.upper() in model for item in _items(nouse, drop_empty=True))
-
-
-def uuid_allowed(uuid: str, use: str | None, nouse: str | None) -> bool:
-    """HAMi's ``CheckUUID``: exact, trimmed items; a blank list is no constraint."""
-    wanted = _items(use, drop_empty=False)
-    if wanted and uuid not in wanted:
-        return False
-    return uuid not in _items(nouse, drop_empty=False)
-
-
 def mode_allowed(device_mode: str, wanted: str | None) -> bool:
     """``nvidia.com/vgpu-mode``: when set, it must contain the device's mode (substring, as HAMi)."""
     return wanted is None or device_mode in wanted
@@ -239,8 +215,6 @@ class NvidiaBackend(DeviceBackend):
         """Type and mode (``use-gputype``, ``nouse-gputype``, ``vgpu-mode``), UUID lists, the node's
         cordon list, NUMA binding and the node's pair scores (``specs/hami-wire.md`` 3.4)."""
         pod = context.pod_annotations
-        use_type, nouse_type = pod.get(resources.USE_GPUTYPE), pod.get(resources.NOUSE_GPUTYPE)
-        use_uuid, nouse_uuid = pod.get(resources.USE_GPUUUID), pod.get(resources.NOUSE_GPUUUID)
         mode = pod.get(resources.VGPU_MODE)
         scores_value = context.node_annotations.get(resources.NODE_SCORE)
         try:
@@ -254,9 +228,10 @@ class NvidiaBackend(DeviceBackend):
         return allocation.FitRules(
             request_type=self.device_type,
             type_ok=lambda device: (
-                type_allowed(device.type, use_type, nouse_type) and mode_allowed(device.mode, mode)
+                codec.check_type(pod, device.type, resources.USE_GPUTYPE, resources.NOUSE_GPUTYPE)
+                and mode_allowed(device.mode, mode)
             ),
-            uuid_ok=lambda uuid: uuid_allowed(uuid, use_uuid, nouse_uuid),
+            uuid_ok=lambda uuid: codec.check_uuid(pod, uuid, resources.USE_GPUUUID, resources.NOUSE_GPUUUID),
             cordoned=cordoned,
             numa_bind=_numa_bind(pod.get(resources.NUMA_BIND)),
             pair_scores=scores,

@@ -8,8 +8,6 @@ import pytest
 from hami_backend_nvidia import codec as nvidia_codec
 from hami_backend_nvidia import resources
 from hami_backend_nvidia.backend import NvidiaBackend
-from hami_backend_nvidia.backend import type_allowed
-from hami_backend_nvidia.backend import uuid_allowed
 from hami_backend_nvidia.settings import NodeSettings
 from hami_backend_nvidia.settings import NvidiaSettings
 
@@ -218,7 +216,9 @@ class TestFilters:
         ],
     )
     def test_type(self, use: str | None, nouse: str | None, model: str, allowed: bool) -> None:
-        assert type_allowed(model, use, nouse) is allowed
+        pod = {key: value for key, value in ((resources.USE_GPUTYPE, use), (resources.NOUSE_GPUTYPE, nouse)) if value is not None}
+        rules = NvidiaBackend().fit_rules(FitContext(pod_annotations=pod))
+        assert rules.type_ok(DeviceUsage(id="GPU-a", type=model, mode="hami-core")) is allowed
 
     @pytest.mark.parametrize(
         ("use", "nouse", "allowed"),
@@ -232,7 +232,8 @@ class TestFilters:
         ],
     )
     def test_uuid(self, use: str | None, nouse: str | None, allowed: bool) -> None:
-        assert uuid_allowed("GPU-a", use, nouse) is allowed
+        pod = {key: value for key, value in ((resources.USE_GPUUUID, use), (resources.NOUSE_GPUUUID, nouse)) if value is not None}
+        assert NvidiaBackend().fit_rules(FitContext(pod_annotations=pod)).uuid_ok("GPU-a") is allowed
 
 
 def _gpu(
