@@ -216,7 +216,11 @@ class TestFilters:
         ],
     )
     def test_type(self, use: str | None, nouse: str | None, model: str, allowed: bool) -> None:
-        pod = {key: value for key, value in ((resources.USE_GPUTYPE, use), (resources.NOUSE_GPUTYPE, nouse)) if value is not None}
+        pod = {
+            key: value
+            for key, value in ((resources.USE_GPUTYPE, use), (resources.NOUSE_GPUTYPE, nouse))
+            if value is not None
+        }
         rules = NvidiaBackend().fit_rules(FitContext(pod_annotations=pod))
         assert rules.type_ok(DeviceUsage(id="GPU-a", type=model, mode="hami-core")) is allowed
 
@@ -232,7 +236,11 @@ class TestFilters:
         ],
     )
     def test_uuid(self, use: str | None, nouse: str | None, allowed: bool) -> None:
-        pod = {key: value for key, value in ((resources.USE_GPUUUID, use), (resources.NOUSE_GPUUUID, nouse)) if value is not None}
+        pod = {
+            key: value
+            for key, value in ((resources.USE_GPUUUID, use), (resources.NOUSE_GPUUUID, nouse))
+            if value is not None
+        }
         assert NvidiaBackend().fit_rules(FitContext(pod_annotations=pod)).uuid_ok("GPU-a") is allowed
 
 

@@ -18,6 +18,9 @@ from hami_backend_nvidia.settings import NvidiaSettings
 from hami_backend_nvidia.topology import pair_scores
 
 from hami_core import BackendError
+from hami_core import DeviceRequest
+from hami_core import DeviceUsage
+from hami_core import FitContext
 from hami_core.deviceplugin.registering import register_value
 from plugins.nvidia.tests.conftest import UseNvml
 
@@ -159,3 +162,22 @@ def test_asymmetric_nvlink_matrix_in_the_fake(use_nvml: UseNvml, tmp_path: Path)
     levels, nvlinks = discovery.links(gpus)
     assert nvlinks == [[0, 2], [1, 0]]
     assert pair_scores([g.uuid for g in gpus], levels, nvlinks).asymmetric == (("GPU-0", "GPU-1"),)
+
+
+def test_the_mig_preset_on_a_mig_node_registers_mig_devices_that_the_fit_refuses_for_now(
+    use_nvml: UseNvml,
+) -> None:
+    """MIG placement is not implemented: a ``mig`` node's GPUs are registered but not placed on."""
+    use_nvml("h100-mig")
+    settings = NvidiaSettings(health_checks=False, node_defaults=NodeSettings(mode="mig"))
+    backend = NvidiaBackend(settings)
+    (device,) = backend.discover("node-1")
+    assert (device.type, device.mode, device.devcore, device.devmem) == (
+        "NVIDIA H100 80GB HBM3",
+        "mig",
+        100,
+        81559,
+    )
+    request = DeviceRequest(nums=1, type="NVIDIA", memreq=1000)
+    result = backend.fit(request, [DeviceUsage.from_info(device)], FitContext())
+    assert (result.ok, dict(result.reasons)) == (False, {"CardMigTopologyInfeasible": 1})
