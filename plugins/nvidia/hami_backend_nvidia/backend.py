@@ -266,7 +266,7 @@ class NvidiaBackend(DeviceBackend):
                 self._pair_value = nvidia_codec.encode_pair_scores(scored.scores)
         with self._lock:
             self._node_name = node_name
-        self._xid_watch(devices)
+        self._start_xid_watch(devices)
         return devices
 
     def _topology_score_enabled(self) -> bool:
@@ -277,21 +277,22 @@ class NvidiaBackend(DeviceBackend):
         with self._lock:
             return {resources.NODE_SCORE: self._pair_value} if self._pair_value else {}
 
-    def _xid_watch(self, devices: Sequence[DeviceInfo]) -> XidWatch | None:
+    def _start_xid_watch(self, devices: Sequence[DeviceInfo]) -> None:
+        """Start watching XID events of ``devices`` unless health checks are off (once per backend)."""
         enabled, extra = parse_disable_healthchecks(os.environ.get(resources.DISABLE_HEALTHCHECKS_ENV, ""))
         if not (enabled and self.settings.health_checks):
-            return None
+            return
         with self._lock:
             if self._watch is None:
                 self._watch = XidWatch(
                     self.settings.ignored_xids | extra, self.settings.health_recovery_seconds
                 )
                 self._watch.start([device.id for device in devices])
-            return self._watch
 
     def health(self, devices: Sequence[DeviceInfo]) -> Mapping[str, bool]:
-        """Discovery health, minus GPUs with a recent critical XID (the watch starts on first use)."""
-        watch = self._xid_watch(devices)
+        """Discovery health, minus GPUs with a recent critical XID (watched from :meth:`discover` on)."""
+        with self._lock:
+            watch = self._watch
         bad = watch.unhealthy() if watch is not None else frozenset()
         return {device.id: device.health and device.id not in bad for device in devices}
 
