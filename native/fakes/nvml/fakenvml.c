@@ -689,10 +689,11 @@ static void poll_events_file(void) {
     long size = ftell(file);
     if (size < events_offset) events_offset = 0; /* truncated or replaced: read it afresh */
     fseek(file, events_offset, SEEK_SET);
-    char line[256];
-    while (fgets(line, sizeof line, file) != NULL) {
-        size_t length = strlen(line);
-        if (length == 0 || line[length - 1] != '\n') break; /* a line still being written */
+    char *line = NULL;
+    size_t capacity = 0;
+    ssize_t length;
+    while ((length = getline(&line, &capacity, file)) > 0) {
+        if (line[length - 1] != '\n') break; /* a line still being written */
         events_offset += (long)length;
         char who[128];
         unsigned long long xid;
@@ -706,6 +707,7 @@ static void poll_events_file(void) {
         }
         queue_event((unsigned int)index, xid);
     }
+    free(line);
     fclose(file);
 }
 

@@ -207,6 +207,21 @@ class TestXidEvents:
         assert [pynvml.nvmlEventSetWait(events, 1000).eventData for _ in range(2)] == [79, 94]
         pynvml.nvmlEventSetFree(events)
 
+    def test_garbage_and_unknown_gpus_in_the_events_file_are_skipped(
+        self, nvml: Callable[[str], None], events_file: Path
+    ) -> None:
+        nvml("t4-4")
+        events = self._watched(0)
+        with events_file.open("a") as out:
+            out.write("x" * 5000 + "\nGPU-nope 79\n9 79\nnot-a-line\n0 43\n0 ")
+        assert pynvml.nvmlEventSetWait(events, 1000).eventData == 43
+        with pytest.raises(pynvml.NVMLError_Timeout):
+            pynvml.nvmlEventSetWait(events, 50)  # "0 " is still being written
+        with events_file.open("a") as out:
+            out.write("48\n")
+        assert pynvml.nvmlEventSetWait(events, 1000).eventData == 48
+        pynvml.nvmlEventSetFree(events)
+
     def test_gpus_without_event_support_refuse_registration(
         self, nvml: Callable[[dict[str, object]], None]
     ) -> None:
