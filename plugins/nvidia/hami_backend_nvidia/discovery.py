@@ -49,10 +49,12 @@ def _text(value: str | bytes) -> str:
 
 def _numa(handle: object, bus_id: str) -> int:
     """NVML's NUMA node, else the PCI device's ``numa_node`` in sysfs (HAMi's source); negative is 0."""
-    try:
-        return max(int(pynvml.nvmlDeviceGetNumaNodeId(handle)), 0)
-    except (pynvml.NVMLError_NotSupported, pynvml.NVMLError_FunctionNotFound):
-        pass
+    numa_node_id = getattr(pynvml, "nvmlDeviceGetNumaNodeId", None)  # newer bindings only
+    if numa_node_id is not None:
+        try:
+            return max(int(numa_node_id(handle)), 0)
+        except (pynvml.NVMLError_NotSupported, pynvml.NVMLError_FunctionNotFound):
+            pass
     try:
         text = (_SYSFS_PCI / bus_id.lower()[-12:] / "numa_node").read_text(encoding="ascii")
         return max(int(text.strip()), 0)

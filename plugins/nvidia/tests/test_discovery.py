@@ -181,3 +181,27 @@ def test_the_mig_preset_on_a_mig_node_registers_mig_devices_that_the_fit_refuses
     request = DeviceRequest(nums=1, type="NVIDIA", memreq=1000)
     result = backend.fit(request, [DeviceUsage.from_info(device)], FitContext())
     assert (result.ok, dict(result.reasons)) == (False, {"CardMigTopologyInfeasible": 1})
+
+
+def test_numa_falls_back_to_sysfs_when_nvml_cannot_tell(
+    use_nvml: UseNvml, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_nvml(
+        {
+            "devices": [
+                {
+                    "uuid": "GPU-s",
+                    "name": "Tesla T4",
+                    "memory_mib": 1,
+                    "numa": None,
+                    "pci_bus_id": "00000000:3B:00.0",
+                }
+            ]
+        }
+    )
+    (tmp_path / "0000:3b:00.0").mkdir()
+    (tmp_path / "0000:3b:00.0" / "numa_node").write_text("1\n")
+    monkeypatch.setattr(discovery, "_SYSFS_PCI", tmp_path)
+    assert [gpu.numa for gpu in discovery.scan()] == [1]
+    (tmp_path / "0000:3b:00.0" / "numa_node").write_text("-1\n")
+    assert [gpu.numa for gpu in discovery.scan()] == [0]
