@@ -319,9 +319,10 @@ class HamiStack:
             timeout_seconds=max(1, int(deadline - time.monotonic())),
         )
         try:
-            for kind, node in watch:
-                if kind in ("ADDED", "MODIFIED"):  # bookmarks carry no node
-                    ready |= self._ready_backends(node)
+            for event_type, node in watch:
+                if event_type == "BOOKMARK":
+                    continue  # a resourceVersion only, sent when registration takes a while
+                ready |= self._ready_backends(node)
                 if expected <= ready:
                     return
                 self._check_alive()
