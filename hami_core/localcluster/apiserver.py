@@ -36,6 +36,7 @@ import attrs
 import yaml
 
 from hami_core.localcluster import discovery
+from hami_core.localcluster import protobuf_bodies
 from hami_core.localcluster import statuses
 from hami_core.localcluster import tables
 from hami_core.localcluster.admission import MutatingAdmission
@@ -360,6 +361,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _decode(self, body: bytes) -> Any:
         """The request body as JSON (YAML is accepted too, as kube-apiserver does)."""
         media = self.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
+        if media == protobuf_bodies.MEDIA_TYPE:
+            return protobuf_bodies.decode(body)
         if media not in ("application/json", "application/yaml", "*/*", ""):
             # kubectl's typed clients (``kubectl create namespace``) send protobuf, which the
             # emulator cannot decode; ``kubectl create -f`` and ``apply`` send JSON.
