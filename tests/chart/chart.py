@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -53,7 +54,7 @@ def set_args(values: Mapping[str, object]) -> list[str]:
     """``--set-json key=value`` for each dotted key."""
     out: list[str] = []
     for key, value in values.items():
-        out += ["--set-json", f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}"]
+        out += ["--set-json", f"{key}={json.dumps(value)}"]
     return out
 
 

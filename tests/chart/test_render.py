@@ -228,7 +228,8 @@ def test_replicas_without_leader_election_are_refused(home: Path) -> None:
         *set_args({"scheduler.replicas": 2, "scheduler.leaderElect": False}),
         check=False,
     )
-    assert result.returncode != 0 and "leaderElect" in result.stderr
+    assert result.returncode != 0
+    assert "leaderElect" in result.stderr
 
 
 def test_ha_scheduler_spreads_replicas_and_budgets_disruptions(rendered: dict) -> None:
@@ -288,4 +289,5 @@ def test_dashboard_is_valid_grafana_json_over_exported_metrics(rendered: dict) -
 def test_secret_is_rendered_without_data(rendered: dict) -> None:
     """Upgrades must keep what `hami certs` stored: the chart never renders the certificate data."""
     secret = one(rendered[("defaults", KUBE_VERSIONS[-1])], "Secret", "hami-scheduler-tls")
-    assert "data" not in secret and "stringData" not in secret
+    assert "data" not in secret
+    assert "stringData" not in secret
