@@ -278,7 +278,9 @@ class HamiStack:
             timeout_seconds=max(1, int(deadline - time.monotonic())),
         )
         try:
-            for _, node in watch:
+            for event_type, node in watch:
+                if event_type == "BOOKMARK":  # a resourceVersion only, no node (every 5 s)
+                    continue
                 ready |= self._ready_backends(node)
                 if expected <= ready:
                     return
