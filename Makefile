@@ -59,3 +59,8 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) $(STAMPS) .cache
+
+# The Helm chart, images and wheels alone (part of `make test` too): helm lint/template,
+# kubernetes-validate, the install on the local cluster, hadolint, wheel builds.
+chart-test: venv tools
+	$(PY) -m pytest -q tests/chart

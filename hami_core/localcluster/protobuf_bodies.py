@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf.message import DecodeError
-from google.protobuf.message import Message
 
 from hami_core.localcluster import statuses
 from hami_core.localcluster.proto import kube_objects_pb2 as pb
@@ -120,11 +119,11 @@ def decode(body: bytes) -> JsonObj:
     if not body.startswith(_MAGIC):
         raise statuses.bad_request("protobuf body lacks the k8s\\0 envelope prefix")
     try:
-        envelope: Message = pb.Unknown.FromString(body[len(_MAGIC) :])
+        envelope = pb.Unknown.FromString(body[len(_MAGIC) :])
     except DecodeError as err:
         raise statuses.bad_request(f"cannot decode protobuf body: {err}") from err
-    api_version = envelope.typeMeta.apiVersion  # type: ignore[attr-defined]
-    kind = envelope.typeMeta.kind  # type: ignore[attr-defined]
+    api_version = envelope.typeMeta.apiVersion
+    kind = envelope.typeMeta.kind
     decoder = DECODERS.get((api_version, kind))
     if decoder is None:
         message = (
@@ -133,7 +132,7 @@ def decode(body: bytes) -> JsonObj:
         )
         raise statuses.ApiError(415, "UnsupportedMediaType", message)
     try:
-        obj = decoder(envelope.raw)  # type: ignore[attr-defined]
+        obj = decoder(envelope.raw)
     except DecodeError as err:
         raise statuses.bad_request(f"cannot decode protobuf {kind}: {err}") from err
     return {"apiVersion": api_version, "kind": kind, **obj}
