@@ -6,8 +6,9 @@ into Kubernetes ``Status`` bodies; it holds no API logic. One daemon thread per 
 client and ``kubectl`` can be pointed at it.
 
 What the emulator does not do, so nobody has to find out the hard way: request bodies must be
-JSON or YAML (kubectl's typed generators such as ``kubectl create namespace`` send protobuf and
-get 415; ``kubectl apply``/``create -f`` work), server-side apply is refused with 415, requests
+JSON or YAML, or protobuf for the few kinds :mod:`protobuf_bodies` reads (Secrets, ConfigMaps and
+DeleteOptions, which Helm's release storage sends; kubectl's typed generators such as ``kubectl
+create namespace`` still get 415; ``kubectl apply``/``create -f`` work), server-side apply is refused with 415, requests
 are not authenticated, ``limit``/``continue`` return everything at once, ``fieldValidation`` is
 accepted but not enforced, pod spec immutability is not enforced, deleting a namespace does not
 delete its contents, and webhooks are called once (no ``reinvocationPolicy``).
