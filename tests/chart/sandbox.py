@@ -4,7 +4,8 @@ What a container runtime gives a pod is given here explicitly: each volume becom
 (configMap and secret volumes hold the object's current data, emptyDir is empty, hostPath is the
 node's directory), the pod's container ports become free local ports, and paths and ports named
 in the arguments and in the mounted files are translated accordingly. ``KUBECONFIG`` stands in
-for in-cluster credentials. Nothing else of the rendered object is changed: the command and
+for in-cluster credentials: its token names the pod's service account, so the API server emulator
+authorizes every request with the chart's RBAC. Nothing else of the rendered object is changed: the command and
 arguments run as written, through the real ``hami`` console script.
 """
 
@@ -20,11 +21,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from hami_core.kube.client import KubeClient
+from hami_core.localcluster.rbac import TOKEN_PREFIX
 from hami_core.localcluster.stack import free_port
 
 Doc = dict[str, Any]
 HAMI = Path(sys.executable).parent / "hami"
+
+
+def service_account_kubeconfig(kubeconfig: Path, namespace: str, account: str, out: Path) -> Path:
+    """A copy of ``kubeconfig`` whose token makes requests as ``namespace/account``."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": f"{TOKEN_PREFIX}{namespace}:{account}"}
+    out.write_text(yaml.safe_dump(config))
+    return out
 
 
 class PodSandbox:
@@ -58,7 +71,9 @@ class PodSandbox:
         self.pod_name = pod_name
         self.node = node
         self.root = root
-        self.kubeconfig = kubeconfig
+        root.mkdir(parents=True, exist_ok=True)
+        account = self.spec.get("serviceAccountName", "default")
+        self.kubeconfig = service_account_kubeconfig(kubeconfig, namespace, account, root / "kubeconfig")
         self._kube = kube
         self._host_paths = dict(host_paths)
         self.ports = {

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from hami_core.errors import KubeError
+from hami_core.kube.client import RealKubeClient
 from hami_core.localcluster.cluster import LocalCluster
 from hami_core.localcluster.kubelet import ALLOCATIONS_ANNOTATION
 from hami_core.localcluster.resources import RESOURCES
@@ -33,6 +35,7 @@ from tests.chart.chart import CHART
 from tests.chart.chart import helm
 from tests.chart.chart import set_args
 from tests.chart.sandbox import PodSandbox
+from tests.chart.sandbox import service_account_kubeconfig
 
 NAMESPACE = "kube-system"
 RELEASE = "hami"
@@ -259,6 +262,15 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
             stand_in.stop()
         for sandbox in sandboxes:
             sandbox.stop()
+
+    # Every process ran as its pod's service account under the chart's RBAC and needed nothing more.
+    assert cluster.api_server.rbac_denials == []
+    # ... and that RBAC is enforced: the device plugins' account may not read Secrets.
+    plugin_config = service_account_kubeconfig(
+        cluster.kubeconfig, NAMESPACE, "hami-device-plugin", tmp_path / "plugin-kubeconfig"
+    )
+    with RealKubeClient(kubeconfig=plugin_config) as plugin_kube, pytest.raises(KubeError, match="forbidden"):
+        plugin_kube.get_secret(NAMESPACE, "hami-scheduler-tls")
 
     # The garbage collector's part: pods the Deployment created go with it.
     kube.delete_pod(NAMESPACE, "hami-scheduler-0")
