@@ -15,8 +15,11 @@ import base64
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -129,6 +132,21 @@ class PodSandbox:
             else:
                 env[var["name"]] = fields[var["valueFrom"]["fieldRef"]["fieldPath"]]
         return env
+
+    def probe(self, container: Doc, kind: str) -> int:
+        """Run the container's ``kind`` probe (an httpGet) once; returns the HTTP status."""
+        action = container[kind]["httpGet"]
+        port = action["port"]
+        local = self.ports[self.named_ports[port] if isinstance(port, str) else port]
+        url = f"{action.get('scheme', 'HTTP').lower()}://127.0.0.1:{local}{action.get('path', '/')}"
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the kubelet does not verify probe certificates either
+        try:
+            with urllib.request.urlopen(url, timeout=5, context=context) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as err:
+            return err.code
 
     def run_init(self, name: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run an init container to completion; it must succeed."""

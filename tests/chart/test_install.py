@@ -178,6 +178,10 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
             ),
         )
 
+        # The extender's probes reach what they name (the kubelet would restart it otherwise).
+        for kind in ("livenessProbe", "readinessProbe"):
+            assert scheduler_pod.probe(extender, kind) == 200, kind
+
         # One device-plugin pod per DaemonSet and selected node.
         nodes = kube.list_nodes()["items"]
         for ds in daemonsets:
@@ -239,6 +243,11 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
         )
         assert bound["spec"]["nodeName"] in ("mock-0", "mock-1")
         assert "hami.io/mock-devices-allocated" in bound["metadata"]["annotations"]
+        # The Service's metrics port reaches the extender's metrics endpoint.
+        (metrics_target,) = [p["targetPort"] for p in service["spec"]["ports"] if p["name"] == "metrics"]
+        metrics_port = scheduler_pod.ports[scheduler_pod.named_ports[metrics_target]]
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            assert b"hami_gpu_memory_limit_bytes" in response.read()
 
         # Upgrade: the changed value arrives, the certificates hami certs stored survive.
         helm(
