@@ -100,19 +100,20 @@ def test_lint_strict(home: Path, scenario: str) -> None:
 
 
 def test_every_document_validates_for_oldest_and_newest_kubernetes(rendered: dict) -> None:
-    checked = 0
+    checked: set[tuple[str, str]] = set()
     for (scenario, version), docs in rendered.items():
         for doc in docs:
-            if doc["kind"] in CRD_KINDS:
-                continue
+            key = (version, json.dumps(doc, sort_keys=True))
+            if doc["kind"] in CRD_KINDS or key in checked:
+                continue  # each distinct document once per version: validation is slow
+            checked.add(key)
             try:
                 kubernetes_validate.validate(doc, version, strict=True)
             except kubernetes_validate.ValidationError as err:
                 pytest.fail(
                     f"{scenario} on {version}: {doc['kind']}/{doc['metadata']['name']}: {err.message}"
                 )
-            checked += 1
-    assert checked > 100
+    assert len(checked) > 50
 
 
 def test_validation_catches_a_wrong_type(home: Path) -> None:
@@ -200,23 +201,29 @@ def test_a_container_arg_the_cli_refuses_fails_the_check() -> None:
 
 
 @pytest.mark.parametrize(
-    ("values", "key"),
+    ("values", "message"),
     [
-        ({"backends.nvidia.enabeld": True}, "backends.nvidia"),
-        ({"scheduler.replica": 2}, "scheduler"),
-        ({"webhok": {}}, "webhok"),
-        ({"scheduler.replicas": "two"}, "scheduler.replicas"),
-        ({"webhook.failurePolicy": "Sometimes"}, "webhook.failurePolicy"),
-        ({"backends.tpu.enabled": True}, "backends.tpu"),
+        ({"backends.nvidia.enabeld": True}, "- backends.nvidia: Additional property enabeld is not allowed"),
+        ({"scheduler.replica": 2}, "- scheduler: Additional property replica is not allowed"),
+        ({"webhok": {}}, "- (root): Additional property webhok is not allowed"),
+        (
+            {"scheduler.replicas": "two"},
+            "- scheduler.replicas: Invalid type. Expected: integer, given: string",
+        ),
+        (
+            {"webhook.failurePolicy": "Sometimes"},
+            "- webhook.failurePolicy: webhook.failurePolicy must be one of",
+        ),
+        ({"backends.tpu.enabled": True}, "- backends.tpu: nodeSelector is required"),
     ],
 )
 def test_schema_refuses_typos_and_wrong_types_naming_the_key(
-    home: Path, values: dict[str, object], key: str
+    home: Path, values: dict[str, object], message: str
 ) -> None:
     result = helm(home, "template", "hami", str(CHART), *set_args(values), check=False)
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
-    assert f"- {key}" in result.stderr, result.stderr
+    assert message in result.stderr, result.stderr
 
 
 def test_replicas_without_leader_election_are_refused(home: Path) -> None:
