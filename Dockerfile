@@ -17,10 +17,24 @@ RUN set -e; \
       pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels "$dist"; \
     done
 
-# Stage 2: the runtime, with only the installed wheels and the `hami` console script.
+# Stage 2: the CUDA shim libvgpu.so (native/), built against the CUDA headers that native/Makefile
+# unpacks from their PyPI wheels.
+FROM python:3.11-slim AS shim
+# Debian's current gcc and make are what the shim is tested with; versions follow the base image.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev make \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY native/ /src/native/
+RUN make -C native build/libvgpu.so PYTHON=python3
+
+# Stage 3: the runtime, with only the installed wheels, the `hami` console script and the shim
+# (which the device-plugin DaemonSet's init container installs onto the host).
 FROM python:3.11-slim
 COPY --from=wheels /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels && mkdir -p /usr/local/lib/hami
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+COPY --from=shim /src/native/build/libvgpu.so /usr/local/lib/hami/libvgpu.so
 USER 65532:65532
 ENTRYPOINT ["hami"]
 CMD ["--help"]

@@ -12,6 +12,7 @@ import yaml
 
 from tests.chart.chart import CHART
 from tests.chart.chart import ROOT
+from tests.chart.chart import render
 
 DOCKERFILE = ROOT / "Dockerfile"
 HADOLINT = Path(sys.executable).parent / "hadolint"
@@ -68,3 +69,18 @@ def test_chart_image_is_the_dockerfile_image() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     reference = f"{values['image']['repository']}:{chart['appVersion']}"
     assert f"docker build -t {reference} ." in DOCKERFILE.read_text()
+
+
+def test_the_shim_stage_builds_what_the_runtime_copies_and_the_chart_installs(tmp_path: Path) -> None:
+    words = instructions()
+    (make,) = [w for w in words if w[0] == "RUN" and "make" in w and "native" in w]
+    target = make[make.index("native") + 1]
+    # The native Makefile knows the target (dry run: nothing is built).
+    dry = subprocess.run(["make", "-n", "-C", str(ROOT / "native"), target], capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    (copy,) = [w for w in words if w[0] == "COPY" and "--from=shim" in w]
+    assert copy[-2] == f"/src/native/{target}"
+    # The default chart's NVIDIA DaemonSet installs exactly that file onto the host.
+    (daemonset,) = [d for d in render(tmp_path) if d["kind"] == "DaemonSet"]
+    (installer,) = daemonset["spec"]["template"]["spec"]["initContainers"]
+    assert f"cp {copy[-1]} " in installer["args"][-1]
