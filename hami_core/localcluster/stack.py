@@ -288,8 +288,8 @@ class HamiStack:
         )
         try:
             for event_type, node in watch:
-                if event_type == "BOOKMARK":  # a resourceVersion only, no node (every 5 s)
-                    continue
+                if event_type == "BOOKMARK":
+                    continue  # a resourceVersion only, sent when registration takes a while
                 ready |= self._ready_backends(node)
                 if expected <= ready:
                     return
