@@ -25,12 +25,12 @@ import pytest
 
 from hami_core.errors import KubeError
 from hami_core.kube.client import RealKubeClient
+from hami_core.kube.selectors import label_selector_from_object
 from hami_core.localcluster.cluster import LocalCluster
 from hami_core.localcluster.kubelet import ALLOCATIONS_ANNOTATION
 from hami_core.localcluster.resources import RESOURCES
 from hami_core.localcluster.scheduler import Scheduler
 from hami_core.localcluster.scheduler_config import load_scheduler_config
-from hami_core.localcluster.selectors import label_selector_from_object
 from tests.chart.chart import CHART
 from tests.chart.chart import helm
 from tests.chart.chart import set_args
