@@ -76,3 +76,8 @@ $(STAMPS)/fakenvml: $(wildcard native/fakes/nvml/*.c native/fakes/nvml/*.h nativ
 	@mkdir -p $(STAMPS)
 	$(MAKE) -C native/fakes/nvml all
 	@touch $@
+
+# The Helm chart, images and wheels alone (part of `make test` too): helm lint/template,
+# kubernetes-validate, the install on the local cluster, hadolint, wheel builds.
+chart-test: venv tools
+	$(PY) -m pytest -q tests/chart
