@@ -20,6 +20,7 @@ import abc
 import re
 from collections.abc import Mapping
 from collections.abc import Sequence
+from datetime import datetime
 from fractions import Fraction
 from typing import ClassVar
 
@@ -309,6 +310,22 @@ class DeviceBackend(abc.ABC):
             raise BackendError(f"no {self.name} device found on node ({self.keys.register} is empty)")
         return [attrs.evolve(device, device_vendor=self.name) for device in devices]
 
+    def capacity_devices(self, node_name: str, capacity: Mapping[str, str]) -> list[DeviceInfo]:
+        """Devices derived from a node's ``status.capacity`` when it has no register annotation.
+
+        The default is none. A vendor whose own device plugin registers nothing (HAMi's Cambricon
+        MLU, ``specs/hami-wire.md`` 6.2) synthesizes the node's devices from its extended
+        resources here; the scheduler asks only when the register annotation is absent.
+
+        Args:
+            node_name: the node's name (synthesized device ids may contain it).
+            capacity: the node's ``status.capacity`` (raw quantities).
+
+        Raises:
+            BackendError: the capacity does not describe any device of this backend.
+        """
+        return []
+
     def fit_rules(self, context: FitContext) -> allocation.FitRules:
         """The vendor filters the shared fit applies for one pod on one node.
 
@@ -347,6 +364,20 @@ class DeviceBackend(abc.ABC):
             context: pod and node annotations, policy and weights.
         """
         return 0.0
+
+    def filter_annotations(self, devices: PodSingleDevice, pod: PodView, now: datetime) -> Mapping[str, str]:
+        """Pod annotations the scheduler writes beside ``keys.to_allocate`` / ``keys.allocated``.
+
+        The default is none; vendors whose node agents read more (HAMi's MLU
+        ``CAMBRICON_DSMLU_*``, Ascend's ``huawei.com/<chip>`` runtime JSON) return them here. They
+        go into the same patch as the device annotations.
+
+        Args:
+            devices: the pod's devices of this backend, per container (init containers first).
+            pod: the pod being scheduled.
+            now: the time the scheduler stamps on the pod (``hami.io/vgpu-time``).
+        """
+        return {}
 
     # --- node (device plugin) -----------------------------------------------------------------
 

@@ -505,15 +505,18 @@ class Filtering:
     # --- results ----------------------------------------------------------------------------------
 
     def _annotate(self, plan: _Plan, node: str, fit: PodFit) -> None:
+        now = self._clock()
         annotations: dict[str, str] = {
             codec.VGPU_NODE: node,
-            codec.VGPU_TIME: str(int(self._clock().timestamp())),
+            codec.VGPU_TIME: str(int(now.timestamp())),
         }
         for name in plan.request.backends:
-            keys = self._backends[name].keys
-            encoded = codec.encode_pod_devices(fit.devices.for_backend(name))
-            annotations[keys.to_allocate] = encoded
-            annotations[keys.allocated] = encoded
+            backend = self._backends[name]
+            devices = fit.devices.for_backend(name)
+            encoded = codec.encode_pod_devices(devices)
+            annotations[backend.keys.to_allocate] = encoded
+            annotations[backend.keys.allocated] = encoded
+            annotations.update(backend.filter_annotations(devices, plan.pod, now))
         patch = {"metadata": {"annotations": annotations, "labels": {codec.VGPU_NODE: node}}}
         try:
             self._kube.patch_pod(plan.namespace, plan.name, patch)
