@@ -76,6 +76,11 @@ SCHEDULER_ROLE_LEADER = "leader"
 SCHEDULER_ROLE_FOLLOWER = "follower"
 
 
+def annotation_key(name: str) -> str:
+    """A ``hami.io/<name>`` annotation key, for a backend's own keys (e.g. a node score)."""
+    return f"{_PREFIX}{name}"
+
+
 def node_register_key(word: str) -> str:
     """The node annotation a backend registers its devices under, e.g. ``hami.io/node-nvidia-register``."""
     return f"{_PREFIX}node-{word}-register"
