@@ -278,7 +278,9 @@ class HamiStack:
             timeout_seconds=max(1, int(deadline - time.monotonic())),
         )
         try:
-            for _, node in watch:
+            for kind, node in watch:
+                if kind == "BOOKMARK":
+                    continue  # carries only a resourceVersion
                 ready |= self._ready_backends(node)
                 if expected <= ready:
                     return
