@@ -47,9 +47,9 @@ from hami_core.kube.objects import Node
 from hami_core.kube.objects import Pod
 from hami_core.kube.objects import PodCondition
 from hami_core.localcluster.fleet import NodeSpec
-from hami_core.localcluster.resource_fit import parse_quantity
 from hami_core.pods import ContainerView
 from hami_core.pods import PodView
+from hami_core.quantity import parse_quantity
 
 _log = logging.getLogger(__name__)
 

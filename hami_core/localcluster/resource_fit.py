@@ -10,45 +10,20 @@ are not emulated. Quantities are compared exactly (``fractions.Fraction``), neve
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection
 from collections.abc import Iterable
 from collections.abc import Mapping
 from fractions import Fraction
 
-from hami_core.errors import ConfigError
 from hami_core.kube.objects import Node
 from hami_core.pods import ContainerView
 from hami_core.pods import PodView
-
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "": Fraction(1)}
-_DECIMAL |= {"k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12)}
-_DECIMAL |= {"P": Fraction(10**15), "E": Fraction(10**18)}
-_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$")
+from hami_core.quantity import parse_quantity
 
 MAX_NODE_SCORE = 100
 UNSCHEDULABLE_NODE = "node(s) were unschedulable"
 SELECTOR_MISMATCH = "node(s) didn't match Pod's node affinity/selector"
 TOO_MANY_PODS = "Too many pods"
-
-
-def parse_quantity(value: str | int | float) -> Fraction:
-    """A Kubernetes quantity (``"500m"``, ``"16Gi"``, ``"1e3"``, ``4``) as an exact number.
-
-    Raises:
-        ConfigError: the string is not a quantity.
-    """
-    if isinstance(value, int | float):
-        return Fraction(value)
-    match = _QUANTITY.match(value.strip())
-    if not match:
-        raise ConfigError(f"{value!r} is not a Kubernetes quantity")
-    number = Fraction(match.group(1))
-    if match.group(2):
-        return number * Fraction(10) ** int(match.group(2)[1:])
-    suffix = match.group(3) or ""
-    return number * (_BINARY[suffix] if suffix in _BINARY else _DECIMAL[suffix])
 
 
 def _container_requests(container: ContainerView) -> dict[str, Fraction]:

@@ -4,36 +4,12 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-import pytest
-
-from hami_core.errors import ConfigError
 from hami_core.kube import objects
 from hami_core.localcluster import resource_fit
 from hami_core.pods import PodView
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_node
 from hami_core.testing.builders import make_pod
-
-
-@pytest.mark.parametrize(
-    ("text", "value"),
-    [
-        pytest.param("500m", Fraction(1, 2), id="milli"),
-        pytest.param("2", Fraction(2), id="plain"),
-        pytest.param("16Gi", Fraction(16 * 2**30), id="binary"),
-        pytest.param("1k", Fraction(1000), id="decimal"),
-        pytest.param("1.5", Fraction(3, 2), id="fraction"),
-        pytest.param("1e3", Fraction(1000), id="exponent"),
-        pytest.param(4, Fraction(4), id="int"),
-    ],
-)
-def test_quantities_parse_exactly(text: str | int, value: Fraction) -> None:
-    assert resource_fit.parse_quantity(text) == value
-
-
-def test_a_malformed_quantity_is_refused() -> None:
-    with pytest.raises(ConfigError, match="not a Kubernetes quantity"):
-        resource_fit.parse_quantity("lots")
 
 
 def test_pod_requests_take_the_larger_of_containers_and_init_containers() -> None:
