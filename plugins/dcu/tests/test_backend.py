@@ -29,6 +29,16 @@ from hami_core.testing.builders import make_pod
 COUNT, MEMORY, CORES = "hygon.com/dcunum", "hygon.com/dcumem", "hygon.com/dcucores"
 
 
+@pytest.fixture
+def settings(tmp_path: Path) -> DcuSettings:
+    return DcuSettings(fake="2xZ100L", vdev_dir=str(tmp_path / "vdev"))
+
+
+@pytest.fixture
+def backend(settings: DcuSettings) -> DcuBackend:
+    return DcuBackend(settings)
+
+
 def view(limits: dict[str, str | int]) -> ContainerView:
     return ContainerView.from_object(make_container(limits=limits))
 

@@ -29,6 +29,11 @@ NOW = datetime(2026, 8, 1, 6, 0, tzinfo=UTC)
 POD = PodView.from_object(make_pod())
 
 
+@pytest.fixture
+def backend() -> MluBackend:
+    return MluBackend(MluSettings(fake="2xMLU370"))
+
+
 def view(limits: dict[str, str | int]) -> ContainerView:
     return ContainerView.from_object(make_container(limits=limits))
 
