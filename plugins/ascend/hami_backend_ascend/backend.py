@@ -171,6 +171,10 @@ class AscendBackend(DeviceBackend):
         if raw_count is None:
             return self._without_chip(container)
         count = whole_quantity(container, names.count, raw_count)
+        if count < 0:
+            raise BackendError(
+                f"container {container.label}: {names.count} must not be negative, got {raw_count}"
+            )
         spec = dict(container.spec)
         limits = dict(container.limits)
         requests = dict(container.requests)

@@ -207,3 +207,8 @@ def test_requests_follow_hamis_ascend_rules() -> None:
     ) == DeviceRequest(1, "Ascend910B3", 1000, 0, 10)
     with pytest.raises(BackendError, match="more than the Ascend910B3 NPU"):
         request("ascend910b3", {"huawei.com/Ascend910B3": 1, "huawei.com/Ascend910B3-memory": 70000})
+
+
+def test_a_negative_count_is_refused() -> None:
+    with pytest.raises(BackendError, match="must not be negative"):
+        mutate("ascend910c", {"huawei.com/Ascend910C": -1})
