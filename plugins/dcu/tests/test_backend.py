@@ -25,6 +25,8 @@ from hami_core.pods import ContainerView
 from hami_core.pods import PodView
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_pod
+from hami_core.webhook.mutating import WebhookSettings
+from hami_core.webhook.mutating import mutate_pod
 
 COUNT, MEMORY, CORES = "hygon.com/dcunum", "hygon.com/dcumem", "hygon.com/dcucores"
 
@@ -262,3 +264,14 @@ def test_a_malformed_vdev_configuration_is_an_error(backend: DcuBackend) -> None
     pod = pod_view()
     with pytest.raises(BackendError, match="malformed virtual DCU"):
         backend.allocate((ContainerDevice("DCU-0", "DCU", 1000, 10),), pod.containers[0], pod)
+
+
+def test_the_webhook_patch_only_hands_the_pod_to_hami() -> None:
+    pod = make_pod(
+        containers=[make_container(limits={COUNT: 1, MEMORY: 2000})], scheduler_name="default-scheduler"
+    )
+    outcome = mutate_pod(pod, [DcuBackend()], WebhookSettings())
+    assert outcome.allowed
+    assert list(outcome.patch) == [
+        {"op": "replace", "path": "/spec/schedulerName", "value": "hami-scheduler"}
+    ]

@@ -23,6 +23,8 @@ from hami_core.pods import ContainerView
 from hami_core.pods import PodView
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_pod
+from hami_core.webhook.mutating import WebhookSettings
+from hami_core.webhook.mutating import mutate_pod
 
 COUNT, MEMORY, CORES = "cambricon.com/vmlu", "cambricon.com/mlu.smlu.vmemory", "cambricon.com/mlu.smlu.vcore"
 NOW = datetime(2026, 8, 1, 6, 0, tzinfo=UTC)
@@ -158,3 +160,14 @@ def test_allocate_refuses_what_it_cannot_hand_out(
     pod = PodView.from_object(make_pod())
     with pytest.raises(BackendError, match=message):
         backend.allocate(devices, pod.containers[0], pod)
+
+
+def test_the_webhook_patch_only_hands_the_pod_to_hami() -> None:
+    pod = make_pod(
+        containers=[make_container(limits={COUNT: 1, MEMORY: 8})], scheduler_name="default-scheduler"
+    )
+    outcome = mutate_pod(pod, [MluBackend()], WebhookSettings())
+    assert outcome.allowed
+    assert list(outcome.patch) == [
+        {"op": "replace", "path": "/spec/schedulerName", "value": "hami-scheduler"}
+    ]
