@@ -350,6 +350,27 @@ class DeviceBackend(abc.ABC):
         """
         return {}
 
+    def bind_node_annotations(self, node_annotations: Mapping[str, str], now: datetime) -> Mapping[str, str]:
+        """Node annotations the scheduler sets, beside the node lock, when it binds a pod holding
+        devices of this backend (HAMi's vendor ``LockNode``, e.g. Cambricon's ``cambricon.com/dsmlu.lock``).
+
+        The default is none. The keys in :attr:`released_node_annotations` are removed again when the
+        bind fails, and by this backend's device plugin when the pod's allocation ends.
+
+        Args:
+            node_annotations: the node's annotations, read when the bind holds the node lock.
+            now: the bind time.
+
+        Raises:
+            LockError: the vendor's own lock is held for another pod; the bind fails with it.
+        """
+        return {}
+
+    @property
+    def released_node_annotations(self) -> tuple[str, ...]:
+        """Keys of :meth:`bind_node_annotations` to remove when the allocation ends or the bind fails."""
+        return ()
+
     # --- node (device plugin) -----------------------------------------------------------------
 
     @abc.abstractmethod

@@ -155,6 +155,15 @@ def test_ascend_pod_gets_a_vnpu_and_hamis_annotations(applied: dict[str, dict[st
     assert allocation(pod)["envs"] == {"ASCEND_VISIBLE_DEVICES": str(100 + 16 * logic)}
 
 
+def test_mlu_device_plugin_removes_the_dsmlu_lock_the_bind_set(
+    applied: dict[str, dict[str, Any]], stack: HamiStack
+) -> None:
+    assert applied["mlu-share"]["status"]["phase"] == "Running"
+    annotations_now = stack.kube.get_node("mlu-0")["metadata"].get("annotations") or {}
+    assert "cambricon.com/dsmlu.lock" not in annotations_now
+    assert "hami.io/mutex.lock" not in annotations_now
+
+
 def test_mlu_pod_gets_the_dsmlu_annotations_and_split_env(applied: dict[str, dict[str, Any]]) -> None:
     seen = annotations(applied["mlu-share"])
     value = seen["hami.io/cambricon-mlu-devices-allocated"]

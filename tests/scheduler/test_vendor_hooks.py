@@ -7,10 +7,12 @@ HAMi's examples (``specs/hami-wire.md`` 1.4.2, 6.2, 6.3).
 
 from __future__ import annotations
 
+import pytest
 from hami_backend_dcu.backend import DcuBackend
 from hami_backend_mlu.backend import MluBackend
 
 from hami_core import codec
+from hami_core.errors import LockError
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_node
 from hami_core.testing.builders import make_pod
@@ -106,3 +108,30 @@ def test_a_pod_asking_two_vendors_needs_a_node_with_both() -> None:
     assert outcome.result == "unschedulable"
     assert set(outcome.failed) == {"mlu-node", "dcu-node"}
     assert all("NodeInsufficientDevice" in reason for reason in outcome.failed.values())
+
+
+def test_binding_an_mlu_pod_sets_the_dsmlu_lock_and_a_failed_bind_removes_it() -> None:
+    made = _fleet()
+    limits = {"cambricon.com/vmlu": 1, "cambricon.com/mlu.smlu.vmemory": 4}
+    first = made.add_pod(make_pod("first", containers=[make_container(limits=limits)]))
+    assert made.filter(first).node == "mlu-node"
+    made.binding.bind("default", "first", first["metadata"]["uid"], "mlu-node")
+    lock = made.kube.get_node("mlu-node")["metadata"]["annotations"]["cambricon.com/dsmlu.lock"]
+    assert lock.endswith("Z")
+    # Another MLU pod while the lock is young: HAMi's 2-minute rule refuses it, and the failed bind
+    # leaves the first pod's lock in place (it removes only what it set).
+    made.kube.patch_node("mlu-node", {"metadata": {"annotations": {codec.NODE_LOCK: None}}})
+    made.sync()
+    second = made.add_pod(make_pod("second", containers=[make_container(limits=limits)]))
+    assert made.filter(second).node == "mlu-node"
+    with pytest.raises(LockError, match="locked within 2 minutes"):
+        made.binding.bind("default", "second", second["metadata"]["uid"], "mlu-node")
+    assert made.kube.get_node("mlu-node")["metadata"]["annotations"]["cambricon.com/dsmlu.lock"] == lock
+
+
+def test_dcu_pods_set_no_vendor_lock() -> None:
+    made = _fleet()
+    pod = made.add_pod(make_pod("dcu", containers=[make_container(limits={"hygon.com/dcunum": 1})]))
+    assert made.filter(pod).node == "dcu-node"
+    made.binding.bind("default", "dcu", pod["metadata"]["uid"], "dcu-node")
+    assert "cambricon.com/dsmlu.lock" not in made.kube.get_node("dcu-node")["metadata"]["annotations"]

@@ -11,7 +11,9 @@ gets the ``CAMBRICON_DSMLU_*`` annotations Cambricon's plugin reads. Node side: 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC
 from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar
 
@@ -38,9 +40,12 @@ from hami_core import ResourceNames
 from hami_core import VendorKeys
 from hami_core import allocation
 from hami_core import codec
+from hami_core.errors import LockError
 from hami_core.pods import ContainerView
 from hami_core.pods import PodView
 
+#: How long HAMi's ``cambricon.com/dsmlu.lock`` keeps other MLU binds off a node.
+DSMLU_LOCK_EXPIRY = timedelta(minutes=2)
 #: HAMi's MLU default when the cores resource is absent: the whole card.
 DEFAULT_CORES = 100
 #: The environment a container's MLU shares are described in (HAMi's sMLU variable names).
@@ -161,6 +166,29 @@ class MluBackend(DeviceBackend):
         profile = f"{index}_{first.usedcores}_{first.usedmem // resources.MEMORY_UNIT_MIB}"
         return {resources.DSMLU_ASSIGNED: "false", resources.DSMLU_PROFILE: profile}
 
+    def bind_node_annotations(self, node_annotations: Mapping[str, str], now: datetime) -> Mapping[str, str]:
+        """HAMi's MLU ``LockNode``: ``cambricon.com/dsmlu.lock`` = the bind time (RFC 3339), for
+        Cambricon's dynamic-sMLU device plugin. A lock younger than 2 minutes refuses the bind; an
+        older or unreadable one is taken over. hami's own MLU device plugin removes it when the
+        pod's allocation ends (:attr:`released_node_annotations`).
+
+        Raises:
+            LockError: the lock is younger than 2 minutes.
+        """
+        held = node_annotations.get(resources.DSMLU_LOCK)
+        since = _parse_time(held) if held else None
+        if since is not None and now - since < DSMLU_LOCK_EXPIRY:
+            raise LockError(
+                f"node has been locked within 2 minutes ({resources.DSMLU_LOCK}: {held}); "
+                "another MLU pod is being allocated there"
+            )
+        return {resources.DSMLU_LOCK: now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    @property
+    def released_node_annotations(self) -> tuple[str, ...]:
+        """``cambricon.com/dsmlu.lock``."""
+        return (resources.DSMLU_LOCK,)
+
     # --- node -------------------------------------------------------------------------------
 
     def _cards_now(self) -> list[MluCard]:
@@ -214,6 +242,15 @@ class MluBackend(DeviceBackend):
             },
             devices=tuple(specs),
         )
+
+
+def _parse_time(value: str) -> datetime | None:
+    """An RFC 3339 time; ``None`` when unreadable (such a lock counts as expired)."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _index_of(uuid: str) -> int:

@@ -19,6 +19,7 @@ from hami_core import DeviceUsage
 from hami_core import FitContext
 from hami_core import ResourceNames
 from hami_core import codec
+from hami_core.errors import LockError
 from hami_core.pods import ContainerView
 from hami_core.pods import PodView
 from hami_core.testing.builders import make_container
@@ -171,3 +172,23 @@ def test_the_webhook_patch_only_hands_the_pod_to_hami() -> None:
     assert list(outcome.patch) == [
         {"op": "replace", "path": "/spec/schedulerName", "value": "hami-scheduler"}
     ]
+
+
+# --- the dsmlu lock (HAMi's MLU LockNode) -------------------------------------------------------
+
+
+def test_bind_sets_the_dsmlu_lock_to_the_bind_time() -> None:
+    assert MluBackend().bind_node_annotations({}, NOW) == {"cambricon.com/dsmlu.lock": "2026-08-01T06:00:00Z"}
+    assert MluBackend().released_node_annotations == ("cambricon.com/dsmlu.lock",)
+
+
+def test_a_lock_younger_than_two_minutes_refuses_the_bind() -> None:
+    held = {"cambricon.com/dsmlu.lock": "2026-08-01T05:58:30Z"}
+    with pytest.raises(LockError, match="locked within 2 minutes"):
+        MluBackend().bind_node_annotations(held, NOW)
+
+
+@pytest.mark.parametrize("value", ["2026-08-01T05:57:59Z", "2026-08-01T13:57:00+08:00", "garbage"])
+def test_an_expired_or_unreadable_lock_is_taken_over(value: str) -> None:
+    taken = MluBackend().bind_node_annotations({"cambricon.com/dsmlu.lock": value}, NOW)
+    assert taken == {"cambricon.com/dsmlu.lock": "2026-08-01T06:00:00Z"}
