@@ -43,7 +43,6 @@ from hami_core import PodSingleDevice
 from hami_core import RequestRules
 from hami_core import ResourceNames
 from hami_core import VendorKeys
-from hami_core import allocation
 from hami_core import codec
 from hami_core.backend import whole_quantity
 from hami_core.pods import ContainerView
@@ -314,11 +313,11 @@ class AscendBackend(DeviceBackend):
         typed = [device for device in devices if word.lower() in device.type.lower()]
         soft = self.soft_split(context.pod_annotations)
         if soft and not self._node_supports_soft_split(context.node_annotations):
-            return FitResult(ok=False, reasons={resources.MODE_NOT_FIT: 1}, considered=len(typed))
+            return FitResult(ok=False, reasons={codec.MODE_NOT_FIT: 1}, considered=len(typed))
         if request.nums <= 0:
             return FitResult(ok=True)
         if request.nums > len(typed):
-            return FitResult(ok=False, reasons={allocation.REASON_NODE_INSUFFICIENT_DEVICE: 1}, considered=0)
+            return FitResult(ok=False, reasons={codec.NODE_INSUFFICIENT_DEVICE: 1}, considered=0)
         topology = word.startswith(resources.ASCEND910_PREFIX) and all(
             _network_id(device.custom_info) is not None for device in typed
         )
@@ -352,7 +351,7 @@ class AscendBackend(DeviceBackend):
         if len(chosen) == request.nums:
             return FitResult(ok=True, devices=tuple(chosen), considered=len(typed))
         if picked:
-            reasons[allocation.REASON_ALLOCATED_CARDS_INSUFFICIENT_REQUEST] = len(picked)
+            reasons[codec.ALLOCATED_CARDS_INSUFFICIENT_REQUEST] = len(picked)
         return FitResult(ok=False, reasons=dict(reasons), considered=len(typed))
 
     def _refusal(
@@ -367,22 +366,22 @@ class AscendBackend(DeviceBackend):
     ) -> str | None:
         """Why one NPU cannot take the request, in HAMi's order; ``None`` when it can."""
         if not device.health:
-            return allocation.REASON_CARD_NOT_HEALTH
+            return codec.CARD_NOT_HEALTH
         if request.type != self.chip.common_word:
-            return allocation.REASON_CARD_TYPE_MISMATCH
+            return codec.CARD_TYPE_MISMATCH
         if not codec.check_uuid(annotations, device.id, use_key, nouse_key):
-            return allocation.REASON_CARD_UUID_MISMATCH
+            return codec.CARD_UUID_MISMATCH
         if device.count <= device.used:
-            return allocation.REASON_CARD_TIME_SLICING_EXHAUSTED
+            return codec.CARD_TIME_SLICING_EXHAUSTED
         if device.free_mem < request.memory_on(device.totalmem):
-            return allocation.REASON_CARD_INSUFFICIENT_MEMORY
+            return codec.CARD_INSUFFICIENT_MEMORY
         total_cores = _FULL_CORES if soft else device.totalcore
         if total_cores - device.usedcores < cores:
-            return allocation.REASON_CARD_INSUFFICIENT_CORE
+            return codec.CARD_INSUFFICIENT_CORE
         if total_cores == _FULL_CORES and cores == _FULL_CORES and device.used > 0:
-            return allocation.REASON_EXCLUSIVE_DEVICE_ALLOCATE_CONFLICT
+            return codec.EXCLUSIVE_DEVICE_ALLOCATE_CONFLICT
         if total_cores != 0 and device.usedcores == total_cores and cores == 0:
-            return allocation.REASON_CARD_COMPUTE_UNITS_EXHAUSTED
+            return codec.CARD_COMPUTE_UNITS_EXHAUSTED
         return None
 
     def score_node(

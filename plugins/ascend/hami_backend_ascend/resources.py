@@ -33,8 +33,6 @@ NETWORK_WEIGHT = 10
 #: The 910C super-pod chip: requests of 1 or an even number, taken as whole two-NPU modules.
 ASCEND910C = "Ascend910C"
 NPUS_PER_910C_MODULE = 2
-#: Reason a hami-core pod is refused by a node without soft-split support.
-MODE_NOT_FIT = "ModeNotFit"
 #: Container env the runtime (Ascend Docker Runtime) reads.
 VISIBLE_DEVICES = "ASCEND_VISIBLE_DEVICES"
 VNPU_SPECS = "ASCEND_VNPU_SPECS"
