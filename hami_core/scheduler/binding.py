@@ -125,13 +125,15 @@ class Binding:
                 f"pod {namespace}/{name} was filtered for node {booked.node}, not {node}; filter it again"
             )
         locked = False
+        vendor_keys: tuple[str, ...] = ()
         try:
             if booked is not None:
                 self._acquire(node, namespace, name)
                 locked = True
+                vendor_keys = self._vendor_annotations(node, booked)
             self._bind(namespace, name, uid, node, with_phase=booked is not None)
         except HamiError as err:
-            self._fail(namespace, name, uid, node, booked, locked, err)
+            self._fail(namespace, name, uid, node, booked, locked, err, vendor_keys)
             raise
         self._event(
             namespace,
@@ -213,6 +215,35 @@ class Binding:
             if self._observe_lock_wait is not None:
                 self._observe_lock_wait(self._monotonic() - started)
 
+    def _vendor_annotations(self, node: str, booked: PodAllocation) -> tuple[str, ...]:
+        """Set the node annotations the pod's backends add at bind (vendor locks); returns what
+        :attr:`DeviceBackend.released_node_annotations` says to remove if the bind fails.
+
+        The node is read afresh (a vendor lock released a moment ago may not be in the cache yet),
+        only for pods of backends that add any.
+
+        Raises:
+            LockError: a vendor lock is held for another pod.
+            KubeError: the node could not be read or patched.
+        """
+        backends = [
+            self._backends[name]
+            for name in sorted(booked.bookings)
+            if type(self._backends[name]).bind_node_annotations is not DeviceBackend.bind_node_annotations
+        ]
+        if not backends:
+            return ()
+        current = (self._kube.get_node(node).get("metadata") or {}).get("annotations") or {}
+        now = self._clock()
+        wanted: dict[str, str] = {}
+        released: list[str] = []
+        for backend in backends:
+            wanted.update(backend.bind_node_annotations(current, now))
+            released.extend(backend.released_node_annotations)
+        if wanted:
+            self._kube.patch_node(node, {"metadata": {"annotations": wanted}})
+        return tuple(key for key in released if key in wanted)
+
     def _holder_gone(self, namespace: str, name: str) -> bool:
         state = self._cache.pod(namespace, name)
         if state is not None:
@@ -235,7 +266,20 @@ class Binding:
         booked: PodAllocation | None,
         locked: bool,
         err: Exception,
+        vendor_keys: tuple[str, ...] = (),
     ) -> None:
+        if vendor_keys:
+            try:
+                self._kube.patch_node(node, {"metadata": {"annotations": dict.fromkeys(vendor_keys)}})
+            except HamiError as release_err:
+                _log.warning(
+                    "bind of %s/%s failed and %s on %s could not be removed: %s",
+                    namespace,
+                    name,
+                    ", ".join(vendor_keys),
+                    node,
+                    release_err,
+                )
         if locked:
             try:
                 self._lock.release(node, namespace, name)

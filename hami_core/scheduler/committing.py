@@ -140,15 +140,15 @@ class Committer:
         return PodAllocation(ask.pod.namespace, ask.pod.name, node, bookings)
 
     def _annotate(self, ask: Ask, node: str, fit: PodFit) -> None:
-        annotations: dict[str, str] = {
-            codec.VGPU_NODE: node,
-            codec.VGPU_TIME: str(int(self._clock().timestamp())),
-        }
+        now = self._clock()
+        annotations: dict[str, str] = {codec.VGPU_NODE: node, codec.VGPU_TIME: str(int(now.timestamp()))}
         for name in ask.request.backends:
-            keys = self._backends[name].keys
-            encoded = codec.encode_pod_devices(fit.devices.for_backend(name))
-            annotations[keys.to_allocate] = encoded
-            annotations[keys.allocated] = encoded
+            backend = self._backends[name]
+            devices = fit.devices.for_backend(name)
+            encoded = codec.encode_pod_devices(devices)
+            annotations[backend.keys.to_allocate] = encoded
+            annotations[backend.keys.allocated] = encoded
+            annotations.update(backend.filter_annotations(devices, ask.pod, now))
         patch = {"metadata": {"annotations": annotations, "labels": {codec.VGPU_NODE: node}}}
         pod = ask.pod
         try:

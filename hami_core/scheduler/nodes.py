@@ -73,6 +73,7 @@ class NodeEntry:
     resource_version: str = ""
     annotations: dict[str, str] = attrs.field(factory=dict)
     allocatable: dict[str, str] = attrs.field(factory=dict)
+    capacity: dict[str, str] = attrs.field(factory=dict)
     selected: bool = True
     infos: dict[str, tuple[DeviceInfo, ...]] = attrs.field(factory=dict)
     registered: dict[str, str] = attrs.field(factory=dict)
@@ -170,6 +171,7 @@ class NodeInventory:
         entry.resource_version = str(metadata.get("resourceVersion", ""))
         entry.annotations = annotations
         entry.allocatable = dict((node.get("status") or {}).get("allocatable") or {})
+        entry.capacity = dict((node.get("status") or {}).get("capacity") or {})
         entry.selected = _matches(metadata.get("labels") or {}, self._selector)
         warnings = self._decode_devices(entry)
         handshakes = self._assess(entry, now)
@@ -201,8 +203,15 @@ class NodeInventory:
         for backend in self._backends:
             value = entry.annotations.get(backend.keys.register)
             if value is None:
-                entry.infos.pop(backend.name, None)
                 entry.registered.pop(backend.name, None)
+                try:
+                    derived = tuple(backend.capacity_devices(entry.name, entry.capacity))
+                except BackendError:
+                    derived = ()
+                if derived:
+                    entry.infos[backend.name] = derived
+                else:
+                    entry.infos.pop(backend.name, None)
                 continue
             if entry.registered.get(backend.name) == value:
                 continue
