@@ -556,6 +556,9 @@ class Kubelet:
             {
                 "name": container.get("name", ""),
                 "image": container.get("image", ""),
+                # Always present on a real API server (a Go string without omitempty); the official
+                # client refuses a status without it. Nothing is pulled, so there is no digest.
+                "imageID": "",
                 "ready": True,
                 "started": True,
                 "restartCount": 0,
