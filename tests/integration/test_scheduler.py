@@ -28,7 +28,7 @@ from hami_core.kube.informer import listed
 from hami_core.kube.nodelock import NodeLock
 from hami_core.kube.objects import Pod
 from hami_core.localcluster.cluster import LocalCluster
-from hami_core.localcluster.scheduler import Scheduler
+from hami_core.localcluster.controlplane import ControlPlaneKind
 from hami_core.localcluster.stack import free_port
 from tests.integration.load import DEVICES
 from tests.integration.load import KEYS
@@ -48,6 +48,9 @@ from tests.integration.load import no_node_locked
 from tests.integration.load import nothing_held
 from tests.integration.load import request_of
 from tests.integration.load import stand_in_configuration
+
+#: kube-scheduler's default podMaxBackoffSeconds.
+REAL_MAX_BACKOFF_SECONDS = 10.0
 
 
 def devices_of(node: str) -> list[DeviceInfo]:
@@ -125,24 +128,29 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def cluster(workdir: Path) -> Iterator[LocalCluster]:
-    with LocalCluster(fleet(), workdir / "c") as running:
+def port() -> int:
+    """Where ``hami scheduler`` serves the extender."""
+    return free_port()
+
+
+@pytest.fixture
+def cluster(workdir: Path, port: int, control_plane: ControlPlaneKind) -> Iterator[LocalCluster]:
+    config = stand_in_configuration(port)
+    with LocalCluster(
+        fleet(), workdir / "c", scheduler_config=config, control_plane=control_plane
+    ) as running:
         yield running
 
 
 @pytest.mark.slow
 def test_a_thousand_pods_from_eight_threads_survive_a_scheduler_kill(
-    cluster: LocalCluster, workdir: Path
+    cluster: LocalCluster, workdir: Path, port: int
 ) -> None:
-    port = free_port()
     scheduler = SchedulerProcess(workdir, cluster.kubeconfig, port)
-    config = stand_in_configuration(port)
-    with cluster.client() as stand_in_kube, cluster.client() as plugin_kube, cluster.client() as submit_kube:
-        stand_in = Scheduler(stand_in_kube, config)
+    with cluster.client() as plugin_kube, cluster.client() as submit_kube:
         plugin = DevicePluginPart(plugin_kube)
         plugin.informer.start()
         scheduler.start()
-        stand_in.start()
         try:
             burst = Burst(submit_kube)
             burst.start()
@@ -151,9 +159,8 @@ def test_a_thousand_pods_from_eight_threads_survive_a_scheduler_kill(
             time.sleep(0.5)
             scheduler.start()
             submitted = burst.join()
-            settle(stand_in, submit_kube, plugin)
+            settle(cluster, submit_kube, plugin)
         finally:
-            stand_in.stop()
             plugin.informer.stop()
             scheduler.stop()
         check(cluster, submitted)
@@ -167,29 +174,44 @@ def wait_for(check: Any, *, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def settle(
-    stand_in: Scheduler, kube: RealKubeClient, plugin: DevicePluginPart, timeout: float = 300.0
-) -> None:
-    """Wait until every pending pod waits as unschedulable and nothing was allocated for a second.
+def unschedulable(pod: Pod) -> bool:
+    """kube-scheduler's verdict on the pod's last try was Unschedulable (not a SchedulerError)."""
+    return any(
+        condition.get("type") == "PodScheduled"
+        and condition.get("status") == "False"
+        and condition.get("reason") == "Unschedulable"
+        for condition in (pod.get("status") or {}).get("conditions") or []
+    )
 
-    A pod waiting in backoff (after an extender error while the scheduler was down) or being tried
-    is not settled: its next try may still place it. Every node update (each bind sets and releases a
-    node lock) sends every unschedulable pod back to the extender, as kube-scheduler does, so settling
-    takes several rounds of ~700 filters; the deadline leaves room for a busy machine.
+
+def settle(
+    cluster: LocalCluster, kube: RealKubeClient, plugin: DevicePluginPart, timeout: float = 300.0
+) -> None:
+    """Wait until every pending pod waits as unschedulable and nothing was allocated for a while.
+
+    A pod waiting in backoff (after an extender error while the scheduler was down, or after a node
+    update made it worth another try) is not settled: its next try may still place it. Every node
+    update (each bind sets and releases a node lock) sends every unschedulable pod back to the
+    extender, as kube-scheduler does, so settling takes several rounds of ~700 filters; the deadline
+    leaves room for a busy machine. The stand-in says where a pod waits; the real kube-scheduler does
+    not, so there the quiet period outlasts its longest backoff (10 s) and a pod counts as waiting
+    when its last verdict was Unschedulable.
     """
+    stand_in = cluster.schedulers[-1] if cluster.schedulers else None
+    quiet = 1.0 if stand_in is not None else REAL_MAX_BACKOFF_SECONDS + 2.0
     deadline = time.monotonic() + timeout
     last, since = -1, time.monotonic()
     while time.monotonic() < deadline:
         done = len(plugin.done)
         if done != last:
             last, since = done, time.monotonic()
-        elif time.monotonic() - since > 1.0:
-            pending = [
-                p["metadata"]["name"]
-                for p in kube.list_pods("default")["items"]
-                if not p["spec"].get("nodeName")
-            ]
-            if all(stand_in.queue_state("default", name) == "unschedulable" for name in pending):
+        elif time.monotonic() - since > quiet:
+            pending = [p for p in kube.list_pods("default")["items"] if not p["spec"].get("nodeName")]
+            if stand_in is not None:
+                waiting = [stand_in.queue_state("default", p["metadata"]["name"]) for p in pending]
+                if all(state == "unschedulable" for state in waiting):
+                    return
+            elif all(unschedulable(pod) for pod in pending):
                 return
         time.sleep(0.2)
     raise AssertionError("the cluster did not settle")
