@@ -230,6 +230,11 @@ class ControlPlane:
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
         )
+        (pki / "sa.pub").write_bytes(
+            signing.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
         (pki / "tokens.csv").write_text(f'{self._token},hami-admin,hami-admin,"system:masters"\n')
         return pki
 
@@ -270,14 +275,17 @@ class ControlPlane:
                 f"--token-auth-file={pki / 'tokens.csv'}",
                 "--authorization-mode=RBAC",
                 f"--service-account-issuer={self.url}",
-                f"--service-account-key-file={pki / 'sa.key'}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
                 "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ResourceQuota",
                 f"--disable-admission-plugins={','.join(DISABLED_ADMISSION)}",
+                # The `kubernetes` Service's endpoints would be 127.0.0.1, which the API refuses; nothing
+                # here reaches the API server through that Service.
+                "--endpoint-reconciler-type=none",
                 "--profiling=false",
-                "--v=1",
+                "--v=0",
             ],
         )
 

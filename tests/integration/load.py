@@ -25,6 +25,7 @@ import yaml
 from hami_backend_mock.backend import MockBackend
 
 from hami_core import codec
+from hami_core.backend import parse_quantity
 from hami_core.devices import ContainerDevices
 from hami_core.devices import DeviceInfo
 from hami_core.kube.client import RealKubeClient
@@ -63,11 +64,12 @@ def random_pod(index: int, rng: random.Random) -> Pod:
 def request_of(pod: Pod) -> tuple[int, int, int, int]:
     """(count, MiB or 0, percent or 0, cores) of a load pod."""
     limits = pod["spec"]["containers"][0]["resources"]["limits"]
+    # Quantities as the API server wrote them back: canonical, so 1000 MiB reads "1k".
     return (
-        int(limits[NAMES.count]),
-        int(limits.get(NAMES.memory, 0)),
-        int(limits.get(NAMES.memory_percentage, 0)),
-        int(limits.get(NAMES.cores, 0)),
+        int(parse_quantity(limits[NAMES.count])),
+        int(parse_quantity(limits.get(NAMES.memory, 0))),
+        int(parse_quantity(limits.get(NAMES.memory_percentage, 0))),
+        int(parse_quantity(limits.get(NAMES.cores, 0))),
     )
 
 

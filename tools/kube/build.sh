@@ -16,5 +16,6 @@ rm -rf "$tmp" && mkdir -p "$tmp"
 cd "$here"
 CGO_ENABLED=0 go build -trimpath -ldflags "$ld" -o "$tmp/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-scheduler go.etcd.io/etcd/server/v3
-mv "$tmp/v3" "$tmp/etcd"
+# go names a binary after its last path element that is not a major-version suffix: server/v3 -> server.
+mv "$tmp/server" "$tmp/etcd"
 rm -rf "$dest" && mv "$tmp" "$dest"
