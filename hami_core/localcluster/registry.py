@@ -26,7 +26,7 @@ from typing import Any
 
 import attrs
 
-from hami_core.errors import ConfigError
+from hami_core.errors import QuantityError
 from hami_core.localcluster import patching
 from hami_core.localcluster import resource_fit
 from hami_core.localcluster import selectors
@@ -626,7 +626,7 @@ def _quantities(values: Any) -> Any:
     for name, value in values.items():
         if isinstance(value, int | float | str) and not isinstance(value, bool):
             # One that does not parse is left, as sent, for validation to refuse.
-            with contextlib.suppress(ConfigError):
+            with contextlib.suppress(QuantityError):
                 value = resource_fit.canonical_quantity(value)
         out[name] = value
     return out

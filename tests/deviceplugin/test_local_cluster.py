@@ -23,12 +23,11 @@ from hami_backend_mock.backend import MockBackend
 
 from hami_core import codec
 from hami_core.config import load_config
-from hami_core.deviceplugin.allocating import pod_containers
 from hami_core.kube.client import RealKubeClient
-from hami_core.kube.objects import Container
 from hami_core.kube.objects import Pod
 from hami_core.localcluster.cluster import LocalCluster
 from hami_core.localcluster.kubelet import ALLOCATIONS_ANNOTATION
+from hami_core.pods import PodView
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_pod
 from tests.deviceplugin.binding import ProtocolScheduler
@@ -117,10 +116,10 @@ def workload() -> list[Pod]:
 def expected_envs(backend: MockBackend, pod: Pod) -> dict[str, dict[str, str]]:
     """Per container with devices, the env the backend gives for what the scheduler assigned."""
     assigned = codec.decode_pod_devices(pod["metadata"]["annotations"][backend.keys.allocated])
-    containers: list[Container] = pod_containers(pod)
+    view = PodView.from_object(pod)
     return {
-        container["name"]: dict(backend.allocate(tuple(entry), container, pod).envs)
-        for container, entry in zip(containers, assigned, strict=False)
+        container.name: dict(backend.allocate(tuple(entry), container, view).envs)
+        for container, entry in zip(view.containers, assigned, strict=False)
         if entry
     }
 
@@ -266,7 +265,7 @@ def test_the_scheduler_extender_places_every_kind_of_pod_on_plugin_threads(
             for pod in workload():
                 created = kube.create_pod("default", pod)
                 meta = created["metadata"]
-                reply = app.extender.filter(created, cluster.node_names, None)
+                reply = app.extender.filter(PodView.from_object(created), cluster.node_names, None)
                 assert reply.get("Error", "") == "", reply
                 assert reply["NodeNames"], reply
                 bound = app.extender.bind(meta["namespace"], meta["name"], meta["uid"], reply["NodeNames"][0])
@@ -306,7 +305,7 @@ def test_the_scheduler_extender_stops_placing_on_a_device_the_plugin_reports_unh
                     name, scheduler_name=SCHEDULER, containers=[make_container(limits={GPU: count, MEM: 100})]
                 )
                 created = kube.create_pod("default", pod)
-                reply = app.extender.filter(created, ["node-0"], None)
+                reply = app.extender.filter(PodView.from_object(created), ["node-0"], None)
                 if reply.get("NodeNames"):
                     meta = created["metadata"]
                     assert app.extender.bind(meta["namespace"], meta["name"], meta["uid"], "node-0") == {

@@ -25,13 +25,13 @@ import yaml
 from hami_backend_mock.backend import MockBackend
 
 from hami_core import codec
-from hami_core.backend import parse_quantity
 from hami_core.devices import ContainerDevices
 from hami_core.devices import DeviceInfo
 from hami_core.kube.client import RealKubeClient
 from hami_core.kube.objects import Pod
 from hami_core.localcluster.stack import free_port
 from hami_core.localcluster.stack import kube_scheduler_configuration
+from hami_core.quantity import parse_quantity
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_pod
 
