@@ -224,6 +224,9 @@ class Registry:
                 configs, rt=rt, operation="CREATE", obj=obj, namespace_labels=namespace_labels
             )
             obj, warnings = _incoming(rt, namespace, admitted.obj), admitted.warnings
+            # kube-apiserver decodes a webhook's patched object again, defaults included: a limit a
+            # webhook adds gets its request too.
+            _apply_defaults(rt, obj)
         meta = obj["metadata"]
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + "".join(random.choices(_NAME_ALPHABET, k=5))

@@ -513,7 +513,7 @@ class TestBadRequests:
 
 
 class TestStatusSubresource:
-    def test_status_writes_change_only_status(self, core: client.CoreV1Api, ns: str) -> None:
+    def test_status_writes_keep_the_spec(self, core: client.CoreV1Api, ns: str) -> None:
         core.create_namespaced_pod(ns, pod("p"))
         patch = {
             "status": {"phase": "Running"},
@@ -522,7 +522,8 @@ class TestStatusSubresource:
         }
         patched = core.patch_namespaced_pod_status("p", ns, patch)
         assert patched.status.phase == "Running"
-        assert patched.metadata.labels is None
+        # As kube-apiserver's status strategy: labels and annotations are written, the spec is not.
+        assert patched.metadata.labels == {"x": "y"}
         assert patched.spec.node_name is None
 
     def test_main_resource_writes_ignore_pod_status(self, core: client.CoreV1Api, ns: str) -> None:
