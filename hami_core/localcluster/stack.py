@@ -292,9 +292,9 @@ class HamiStack:
             timeout_seconds=max(1, int(deadline - time.monotonic())),
         )
         try:
-            for kind, node in watch:
-                if kind not in ("ADDED", "MODIFIED"):
-                    continue  # a bookmark or an error Status carries no node
+            for event_type, node in watch:
+                if event_type == "BOOKMARK":
+                    continue  # a resourceVersion only, sent when registration takes a while
                 ready |= self._ready_backends(node)
                 if expected <= ready:
                     return
