@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     import pluggy
 
     from hami_core.config import HamiConfig
-    from hami_core.localcluster.controlplane import ControlPlaneKind
     from hami_core.plugins import Backends
     from hami_core.testing.fake_kube import FakeKube
 
@@ -61,25 +60,3 @@ def load_hami_backends(hami_config: HamiConfig) -> Callable[[Iterable[str]], Bac
         return load_backends(hami_config.with_enabled(names))
 
     return load
-
-
-@pytest.fixture(scope="module", params=["emulator", "real"])
-def control_plane(request: pytest.FixtureRequest) -> ControlPlaneKind:
-    """The API-server back end a cluster test runs on, once each: ``"emulator"`` or ``"real"``.
-
-    ``"emulator"`` is the embedded API server and kube-scheduler stand-in; ``"real"`` is etcd,
-    kube-apiserver and kube-scheduler built by ``make kube`` (``hami_core.localcluster.controlplane``).
-    Module-scoped, so pytest groups a module's tests by back end and a module-scoped cluster fixture
-    starts one real control plane, not one per test. Without the binaries a real run fails at once
-    with the remedy.
-    """
-    from hami_core.localcluster.controlplane import ControlPlaneError
-    from hami_core.localcluster.controlplane import find_binaries
-
-    kind: ControlPlaneKind = "real" if request.param == "real" else "emulator"
-    if kind == "real":
-        try:
-            find_binaries()
-        except ControlPlaneError as err:
-            pytest.fail(str(err))
-    return kind
