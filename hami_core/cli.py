@@ -557,7 +557,7 @@ def scheduler_command(
 
     from hami_core.kube.client import RealKubeClient
     from hami_core.scheduler import app
-    from hami_core.scheduler.cache import ClusterCache
+    from hami_core.scheduler.admission_view import AdmissionView
     from hami_core.webhook.mutating import WebhookSettings
     from hami_core.webhook.server import AdmissionHandler
     from hami_core.webhook.tls import ReloadingCertificate
@@ -570,8 +570,10 @@ def scheduler_command(
         raise click.UsageError("HTTPS needs both a certificate and a key (--cert-file and --key-file)")
     tls = ReloadingCertificate(cert, key) if cert else None
 
-    def admission(loaded: plugins.Backends, cache: ClusterCache) -> AdmissionHandler:
-        return AdmissionHandler(loaded, WebhookSettings.from_config(config.scheduler), cache, quota=cache)
+    def admission(loaded: plugins.Backends, view: AdmissionView) -> AdmissionHandler:
+        policies = [name for name, policy in loaded.scoring_policies.items() if policy.kind == "node"]
+        settings = WebhookSettings.from_config(config.scheduler, node_policies=policies)
+        return AdmissionHandler(loaded, settings, view, quota=view)
 
     with _stopped_by_signals() as stop, RealKubeClient(kubeconfig=kubeconfig, timeout=api_timeout) as kube:
         scheduler = app.build_scheduler(

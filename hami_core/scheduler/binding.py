@@ -34,11 +34,11 @@ from hami_core.errors import NotFoundError
 from hami_core.kube.client import KubeClient
 from hami_core.kube.nodelock import LockHeldError
 from hami_core.kube.nodelock import NodeLock
-from hami_core.kube.objects import Pod
-from hami_core.scheduler.cache import Changes
+from hami_core.pods import PodView
+from hami_core.scheduler.bookings import PodAllocation
+from hami_core.scheduler.bookings import decode_allocation
 from hami_core.scheduler.cache import ClusterCache
-from hami_core.scheduler.cache import PodAllocation
-from hami_core.scheduler.cache import decode_allocation
+from hami_core.scheduler.changes import Changes
 from hami_core.scheduler.recording import EventRecorder
 from hami_core.scheduler.recording import ObjectRef
 
@@ -55,14 +55,9 @@ class BindError(HamiError):
     """The pod cannot be bound to the node it asked for (it was filtered for another one)."""
 
 
-def _finished(pod: Pod) -> bool:
+def _done(pod: PodView) -> bool:
     """Whether a lock holder no longer needs the lock: ending, ended, or done allocating."""
-    metadata = pod.get("metadata") or {}
-    if "deletionTimestamp" in metadata:
-        return True
-    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-        return True
-    return (metadata.get("annotations") or {}).get(codec.BIND_PHASE) in _DONE_PHASES
+    return pod.deleting or pod.finished or pod.annotation(codec.BIND_PHASE) in _DONE_PHASES
 
 
 class Binding:
@@ -151,8 +146,8 @@ class Binding:
         booked = self._cache.allocation(uid) if uid else None
         if booked is not None:
             return booked
-        pod = self._kube.get_pod(namespace, name)
-        found = (pod.get("metadata") or {}).get("uid", "")
+        pod = self._read(namespace, name)
+        found = pod.uid
         if uid and found != uid:
             raise NotFoundError(
                 f"pod {namespace}/{name} with uid {uid} is gone (found uid {found})", status=404
@@ -161,6 +156,15 @@ class Binding:
             return decode_allocation(pod, list(self._backends.values()))
         except CodecError as err:
             raise CodecError(f"pod {namespace}/{name}: {err}") from err
+
+    def _read(self, namespace: str, name: str) -> PodView:
+        """The pod as the API server has it now, read into a view.
+
+        Raises:
+            KubeError: it cannot be read (``NotFoundError`` when gone).
+            PodFormatError: it is not a pod object.
+        """
+        return PodView.from_object(self._kube.get_pod(namespace, name))
 
     def _bind(self, namespace: str, name: str, uid: str, node: str, *, with_phase: bool) -> None:
         """Create the Binding; for a pod with devices it also sets ``bind-phase=allocating``.
@@ -177,8 +181,7 @@ class Binding:
             self._kube.bind_pod(namespace, name, node, uid=uid, annotations=annotations)
         except ConflictError:
             # A retried bind whose first attempt went through (lost reply) is a success.
-            current = self._kube.get_pod(namespace, name)
-            if (current.get("spec") or {}).get("nodeName") != node:
+            if self._read(namespace, name).node_name != node:
                 raise
 
     # --- the node lock --------------------------------------------------------------------------------
@@ -215,10 +218,10 @@ class Binding:
         if state is not None:
             return state.terminal or state.deleting or state.bind_phase in _DONE_PHASES
         try:
-            return _finished(self._kube.get_pod(namespace, name))
+            return _done(self._read(namespace, name))
         except NotFoundError:
             return True
-        except KubeError:
+        except HamiError:  # unreadable: assume the holder still needs the lock
             return False
 
     # --- failure ------------------------------------------------------------------------------------
@@ -253,10 +256,10 @@ class Binding:
 
     def _bound(self, namespace: str, name: str) -> bool:
         try:
-            return bool((self._kube.get_pod(namespace, name).get("spec") or {}).get("nodeName"))
+            return bool(self._read(namespace, name).node_name)
         except NotFoundError:
             return False
-        except KubeError:
+        except HamiError:
             return True  # unknown: keep the allocation rather than risk freeing devices in use
 
     def _clean(self, namespace: str, name: str) -> None:

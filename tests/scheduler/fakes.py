@@ -10,6 +10,7 @@ carrying a registration; ``Harness`` wires a FakeKube, a cache and the scheduler
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -43,11 +44,11 @@ from hami_core.pods import ContainerView
 from hami_core.pods import PodView
 from hami_core.scheduler import scoring
 from hami_core.scheduler.binding import Binding
-from hami_core.scheduler.cache import Changes
 from hami_core.scheduler.cache import ClusterCache
+from hami_core.scheduler.changes import Changes
+from hami_core.scheduler.choosing import uses_shared_fit
 from hami_core.scheduler.filtering import Filtering
 from hami_core.scheduler.filtering import FilterOutcome
-from hami_core.scheduler.filtering import uses_shared_fit
 from hami_core.scheduler.recording import EventRecorder
 from hami_core.scheduler.retrying import Retrier
 from hami_core.scheduler.retrying import RetryBook
@@ -68,6 +69,8 @@ USE_UUID = "nvidia.com/use-gpuuuid"
 NOUSE_UUID = "nvidia.com/nouse-gpuuuid"
 NUMA_BIND = "nvidia.com/numa-bind"
 VGPU_MODE = "nvidia.com/vgpu-mode"
+#: The fake's pair-score node annotation (plain JSON {uuid: {uuid: score}}; the real one is the NVIDIA backend's).
+PAIR_SCORES = codec.annotation_key("node-pair-scores")
 
 MOCK_GPU = "mock.hami.io/gpu"
 MOCK_MEM = "mock.hami.io/gpumem"
@@ -110,9 +113,7 @@ class NvidiaLikeBackend(DeviceBackend):
             type_ok=type_ok,
             uuid_ok=lambda uuid: codec.check_uuid(pod, uuid, USE_UUID, NOUSE_UUID),
             numa_bind=pod.get(NUMA_BIND) in ("1", "t", "T", "TRUE", "true", "True"),
-            pair_scores=codec.decode_pair_scores(context.node_annotations[codec.NODE_NVIDIA_SCORE])
-            if codec.NODE_NVIDIA_SCORE in context.node_annotations
-            else {},
+            pair_scores=json.loads(context.node_annotations.get(PAIR_SCORES, "{}")),
         )
 
     def discover(self, node_name: str) -> list[DeviceInfo]:
@@ -248,13 +249,15 @@ class Harness:
 
     def add_pod(self, pod: Pod) -> Pod:
         created = self.kube.create_pod(pod["metadata"].get("namespace", "default"), pod)
-        self.dispatch(self.cache.apply_pod("ADDED", created))
+        self.dispatch(self.cache.apply_pod("ADDED", PodView.from_object(created)))
         return created
 
     def sync(self, now: datetime = NOW) -> None:
         """Apply the FakeKube's current nodes and pods to the cache, as a relist would."""
         self.dispatch(self.cache.replace_nodes(self.kube.list_nodes()["items"], now))
-        self.dispatch(self.cache.replace_pods(self.kube.list_pods()["items"]))
+        self.dispatch(
+            self.cache.replace_pods(PodView.from_object(pod) for pod in self.kube.list_pods()["items"])
+        )
 
     def node_names(self) -> list[str]:
         return [node["metadata"]["name"] for node in self.kube.list_nodes()["items"]]
