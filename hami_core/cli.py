@@ -570,6 +570,76 @@ def scheduler_command(
         app.run(scheduler, stop=stop)
 
 
+@hami.command(name="monitor")
+@click.option(
+    "--node-name", envvar="NODE_NAME", required=True, help="The node this monitor runs on [env NODE_NAME]."
+)
+@click.option(
+    "--hook-path",
+    envvar="HOOK_PATH",
+    type=click.Path(file_okay=False, path_type=Path, resolve_path=True),
+    default="/usr/local/vgpu",
+    show_default=True,
+    help="Directory holding containers/<podUID>_<container>/*.cache [env HOOK_PATH, as HAMi's monitor].",
+)
+@click.option("--metrics-bind-address", default=":9394", show_default=True, help="Where /metrics is served.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between scans.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Seconds a deleted pod's region directory is kept before it is removed.",
+)
+@click.option(
+    "--kubelet-url",
+    default="https://127.0.0.1:10250",
+    show_default=True,
+    help="The kubelet whose /pods maps regions to pods; empty: ask the API server only.",
+)
+@kubeconfig_option
+@click.option("--no-nvml", is_flag=True, help="Export no host GPU metrics (do not load NVML).")
+def monitor_command(
+    node_name: str,
+    hook_path: Path,
+    metrics_bind_address: str,
+    interval: float,
+    grace: float,
+    kubelet_url: str,
+    kubeconfig: Path | None,
+    no_nvml: bool,
+) -> None:
+    """Export per-container device metrics from the shim's regions and coordinate priorities."""
+    import logging
+
+    from hami_core.kube.client import RealKubeClient
+    from hami_core.monitor import app
+    from hami_core.monitor import sources
+    from hami_core.monitor.host import nvml_host
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host = None if no_nvml else nvml_host()
+    with _stopped_by_signals() as stop, RealKubeClient(kubeconfig=kubeconfig) as kube:
+        api = sources.ApiPods(kube, node_name)
+        pods = sources.FirstAvailable(sources.KubeletPods(kubelet_url), api) if kubelet_url else api
+        app.run(
+            hook_path,
+            node_name,
+            pods,
+            host=host,
+            bind=metrics_bind_address,
+            interval=interval,
+            grace=grace,
+            stop=stop,
+        )
+
+
 def main() -> None:
     """Entry point of the ``hami`` console script."""
     hami(prog_name="hami")

@@ -24,9 +24,7 @@ class Reaper:
         Directories not passed in again (their pod came back, or they are gone) are forgotten.
         """
         current = set(orphans)
-        self._missing_since = {
-            path: self._missing_since.get(path, now) for path in current
-        }
+        self._missing_since = {path: self._missing_since.get(path, now) for path in current}
         return sorted(path for path, since in self._missing_since.items() if now - since >= self.grace)
 
     def forget(self, path: Path) -> None:

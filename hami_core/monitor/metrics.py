@@ -48,7 +48,10 @@ HAMI_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 #: Families HAMi's monitor does not have.
 EXTRA_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "hami_container_core_limit_ratio": ("Compute limit of a container, percent (100: none)", CONTAINER_LABELS),
+    "hami_container_core_limit_ratio": (
+        "Compute limit of a container, percent (100: none)",
+        CONTAINER_LABELS,
+    ),
     "hami_container_throttled_seconds": (
         "Time the container's launches waited for compute budget",
         CONTAINER_LABELS,
@@ -58,7 +61,10 @@ EXTRA_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         "Time the container's launches waited while a more important container ran",
         ("namespace", "pod", "container"),
     ),
-    "hami_container_priority": ("The container's task priority (0 high, 1 low)", ("namespace", "pod", "container")),
+    "hami_container_priority": (
+        "The container's task priority (0 high, 1 low)",
+        ("namespace", "pod", "container"),
+    ),
     "hami_container_priority_blocked": (
         "1 while the monitor blocks the container's launches",
         ("namespace", "pod", "container"),

@@ -95,7 +95,9 @@ class RegionWriter:
         try:
             if os.fstat(fd).st_size < layout.HAMI_CORE_SIZE:
                 raise RegionError(f"{path}: truncated")
-            self._map = mmap.mmap(fd, layout.HAMI_CORE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            self._map = mmap.mmap(
+                fd, layout.HAMI_CORE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
+            )
         finally:
             os.close(fd)
         self._recent = ctypes.c_int32.from_buffer(self._map, layout.RECENT_KERNEL_AT)

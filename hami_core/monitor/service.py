@@ -119,7 +119,9 @@ class Monitor:
             self._reap(index)
         return snapshot, readings
 
-    def coordinate(self, readings: Iterable[tuple[RegionFile, RegionReading]]) -> list[priority.PriorityWrite]:
+    def coordinate(
+        self, readings: Iterable[tuple[RegionFile, RegionReading]]
+    ) -> list[priority.PriorityWrite]:
         """One priority tick over ``readings``; returns the writes made."""
         by_key = {str(region.path): region for region, _ in readings}
         states = [

@@ -79,10 +79,22 @@ def test_hami_names_and_labels_match_spec_7_2(tmp_path: Path) -> None:
 
 def test_values_from_hami_core_file(tmp_path: Path) -> None:
     scraped, text = scrape(tmp_path)
-    assert 'hami_vgpu_memory_used_bytes{container="main",device_uuid="GPU-5f1a4e02-7b3c-4d11-9a6e-210cfeed0001",namespace="team",pod="trainer",vdevice_index="0",zone="vGPU"} 5.24288e+08' in text
-    assert 'hami_vgpu_memory_limit_bytes{container="main",device_uuid="GPU-5f1a4e02-7b3c-4d11-9a6e-210cfeed0001",namespace="team",pod="trainer",vdevice_index="0",zone="vGPU"} 1.073741824e+09' in text
-    assert 'hami_container_core_limit_ratio{container="main",device_uuid="GPU-5f1a4e02-7b3c-4d11-9a6e-210cfeed0001",namespace="team",pod="trainer",vdevice_index="0",zone="vGPU"} 30.0' in text
-    assert 'hami_host_gpu_memory_used_bytes{device_index="0",device_type="NVIDIA-H100",device_uuid="GPU-5f1a4e02-7b3c-4d11-9a6e-210cfeed0001",node="node-a",zone="vGPU"} 3.221225472e+09' in text
+    assert (
+        'hami_vgpu_memory_used_bytes{container="main",device_uuid="GPU-5f1a4e02-7b3c-4d11-9a6e-210cfeed0001",namespace="team",pod="trainer",vdevice_index="0",zone="vGPU"} 5.24288e+08'
+        in text
+    )
+    assert (
+        'hami_vgpu_memory_limit_bytes{container="main",device_uuid="GPU-5f1a4e02-7b3c-4d11-9a6e-210cfeed0001",namespace="team",pod="trainer",vdevice_index="0",zone="vGPU"} 1.073741824e+09'
+        in text
+    )
+    assert (
+        'hami_container_core_limit_ratio{container="main",device_uuid="GPU-5f1a4e02-7b3c-4d11-9a6e-210cfeed0001",namespace="team",pod="trainer",vdevice_index="0",zone="vGPU"} 30.0'
+        in text
+    )
+    assert (
+        'hami_host_gpu_memory_used_bytes{device_index="0",device_type="NVIDIA-H100",device_uuid="GPU-5f1a4e02-7b3c-4d11-9a6e-210cfeed0001",node="node-a",zone="vGPU"} 3.221225472e+09'
+        in text
+    )
     # HAMi-core's regions carry no shim counters: those families stay empty for them.
     assert "hami_container_oom" not in scraped
     assert set(EXTRA_FAMILIES).isdisjoint(HAMI_FAMILIES)

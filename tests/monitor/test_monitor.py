@@ -130,7 +130,9 @@ def test_bad_files_are_logged_counted_and_skipped(tmp_path: Path, caplog: pytest
     assert [s.pod.name for s in snapshot.containers] == ["good"]
     kinds = sorted(problem.kind for problem in snapshot.problems)
     assert kinds == ["corrupt", "corrupt", "foreign_version", "foreign_version", "truncated", "truncated"]
-    assert dict((labels["kind"], value) for labels, value in samples(monitor, "hami_monitor_region_errors")) == {
+    assert dict(
+        (labels["kind"], value) for labels, value in samples(monitor, "hami_monitor_region_errors")
+    ) == {
         "corrupt": 2,
         "foreign_version": 2,
         "truncated": 2,
@@ -142,4 +144,6 @@ def test_bad_files_are_logged_counted_and_skipped(tmp_path: Path, caplog: pytest
     assert not caplog.records  # each problem is logged once, counted on every scan
     # Nothing was written to the bad files.
     for i, data in enumerate(_bad_files().values()):
-        assert (tmp_path / "containers" / f"{i:08d}-0000-4000-8000-000000000000_c" / "r.cache").read_bytes() == data
+        assert (
+            tmp_path / "containers" / f"{i:08d}-0000-4000-8000-000000000000_c" / "r.cache"
+        ).read_bytes() == data

@@ -16,7 +16,9 @@ from tests.monitor.conftest import spawn
 GPU0, GPU1 = "GPU-a", "GPU-b"
 
 
-def state(key: str, priority: int, recent: int, devices: tuple[str, ...] = (GPU0,), switch: int = 1) -> PriorityState:
+def state(
+    key: str, priority: int, recent: int, devices: tuple[str, ...] = (GPU0,), switch: int = 1
+) -> PriorityState:
     return PriorityState(key, devices, priority, recent, switch)
 
 
@@ -101,4 +103,5 @@ def test_low_priority_launch_rate_drops_while_high_priority_runs(
     assert released > alone / 4
     low.do("stop")
     counters = read_region(caches[uid_low]).counters
-    assert counters is not None and counters.blocked_ns > 300_000_000
+    assert counters is not None
+    assert counters.blocked_ns > 300_000_000

@@ -66,14 +66,18 @@ def test_throttled_time_is_recorded(tmp_path: Path, shim_processes: list[ShimPro
 
 
 def test_torn_slot_is_copied_again(tmp_path: Path, shim_processes: list[ShimProcess]) -> None:
-    """A slot whose seqlock is odd is being written; the reader retries it (here it stays odd, so
-    the reader gives up after its retries and still returns a reading)."""
+    """A slot whose seqlock is odd is being written: ``torn_slots`` names it for another copy; one
+    that stays odd (a writer that died mid-update) still gives a reading after the retries."""
     cache = tmp_path / "r.cache"
     p = spawn(shim_processes, cache)
     assert p.do("alloc 10") == "0"
     data = bytearray(cache.read_bytes())
     at = layout.PROCS_AT + layout.SLOT_SEQLOCK_AT
     seq = struct.unpack_from("<Q", data, at)[0]
-    assert seq % 2 == 0 and seq > 0
+    assert seq % 2 == 0
+    assert seq > 0
     struct.pack_into("<Q", data, at, seq + 1)
     assert layout.torn_slots(bytes(data)) == [0]
+    frozen = tmp_path / "frozen.cache"
+    frozen.write_bytes(bytes(data))
+    assert read_region(frozen).memory(0).data == 10 * MIB
