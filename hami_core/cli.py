@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
+from typing import cast
 
 import click
 import yaml
@@ -638,6 +639,87 @@ def monitor_command(
             grace=grace,
             stop=stop,
         )
+
+
+@hami.command(name="top")
+@config_options
+@kubeconfig_option
+@click.option(
+    "-n", "--namespace", default=None, help="Only pods of this namespace (and the devices they hold)."
+)
+@click.option(
+    "--sort",
+    type=click.Choice(["node", "memory", "cores", "used"]),
+    default="node",
+    show_default=True,
+    help="Order devices and pods: by node, or by booked memory, booked cores or used memory.",
+)
+@click.option(
+    "--monitor",
+    "monitors",
+    multiple=True,
+    metavar="URL",
+    help="A hami monitor's metrics URL, e.g. http://node:9394/metrics (repeatable): adds what pods use.",
+)
+@click.option("--once", is_flag=True, help="Print the view once and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the view once as JSON and exit.")
+@click.option(
+    "--refresh",
+    type=click.FloatRange(min=0.5),
+    default=5.0,
+    show_default=True,
+    help="Seconds between scrapes.",
+)
+def top_command(
+    config_path: Path | None,
+    backend_names: tuple[str, ...],
+    kubeconfig: Path | None,
+    namespace: str | None,
+    sort: str,
+    monitors: tuple[str, ...],
+    once: bool,
+    as_json: bool,
+    refresh: float,
+) -> None:
+    """Who books and uses how much of which device, per node; live from the API server's watches.
+
+    Without --config or --backend, every installed backend is read.
+    """
+    from rich.console import Console
+    from rich.live import Live
+
+    from hami_core.kube.client import RealKubeClient
+    from hami_core.top import live
+    from hami_core.top import render
+    from hami_core.top.state import ClusterState
+    from hami_core.top.usage import UsageReport
+    from hami_core.top.usage import fetch_usage
+    from hami_core.top.view import SortKey
+
+    config = load_cli_config(config_path, backend_names)
+    if not config.enabled_backends:
+        config = config.with_enabled([b.name for b in plugins.installed_backends(config) if not b.error])
+    backends = list(plugins.load_backends(config))
+    order = cast("SortKey", sort)
+    usage: list[UsageReport] = [fetch_usage(monitors) if monitors else UsageReport()]
+    with RealKubeClient(kubeconfig=kubeconfig) as kube:
+        if once or as_json:
+            state = ClusterState(kube.list_nodes()["items"], kube.list_pods()["items"])
+            view = live.snapshot_view(state, backends, usage[0], namespace=namespace, sort=order)
+            click.echo(json.dumps(view.to_json(), indent=2) if as_json else render.render_text(view))
+            return
+        console = Console()
+        with _stopped_by_signals() as stop, Live(console=console, auto_refresh=False) as screen:
+
+            def scrape() -> None:
+                if monitors:
+                    usage[0] = fetch_usage(monitors)
+
+            def draw(state: ClusterState, _rescraped: bool) -> None:
+                view = live.snapshot_view(state, backends, usage[0], namespace=namespace, sort=order)
+                screen.update(render.table(view, title="hami top"), refresh=True)
+
+            live.follow(kube, draw, scrape, stop, refresh)
 
 
 def main() -> None:

@@ -22,6 +22,8 @@ from hami_core.kube.client import RealKubeClient
 from hami_core.localcluster.sharing import SharingReport
 from hami_core.localcluster.sharing import sharing_report
 from hami_core.localcluster.stack import HamiStack
+from hami_core.top import render as top_render
+from hami_core.top.view import device_rows
 
 #: Phases after which a pod needs nothing more from the scheduler or the kubelet.
 _SETTLED_PHASES = frozenset({"Running", "Succeeded", "Failed"})
@@ -163,25 +165,12 @@ def render_text(result: DemoResult) -> str:
             if container.env:
                 pairs = " ".join(f"{key}={value}" for key, value in sorted(container.env.items()))
                 envs.append(f"{pod.name}/{container.name}: {pairs}")
-    devices: list[list[str]] = [["NODE", "DEVICE", "TYPE", "MEMORY MiB", "CORES %", "SLOTS", "HELD BY"]]
-    for device in result.report.devices:
-        devices.append(
-            [
-                device.node,
-                device.uuid,
-                device.type + ("" if device.healthy else " (unhealthy)"),
-                f"{device.memory_used_mib}/{device.memory_mib}",
-                f"{device.cores_used}/{device.cores}",
-                f"{device.slots_used}/{device.slots}",
-                ", ".join(holder.split("/", 1)[1] for holder in device.holders) or "-",
-            ]
-        )
     parts = [
         f"Pods ({len(result.report.pods)} on {len(result.nodes)} nodes)",
         _table(pods),
         "",
-        "Devices",
-        _table(devices),
+        "Devices (booked per pod; the same table as hami top --once)",
+        top_render.render_text(device_rows(result.report.devices)),
         "",
         "Container environment from the device plugins",
         *envs,
