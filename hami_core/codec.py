@@ -844,18 +844,35 @@ def format_node_lock(when: datetime, namespace: str, name: str) -> str:
     return f"{_date_time(when, 'T')}{_format_offset(when, utc_as_z=True, colon=True)},{namespace},{name}"
 
 
-def parse_node_lock(value: str) -> tuple[datetime, str, str]:
+@attrs.frozen
+class NodeLockState:
+    """A parsed ``hami.io/mutex.lock``: when it was taken and by which pod (no pod for a legacy lock)."""
+
+    taken: datetime
+    namespace: str = ""
+    name: str = ""
+
+    @property
+    def owner(self) -> tuple[str, str] | None:
+        """``(namespace, name)`` of the pod holding the lock; ``None`` for a legacy timestamp-only lock."""
+        return (self.namespace, self.name) if self.name else None
+
+    def owned_by(self, namespace: str, name: str) -> bool:
+        return self.owner == (namespace, name)
+
+
+def parse_node_lock(value: str) -> NodeLockState:
     """The lock time and owner (``ParseNodeLock``); a legacy timestamp-only lock has ``""`` owner.
 
     Raises:
         CodecError: not three ``,``-separated parts, or the time is not RFC 3339.
     """
     if "," not in value:
-        return _parse_rfc3339(value), "", ""
+        return NodeLockState(_parse_rfc3339(value))
     parts = value.split(",")
     if len(parts) != 3:
         raise CodecError(f"malformed lock annotation: expected 3 parts, got {len(parts)} from {value}")
-    return _parse_rfc3339(parts[0]), parts[1], parts[2]
+    return NodeLockState(_parse_rfc3339(parts[0]), parts[1], parts[2])
 
 
 def node_lock_owned_by(value: str, namespace: str, name: str) -> bool:

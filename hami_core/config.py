@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
 
+from hami_core import yaml_documents
 from hami_core.errors import ConfigError
 
 #: The only config format version this release reads.
@@ -395,12 +395,4 @@ def load_config(path: str | Path | None = None) -> HamiConfig:
     if path is None:
         return HamiConfig()
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"config {source}: cannot be read: {err.strerror or err}") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config {source}: not valid YAML: {err}") from err
-    return parse_config(data, source)
+    return parse_config(yaml_documents.load_yaml(Path(path), f"config {source}"), source)

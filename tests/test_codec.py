@@ -603,18 +603,19 @@ def test_node_lock_is_written_as_rfc3339_namespace_name(when: datetime, expected
 
 
 def test_node_lock_with_owner_parses() -> None:
-    assert codec.parse_node_lock("2026-08-01T06:00:00Z,ns,pod-a") == (
-        datetime(2026, 8, 1, 6, 0, 0, tzinfo=UTC),
-        "ns",
-        "pod-a",
-    )
+    lock = codec.parse_node_lock("2026-08-01T06:00:00Z,ns,pod-a")
+    assert lock == codec.NodeLockState(datetime(2026, 8, 1, 6, 0, 0, tzinfo=UTC), "ns", "pod-a")
+    assert lock.owner == ("ns", "pod-a")
+    assert lock.owned_by("ns", "pod-a")
+    assert not lock.owned_by("ns", "pod-b")
 
 
 def test_legacy_timestamp_only_lock_has_no_owner() -> None:
-    when, namespace, name = codec.parse_node_lock("2026-07-03T15:35:10+08:00")
-    assert when == datetime(2026, 7, 3, 7, 35, 10, tzinfo=UTC)
-    assert when.utcoffset() == timedelta(hours=8)
-    assert (namespace, name) == ("", "")
+    lock = codec.parse_node_lock("2026-07-03T15:35:10+08:00")
+    assert lock.taken == datetime(2026, 7, 3, 7, 35, 10, tzinfo=UTC)
+    assert lock.taken.utcoffset() == timedelta(hours=8)
+    assert (lock.namespace, lock.name, lock.owner) == ("", "", None)
+    assert not lock.owned_by("", "")
 
 
 @pytest.mark.parametrize(
@@ -626,7 +627,7 @@ def test_node_lock_with_a_bad_time_is_a_codec_error(value: str) -> None:
 
 
 def test_node_lock_time_accepts_what_go_time_parse_accepts() -> None:
-    when, _, _ = codec.parse_node_lock("2026-08-01T6:00:00.123456789Z,ns,pod")
+    when = codec.parse_node_lock("2026-08-01T6:00:00.123456789Z,ns,pod").taken
     assert when == datetime(2026, 8, 1, 6, 0, 0, 123456, tzinfo=UTC)
 
 

@@ -89,6 +89,9 @@ legacy_devices = st.lists(
     ),
     min_size=1,
     max_size=4,
+).filter(
+    # A value that starts with "[" is read as the JSON form (by HAMi too), so no legacy value does.
+    lambda devices: not devices[0].id.lstrip(" \t\n\r").startswith("[")
 )
 pod_containers = st.lists(
     st.lists(
@@ -226,8 +229,8 @@ def test_pair_scores_round_trip(scores: dict[str, dict[str, int]]) -> None:
 @given(aware_seconds, text_without(","), text_without(","))
 def test_node_lock_round_trips(when: datetime, namespace: str, name: str) -> None:
     value = codec.format_node_lock(when, namespace, name)
-    parsed, parsed_namespace, parsed_name = codec.parse_node_lock(value)
-    assert (parsed, parsed.utcoffset(), parsed_namespace, parsed_name) == (
+    lock = codec.parse_node_lock(value)
+    assert (lock.taken, lock.taken.utcoffset(), lock.namespace, lock.name) == (
         when,
         when.utcoffset(),
         namespace,

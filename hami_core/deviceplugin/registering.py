@@ -30,6 +30,7 @@ from hami_core.devices import DeviceInfo
 from hami_core.errors import HamiError
 from hami_core.kube.client import KubeClient
 from hami_core.kube.objects import Node
+from hami_core.looping import Loop
 
 _log = logging.getLogger(__name__)
 
@@ -102,32 +103,29 @@ class RegisterLoop:
         self._devices = devices
         self._now = now
         self._sweep = sweep
-        self._interval = interval
         self._retry_interval = retry_interval
-        self._wake = threading.Event()
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Loop(
+            f"register-{backend.name}-{node_name}",
+            self._pass,
+            interval=interval,
+            retry=retry_interval,
+            max_retry=retry_interval,
+            log=_log,
+        )
         self._passes = 0
         self._pass_done = threading.Condition()
 
     def start(self) -> None:
         """Run the first pass now and the next ones in a background thread."""
-        self._thread = threading.Thread(
-            target=self._run, name=f"register-{self._backend.name}-{self._node_name}", daemon=True
-        )
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop after the pass in progress, if any."""
-        self._stopped.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._loop.stop()
 
     def poke(self) -> None:
         """Run a pass now (the devices changed)."""
-        self._wake.set()
+        self._loop.wake()
 
     def wait_passes(self, count: int, timeout: float) -> bool:
         """Wait until ``count`` passes have completed since start; for callers that need the write done."""
@@ -148,18 +146,17 @@ class RegisterLoop:
             _log.info("node %s: registered %s devices: %s", self._node_name, self._backend.name, value)
         self._sweep()
 
-    def _run(self) -> None:
-        while not self._stopped.is_set():
-            self._wake.clear()  # a poke during the pass below makes the next one start at once
-            try:
-                self.run_once()
-                delay = self._interval
-            except HamiError as err:
-                _log.warning(
-                    "node %s: registering %s devices failed: %s", self._node_name, self._backend.name, err
-                )
-                delay = self._retry_interval
+    def _pass(self) -> float | None:
+        """One pass of the loop; the next after ``interval``, or ``retry_interval`` after a failure."""
+        try:
+            self.run_once()
+        except HamiError as err:
+            _log.warning(
+                "node %s: registering %s devices failed: %s", self._node_name, self._backend.name, err
+            )
+            return self._retry_interval
+        finally:
             with self._pass_done:
                 self._passes += 1
                 self._pass_done.notify_all()
-            self._wake.wait(delay)
+        return None

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import attrs
 import yaml
 
+from hami_core import yaml_documents
 from hami_core.localcluster import discovery
 from hami_core.localcluster import statuses
 from hami_core.localcluster import tables
@@ -369,8 +370,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
             raise statuses.ApiError(415, "UnsupportedMediaType", message)
         try:
-            return yaml.safe_load(body) if media == "application/yaml" else json.loads(body)
-        except (ValueError, yaml.YAMLError) as err:
+            return yaml_documents.parse_yaml(body, "body") if media == "application/yaml" else json.loads(body)
+        except ValueError as err:
             raise statuses.bad_request(f"couldn't get version/kind; json parse error: {err}") from err
 
     def _delete(self, rt: ResourceType, namespace: str, name: str, options: Any, dry_run: bool) -> None:
@@ -407,7 +408,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
-        self.close_connection = True
         # timeoutSeconds=0 means "no timeout", as for kube-apiserver's (randomised) default.
         deadline = time.monotonic() + int(timeout) if timeout and int(timeout) > 0 else None
         wants_bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
@@ -425,9 +425,12 @@ class _Handler(BaseHTTPRequestHandler):
                         else self._tabulate(route.rt, [event["object"]], "")
                     )
                     self._chunk(event if rows is None else {"type": event["type"], "object": rows})
+            # The stream is terminated properly, so the connection can carry the client's next request
+            # (a pooling client reuses it at once, as with kube-apiserver).
             self.wfile.write(b"0\r\n\r\n")
         except OSError:
             log.debug("watch client went away")
+            self.close_connection = True
         finally:
             if stream is not None:
                 stream.close()

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
 
+from hami_core import yaml_documents
 from hami_core.errors import ConfigError
 from hami_core.quantity import parse_quantity
 
@@ -76,15 +76,9 @@ def load_fleet(source: Fleet | int | Mapping[str, Any] | str | Path) -> Fleet:
     where = "fleet"
     if isinstance(source, Path):
         where = str(source)
-        try:
-            source = source.read_text()
-        except OSError as err:
-            raise ConfigError(f"{where}: cannot read: {err}") from err
+        source = yaml_documents.read_text(source, where)
     if isinstance(source, str):
-        try:
-            source = yaml.safe_load(source) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{where}: not YAML: {err}") from err
+        source = yaml_documents.parse_yaml(source, where) or {}
     if not isinstance(source, Mapping) or not isinstance(source.get("nodes"), list) or not source["nodes"]:
         raise ConfigError(f"{where}: nodes: expected a non-empty list")
     nodes = tuple(_node(entry, index, where) for index, entry in enumerate(source["nodes"]))

@@ -10,7 +10,6 @@ list is replaced. The directives ``$patch`` (replace / delete / merge), ``$retai
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import jsonpatch
@@ -55,19 +54,6 @@ MERGE_KEYS: dict[str, dict[str, str]] = {
 
 _ORDER = "$setElementOrder/"
 _DELETE_FROM = "$deleteFromPrimitiveList/"
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """Apply an RFC 7386 JSON merge patch: maps merge recursively, null deletes, the rest replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def json_patch(target: JsonObj, operations: Any) -> JsonObj:

@@ -287,7 +287,9 @@ class HamiStack:
             timeout_seconds=max(1, int(deadline - time.monotonic())),
         )
         try:
-            for _, node in watch:
+            for event_type, node in watch:
+                if event_type == "BOOKMARK":
+                    continue  # a resourceVersion only, sent when registration takes a while
                 ready |= self._ready_backends(node)
                 if expected <= ready:
                     return

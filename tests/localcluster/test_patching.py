@@ -1,4 +1,4 @@
-"""JSON merge, strategic merge and JSON patch as kube-apiserver applies them."""
+"""Strategic merge and JSON patch as kube-apiserver applies them (JSON merge: tests/kube/test_merge_patch.py)."""
 
 from __future__ import annotations
 
@@ -17,28 +17,6 @@ def pod(**spec: Any) -> dict[str, Any]:
 
 def container(name: str, **fields: Any) -> dict[str, Any]:
     return {"name": name, **fields}
-
-
-class TestMergePatch:
-    @pytest.mark.parametrize(
-        ("target", "patch", "expected"),
-        [
-            pytest.param({"a": "b"}, {"a": "c"}, {"a": "c"}, id="replace-value"),
-            pytest.param({"a": "b"}, {"b": "c"}, {"a": "b", "b": "c"}, id="add-key"),
-            pytest.param({"a": "b"}, {"a": None}, {}, id="null-deletes"),
-            pytest.param({"a": {"b": "c"}}, {"a": {"b": "d", "c": None}}, {"a": {"b": "d"}}, id="nested"),
-            pytest.param({"a": [{"b": "c"}]}, {"a": [1]}, {"a": [1]}, id="lists-replace"),
-            pytest.param({"a": "foo"}, {"a": {"b": None}}, {"a": {}}, id="scalar-becomes-map"),
-        ],
-    )
-    def test_follows_rfc_7386(self, target: Any, patch: Any, expected: Any) -> None:
-        assert patching.merge_patch(target, patch) == expected
-
-    def test_inputs_are_left_untouched(self) -> None:
-        target, patch = {"a": {"b": 1}}, {"a": {"c": 2}}
-        patching.merge_patch(target, patch)
-        assert target == {"a": {"b": 1}}
-        assert patch == {"a": {"c": 2}}
 
 
 class TestStrategicMergePatch:
