@@ -428,6 +428,7 @@ def demo(as_json: bool, examples_dir: Path, timeout: float) -> None:
     from hami_core.localcluster import demo as demo_run
     from hami_core.localcluster.fleet import load_fleet
     from hami_core.localcluster.stack import HamiStack
+    from hami_core.top.demo_text import render_demo
 
     document, source = _config_document(examples_dir / "demo" / "config.yaml")
     manifests = demo_run.load_manifests(sorted(examples_dir.glob("*.yaml")))
@@ -441,7 +442,7 @@ def demo(as_json: bool, examples_dir: Path, timeout: float) -> None:
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
-        click.echo(demo_run.render_text(result))
+        click.echo(render_demo(result))
 
 
 def _short_tempdir() -> Path:

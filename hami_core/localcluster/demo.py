@@ -4,7 +4,8 @@ Deploys hami on a local cluster (:class:`~hami_core.localcluster.stack.HamiStack
 example pods through the API server (so they pass the webhook over TLS, the kube-scheduler
 stand-in and the extender, then the kubelets and device plugins), follows a pod watch until every
 pod has settled (running, finished, or found unschedulable), and reports placements, each
-device's sharing and the environment every container was given. No step waits on a timer.
+device's sharing and the environment every container was given (printed by
+:func:`hami_core.top.demo_text.render_demo`). No step waits on a timer.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from hami_core.kube.client import RealKubeClient
 from hami_core.localcluster.sharing import SharingReport
 from hami_core.localcluster.sharing import sharing_report
 from hami_core.localcluster.stack import HamiStack
-from hami_core.top import render as top_render
-from hami_core.top.view import device_rows
 
 #: Phases after which a pod needs nothing more from the scheduler or the kubelet.
 _SETTLED_PHASES = frozenset({"Running", "Succeeded", "Failed"})
@@ -132,45 +131,3 @@ def run_demo(
         unschedulable=unschedulable,
         nodes=tuple(stack.cluster.node_names),
     )
-
-
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
-
-
-def render_text(result: DemoResult) -> str:
-    """The result as the three tables a person reads: pods, devices, container environments."""
-    pods: list[list[str]] = [["POD", "PHASE", "NODE", "SCHEDULER", "DEVICES (uuid mem cores)", "NOTE"]]
-    envs: list[str] = []
-    for pod in result.report.pods:
-        shares = [
-            f"{share.uuid} {share.memory_mib}MiB {share.cores}%"
-            for container in pod.containers
-            for share in container.devices
-        ]
-        notes = [f"warning: {text}" for text in result.warnings.get(pod.name, ())]
-        if pod.name in result.unschedulable:
-            notes.append(f"unschedulable: {result.unschedulable[pod.name]}")
-        pods.append(
-            [pod.name, pod.phase, pod.node or "-", pod.scheduler, "; ".join(shares) or "-", " | ".join(notes)]
-        )
-        for container in pod.containers:
-            if container.env:
-                pairs = " ".join(f"{key}={value}" for key, value in sorted(container.env.items()))
-                envs.append(f"{pod.name}/{container.name}: {pairs}")
-    parts = [
-        f"Pods ({len(result.report.pods)} on {len(result.nodes)} nodes)",
-        _table(pods),
-        "",
-        "Devices (booked per pod; the same table as hami top --once)",
-        top_render.render_text(device_rows(result.report.devices)),
-        "",
-        "Container environment from the device plugins",
-        *envs,
-    ]
-    if result.report.problems:
-        parts += ["", "Problems", *result.report.problems]
-    return "\n".join(parts)

@@ -12,16 +12,26 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Gauge
 from prometheus_client import start_http_server
 
+from hami_core.looping import Loop
 from hami_core.monitor.metrics import MonitorCollector
 from hami_core.monitor.service import HostSource
 from hami_core.monitor.service import Monitor
 from hami_core.monitor.service import PodSource
-from hami_core.scheduler.server import split_bind
 
 log = logging.getLogger(__name__)
 
 #: HAMi's monitor port (``--metrics-bind-address :9394``).
 DEFAULT_PORT = 9394
+
+
+def split_bind(address: str) -> tuple[str, int]:
+    """``host:port`` or ``:port`` (all interfaces) as ``(host, port)``.
+
+    Raises:
+        ValueError: no valid port.
+    """
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port) if port else DEFAULT_PORT
 
 
 def registry_for(monitor: Monitor, node: str) -> CollectorRegistry:
@@ -58,12 +68,15 @@ def run(
 ) -> None:
     """Serve metrics on ``bind`` and tick every ``interval`` seconds until ``stop`` is set."""
     monitor = Monitor(root, pods, host=host, grace=grace)
-    address, port = split_bind(bind, DEFAULT_PORT)
+    address, port = split_bind(bind)
     server, thread = start_http_server(port, address, registry=registry_for(monitor, node))
     log.info("hami monitor: regions under %s, metrics on %s:%d", root / "containers", address or "*", port)
+    loop = Loop("monitor", monitor.tick_step, interval=interval, log=log)
+    loop.start()
     try:
-        monitor.run(interval, stop)
+        stop.wait()
     finally:
+        loop.stop()
         server.shutdown()
         server.server_close()
         thread.join()

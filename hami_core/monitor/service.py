@@ -162,9 +162,6 @@ class Monitor:
         self.coordinate(readings)
         return snapshot
 
-    def run(self, interval: float, stop: threading.Event) -> None:
-        """Tick every ``interval`` seconds until ``stop`` is set."""
-        while not stop.is_set():
-            started = time.monotonic()
-            self.tick()
-            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+    def tick_step(self) -> None:
+        """:meth:`tick` as a :class:`~hami_core.looping.Loop` step (waits the loop's interval)."""
+        self.tick()

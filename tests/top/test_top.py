@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from hami_backend_mock.backend import MockBackend
 
-from hami_core.localcluster import demo
+from hami_core.localcluster.demo import DemoResult
 from hami_core.localcluster.sharing import sharing_report
 from hami_core.testing.fake_kube import FakeKube
 from hami_core.top import live
+from hami_core.top.demo_text import render_demo
 from hami_core.top.render import render_text
 from hami_core.top.state import ClusterState
 from hami_core.top.usage import UsageReport
@@ -118,10 +119,10 @@ def test_demo_device_table_is_the_top_table() -> None:
     """The demo prints ``hami top --once``'s table of the same devices (without a monitor)."""
     nodes, pods = recorded()["nodes"], recorded()["pods"]
     report = sharing_report(nodes, pods, BACKENDS)
-    result = demo.DemoResult(report=report, warnings={}, unschedulable={}, nodes=("n1", "n2"))
+    result = DemoResult(report=report, warnings={}, unschedulable={}, nodes=("n1", "n2"))
     once = render_text(build_view(report))
     assert once == render_text(device_rows(report.devices))
-    assert once in demo.render_text(result)
+    assert once in render_demo(result)
 
 
 def test_watch_events_update_the_view() -> None:
