@@ -607,6 +607,7 @@ def scheduler_command(
     help="The kubelet whose /pods maps regions to pods; empty: ask the API server only.",
 )
 @kubeconfig_option
+@api_timeout_option
 @click.option("--no-nvml", is_flag=True, help="Export no host GPU metrics (do not load NVML).")
 def monitor_command(
     node_name: str,
@@ -616,6 +617,7 @@ def monitor_command(
     grace: float,
     kubelet_url: str,
     kubeconfig: Path | None,
+    api_timeout: float,
     no_nvml: bool,
 ) -> None:
     """Export per-container device metrics from the shim's regions and coordinate priorities."""
@@ -628,7 +630,7 @@ def monitor_command(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = None if no_nvml else nvml_host()
-    with _stopped_by_signals() as stop, RealKubeClient(kubeconfig=kubeconfig) as kube:
+    with _stopped_by_signals() as stop, RealKubeClient(kubeconfig=kubeconfig, timeout=api_timeout) as kube:
         api = sources.ApiPods(kube, node_name)
         pods = sources.FirstAvailable(sources.KubeletPods(kubelet_url), api) if kubelet_url else api
         app.run(
@@ -646,6 +648,7 @@ def monitor_command(
 @hami.command(name="top")
 @config_options
 @kubeconfig_option
+@api_timeout_option
 @click.option(
     "-n", "--namespace", default=None, help="Only pods of this namespace (and the devices they hold)."
 )
@@ -676,6 +679,7 @@ def top_command(
     config_path: Path | None,
     backend_names: tuple[str, ...],
     kubeconfig: Path | None,
+    api_timeout: float,
     namespace: str | None,
     sort: str,
     monitors: tuple[str, ...],
@@ -704,7 +708,7 @@ def top_command(
     backends = list(plugins.load_backends(config))
     order = cast("SortKey", sort)
     usage: list[UsageReport] = [fetch_usage(monitors) if monitors else UsageReport()]
-    with RealKubeClient(kubeconfig=kubeconfig) as kube:
+    with RealKubeClient(kubeconfig=kubeconfig, timeout=api_timeout) as kube:
         if once or as_json:
             state = ClusterState(kube.list_nodes()["items"], kube.list_pods()["items"])
             view = live.snapshot_view(state, backends, usage[0], namespace=namespace, sort=order)
