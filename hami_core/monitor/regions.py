@@ -69,7 +69,8 @@ def read_region(path: Path) -> RegionReading:
     """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        size = os.fstat(fd).st_size
+        # Never more than the largest layout: a huge foreign file costs no more than a region.
+        size = min(os.fstat(fd).st_size, layout.SHIM_FILE_SIZE)
         data = bytearray(os.pread(fd, size, 0))
         for _ in range(_TORN_RETRIES):
             torn = layout.torn_slots(bytes(data))

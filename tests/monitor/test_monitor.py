@@ -147,3 +147,9 @@ def test_bad_files_are_logged_counted_and_skipped(tmp_path: Path, caplog: pytest
         assert (
             tmp_path / "containers" / f"{i:08d}-0000-4000-8000-000000000000_c" / "r.cache"
         ).read_bytes() == data
+
+
+def test_an_oversized_file_is_read_up_to_the_largest_layout(tmp_path: Path) -> None:
+    place(tmp_path, UID_A, "c", LIVE + b"\0" * (8 << 20))
+    snapshot = Monitor(tmp_path, lambda: [pod(UID_A, "a")]).tick()
+    assert [s.reading.memory(0).total for s in snapshot.containers] == [500 << 20]
