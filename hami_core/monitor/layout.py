@@ -9,6 +9,7 @@ bytes were copied; :func:`torn_slots` names them so the reader can copy those sl
 from __future__ import annotations
 
 import struct
+from typing import TypeAlias
 
 import attrs
 
@@ -50,7 +51,19 @@ _U64X16 = struct.Struct("<16Q")
 _U32X16 = struct.Struct("<16I")
 _HEADER = struct.Struct("<iIIi")
 _TAIL = struct.Struct("<iiiiQ")
-_MEMORY = struct.Struct("<5Q")
+# Per slot: 16 device_memory_t (context, module, data, offset, total, 3 unused) and the sm_util of
+# 16 device_util_t (dec, enc, sm, 3 unused).
+_SLOT_MEMORY = struct.Struct("<" + "5Q24x" * MAX_DEVICES)
+_SLOT_SM_UTIL = struct.Struct("<" + "16xQ24x" * MAX_DEVICES)
+
+
+#: A region file's bytes (a partial copy keeps unread parts zero).
+Buffer: TypeAlias = bytes | bytearray
+
+
+def proc_num(data: Buffer) -> int:
+    """The region's process count field (not yet checked)."""
+    return int(struct.unpack_from("<i", data, PROC_NUM_AT)[0])
 
 
 class RegionError(ValueError):
@@ -132,26 +145,23 @@ class RegionReading:
         return sum(slot.sm_util[device] for slot in self.live_slots)
 
 
-def _uuid(raw: bytes) -> str:
+def _uuid(raw: bytes | bytearray) -> str:
     return raw.split(b"\0", 1)[0].decode("ascii", "replace")
 
 
-def _slot(data: bytes, index: int) -> ProcessSlot:
+def _slot(data: Buffer, index: int) -> ProcessSlot:
     base = PROCS_AT + index * SLOT_SIZE
     pid = struct.unpack_from("<i", data, base)[0]
-    memory = []
-    utils = []
-    for device in range(MAX_DEVICES):
-        context, module, data_size, _offset, total = _MEMORY.unpack_from(
-            data, base + SLOT_USED_AT + device * DEVICE_MEMORY_SIZE
-        )
-        memory.append(DeviceMemory(context, module, data_size, total))
-        utils.append(struct.unpack_from("<Q", data, base + SLOT_UTIL_AT + device * DEVICE_UTIL_SIZE + 16)[0])
+    raw = _SLOT_MEMORY.unpack_from(data, base + SLOT_USED_AT)
+    memory = tuple(
+        DeviceMemory(raw[i], raw[i + 1], raw[i + 2], raw[i + 4]) for i in range(0, 5 * MAX_DEVICES, 5)
+    )
+    utils = _SLOT_SM_UTIL.unpack_from(data, base + SLOT_UTIL_AT)
     status = struct.unpack_from("<i", data, base + SLOT_STATUS_AT)[0]
-    return ProcessSlot(pid=pid, status=status, memory=tuple(memory), sm_util=tuple(utils))
+    return ProcessSlot(pid=pid, status=status, memory=memory, sm_util=utils)
 
 
-def slot_seqlock(data: bytes, index: int) -> int:
+def slot_seqlock(data: Buffer, index: int) -> int:
     """The writer counter of slot ``index`` (odd while its process updates its usage)."""
     return int(struct.unpack_from("<Q", data, PROCS_AT + index * SLOT_SIZE + SLOT_SEQLOCK_AT)[0])
 
@@ -161,7 +171,7 @@ def slot_range(index: int) -> tuple[int, int]:
     return PROCS_AT + index * SLOT_SIZE, SLOT_SIZE
 
 
-def _layout(data: bytes) -> str:
+def _layout(data: Buffer) -> str:
     size = len(data)
     if size < _HEADER.size:
         raise RegionError(f"truncated: {size} bytes")
@@ -180,7 +190,7 @@ def _layout(data: bytes) -> str:
     return f"hami-core-{major}.{minor}"
 
 
-def torn_slots(data: bytes) -> list[int]:
+def torn_slots(data: Buffer) -> list[int]:
     """Live slots whose usage was being written while ``data`` was copied (v1.2 and this shim only)."""
     layout = _layout(data)
     if layout == "hami-core-1.1":
@@ -189,7 +199,7 @@ def torn_slots(data: bytes) -> list[int]:
     return [i for i in range(max(0, min(proc_num, MAX_PROCS))) if slot_seqlock(data, i) % 2]
 
 
-def decode(data: bytes) -> RegionReading:
+def decode(data: Buffer) -> RegionReading:
     """Decode a region file's bytes.
 
     Raises:

@@ -71,9 +71,16 @@ def read_region(path: Path) -> RegionReading:
     try:
         # Never more than the largest layout: a huge foreign file costs no more than a region.
         size = min(os.fstat(fd).st_size, layout.SHIM_FILE_SIZE)
-        data = bytearray(os.pread(fd, size, 0))
+        if size < layout.HAMI_CORE_SIZE:
+            return layout.decode(os.pread(fd, size, 0))  # raises: too short for any layout
+        # Only what is read: the header, the tail (and extension), and the slots in use.
+        data = bytearray(size)
+        data[: layout.PROCS_AT] = os.pread(fd, layout.PROCS_AT, 0)
+        data[layout.PROC_NUM_AT :] = os.pread(fd, size - layout.PROC_NUM_AT, layout.PROC_NUM_AT)
+        used = max(0, min(layout.proc_num(data), layout.MAX_PROCS)) * layout.SLOT_SIZE
+        data[layout.PROCS_AT : layout.PROCS_AT + used] = os.pread(fd, used, layout.PROCS_AT)
         for _ in range(_TORN_RETRIES):
-            torn = layout.torn_slots(bytes(data))
+            torn = layout.torn_slots(data)
             if not torn:
                 break
             for index in torn:
@@ -81,7 +88,7 @@ def read_region(path: Path) -> RegionReading:
                 data[offset : offset + length] = os.pread(fd, length, offset)
     finally:
         os.close(fd)
-    return layout.decode(bytes(data))
+    return layout.decode(data)
 
 
 class RegionWriter:
