@@ -51,7 +51,7 @@ lint: venv
 	$(VENV)/bin/mypy hami_core $(BACKEND_PACKAGES)
 	$(VENV)/bin/lint-imports
 
-demo: venv
+demo: venv fakenvml
 	$(VENV)/bin/hami demo
 
 bench: venv
@@ -66,3 +66,18 @@ native:
 clean:
 	rm -rf $(VENV) $(STAMPS) .cache
 	$(MAKE) -C native clean
+
+# The fake libnvidia-ml.so.1 alone (native/fakes/nvml), for the demo's NVIDIA nodes: `make native`
+# builds it too, with the shim, for the tests.
+.PHONY: fakenvml
+fakenvml: $(STAMPS)/fakenvml
+
+$(STAMPS)/fakenvml: $(wildcard native/fakes/nvml/*.c native/fakes/nvml/*.h native/fakes/nvml/Makefile)
+	@mkdir -p $(STAMPS)
+	$(MAKE) -C native/fakes/nvml all
+	@touch $@
+
+# The Helm chart, images and wheels alone (part of `make test` too): helm lint/template,
+# kubernetes-validate, the install on the local cluster, hadolint, wheel builds.
+chart-test: venv tools
+	$(PY) -m pytest -q tests/chart

@@ -45,7 +45,11 @@ def register_value(backend: DeviceBackend, devices: Sequence[DeviceInfo]) -> str
 
 
 def register_patch(
-    backend: DeviceBackend, value: str, node_annotations: Mapping[str, str], now: datetime
+    backend: DeviceBackend,
+    value: str,
+    node_annotations: Mapping[str, str],
+    now: datetime,
+    extra: Mapping[str, str] | None = None,
 ) -> dict[str, object] | None:
     """The node merge patch that publishes ``value``, or ``None`` when the node already holds it.
 
@@ -54,14 +58,19 @@ def register_patch(
         value: the register annotation value (:func:`register_value`).
         node_annotations: the node's current annotations.
         now: the time written into the handshake.
+        extra: the backend's other node annotations (:meth:`DeviceBackend.extra_node_annotations`).
     """
-    if node_annotations.get(backend.keys.register) == value:
+    extra = extra or {}
+    if node_annotations.get(backend.keys.register) == value and all(
+        node_annotations.get(key) == extra_value for key, extra_value in extra.items()
+    ):
         return None
     return {
         "metadata": {
             "annotations": {
                 backend.keys.register: value,
                 backend.keys.handshake: codec.format_handshake_reported(now),
+                **extra,
             }
         }
     }
@@ -138,9 +147,11 @@ class RegisterLoop:
         Raises:
             HamiError: reading or patching the node failed.
         """
-        value = register_value(self._backend, self._devices())
+        devices = self._devices()
+        value = register_value(self._backend, devices)
         node = self._kube.get_node(self._node_name)
-        patch = register_patch(self._backend, value, _annotations(node), self._now())
+        extra = self._backend.extra_node_annotations(devices)
+        patch = register_patch(self._backend, value, _annotations(node), self._now(), extra)
         if patch is not None:
             self._kube.patch_node(self._node_name, patch)
             _log.info("node %s: registered %s devices: %s", self._node_name, self._backend.name, value)

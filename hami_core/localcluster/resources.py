@@ -99,6 +99,19 @@ RESOURCES: tuple[ResourceType, ...] = (
         False,
     ),
     ResourceType("events.k8s.io", "v1", "events", "Event", True, ("ev",)),
+    # What a Helm chart install creates (charts/hami): stored and served, not acted on; no
+    # controller runs Deployments, DaemonSets or Jobs.
+    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+    ResourceType("", "v1", "services", "Service", True, ("svc",), ("status",)),
+    ResourceType("apps", "v1", "deployments", "Deployment", True, ("deploy",), ("status",)),
+    ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), ("status",)),
+    ResourceType("batch", "v1", "jobs", "Job", True, (), ("status",)),
+    ResourceType("batch", "v1", "cronjobs", "CronJob", True, ("cj",), ("status",)),
+    ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",), ("status",)),
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
+    ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
 )
 
 

@@ -176,3 +176,34 @@ class TestJsonPatch:
             patching.json_patch(target, ops)
         assert caught.value.code == code
         assert target == pod()
+
+
+class TestWorkloadTemplates:
+    """Helm upgrades patch Deployments and DaemonSets strategically: pod-template lists merge by key."""
+
+    def deployment(self) -> dict[str, Any]:
+        template = pod(
+            containers=[container("a", image="a:1", args=["x"]), container("b", image="b:1")],
+            volumes=[{"name": "config", "configMap": {"name": "c"}}],
+        )
+        return {"metadata": {"name": "d"}, "spec": {"replicas": 1, "template": template}}
+
+    @pytest.mark.parametrize("kind", ["Deployment", "DaemonSet", "Job"])
+    def test_a_named_container_is_patched_in_place(self, kind: str) -> None:
+        patch = {"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "b:2"}]}}}}
+        merged = patching.strategic_merge_patch(self.deployment(), patch, kind)
+        containers = merged["spec"]["template"]["spec"]["containers"]
+        assert containers == [container("a", image="a:1", args=["x"]), container("b", image="b:2")]
+        assert merged["spec"]["template"]["spec"]["volumes"] == [
+            {"name": "config", "configMap": {"name": "c"}}
+        ]
+
+    def test_service_ports_merge_by_port(self) -> None:
+        service = {
+            "metadata": {"name": "s"},
+            "spec": {"ports": [{"port": 443, "name": "https"}, {"port": 80}]},
+        }
+        merged = patching.strategic_merge_patch(
+            service, {"spec": {"ports": [{"port": 80, "name": "http"}]}}, "Service"
+        )
+        assert merged["spec"]["ports"] == [{"port": 443, "name": "https"}, {"port": 80, "name": "http"}]
