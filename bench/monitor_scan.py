@@ -38,7 +38,7 @@ def main() -> None:
             directory.mkdir(parents=True)
             (directory / "r.cache").write_bytes(region)
             pods.append({"metadata": {"uid": uid, "namespace": "bench", "name": f"pod-{i}"}})
-        monitor = Monitor(Path(root), lambda: pods)
+        monitor = Monitor(Path(root) / "containers", lambda: pods)
         registry = registry_for(monitor, "bench-node")
         ticks, scrapes = [], []
         for _ in range(args.ticks):

@@ -578,14 +578,13 @@ def scheduler_command(
     "--node-name", envvar="NODE_NAME", required=True, help="The node this monitor runs on [env NODE_NAME]."
 )
 @click.option(
-    "--hook-path",
-    envvar="HOOK_PATH",
+    "--containers-dir",
     type=click.Path(file_okay=False, path_type=Path, resolve_path=True),
-    default="/usr/local/vgpu",
+    default="/usr/local/vgpu/containers",
     show_default=True,
-    help="Directory holding containers/<podUID>_<container>/*.cache [env HOOK_PATH, as HAMi's monitor].",
+    help="The host directory of <podUID>_<container>/*.cache regions (HAMi's <HOOK_PATH>/containers).",
 )
-@click.option("--metrics-bind-address", default=":9394", show_default=True, help="Where /metrics is served.")
+@click.option("--metrics-bind", default=":9394", show_default=True, help="Where /metrics is served.")
 @click.option(
     "--interval",
     type=click.FloatRange(min=0.1),
@@ -611,8 +610,8 @@ def scheduler_command(
 @click.option("--no-nvml", is_flag=True, help="Export no host GPU metrics (do not load NVML).")
 def monitor_command(
     node_name: str,
-    hook_path: Path,
-    metrics_bind_address: str,
+    containers_dir: Path,
+    metrics_bind: str,
     interval: float,
     grace: float,
     kubelet_url: str,
@@ -634,11 +633,11 @@ def monitor_command(
         api = sources.ApiPods(kube, node_name)
         pods = sources.FirstAvailable(sources.KubeletPods(kubelet_url), api) if kubelet_url else api
         app.run(
-            hook_path,
+            containers_dir,
             node_name,
             pods,
             host=host,
-            bind=metrics_bind_address,
+            bind=metrics_bind,
             interval=interval,
             grace=grace,
             stop=stop,

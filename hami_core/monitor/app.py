@@ -20,7 +20,7 @@ from hami_core.monitor.service import PodSource
 
 log = logging.getLogger(__name__)
 
-#: HAMi's monitor port (``--metrics-bind-address :9394``).
+#: HAMi's monitor port (its ``--metrics-bind-address :9394``).
 DEFAULT_PORT = 9394
 
 
@@ -70,7 +70,7 @@ def run(
     monitor = Monitor(root, pods, host=host, grace=grace)
     address, port = split_bind(bind)
     server, thread = start_http_server(port, address, registry=registry_for(monitor, node))
-    log.info("hami monitor: regions under %s, metrics on %s:%d", root / "containers", address or "*", port)
+    log.info("hami monitor: regions under %s, metrics on %s:%d", root, address or "*", port)
     loop = Loop("monitor", monitor.tick_step, interval=interval, log=log)
     loop.start()
     try:

@@ -1,9 +1,10 @@
 """Finding and reading the shared-region files on a node, and the monitor's two writes.
 
-HAMi's device plugin mounts ``<root>/containers/<podUID>_<container>`` into each container and
-points ``CUDA_DEVICE_MEMORY_SHARED_CACHE`` at a ``*.cache`` file in it (``specs/shim.md`` 3.4).
-Reading takes no lock: one ``pread`` copies the file, and only slots caught mid-update (odd
-``seqlock``) are copied again, so no shim ever waits for the monitor.
+HAMi's device plugin mounts ``<HOOK_PATH>/containers/<podUID>_<container>`` into each container
+and points ``CUDA_DEVICE_MEMORY_SHARED_CACHE`` at a ``*.cache`` file in it (``specs/shim.md`` 3.4);
+the root here is that ``containers`` directory. Reading takes no lock: ``pread`` copies the parts
+in use, and only slots caught mid-update (odd ``seqlock``) are copied again, so no shim ever waits
+for the monitor.
 """
 
 from __future__ import annotations
@@ -38,10 +39,9 @@ class RegionFile:
 
 
 def container_dirs(root: Path) -> Iterator[tuple[Path, str, str]]:
-    """``(directory, pod UID, container)`` for every ``<root>/containers/<podUID>_<container>``."""
-    base = root / "containers"
+    """``(directory, pod UID, container)`` for every ``<root>/<podUID>_<container>``."""
     try:
-        entries = sorted(base.iterdir())
+        entries = sorted(root.iterdir())
     except FileNotFoundError:
         return
     for entry in entries:

@@ -57,7 +57,7 @@ def test_split_bind() -> None:
 
 
 def test_registry_has_build_info(tmp_path: Path) -> None:
-    text = generate_latest(registry_for(Monitor(tmp_path, list), "n1")).decode()
+    text = generate_latest(registry_for(Monitor(tmp_path / "containers", list), "n1")).decode()
     assert "hami_build_info{" in text
     assert 'version="' in text
 

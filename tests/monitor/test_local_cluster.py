@@ -55,7 +55,7 @@ def test_metrics_follow_the_pod(workdir: Path, tmp_path: Path, shim_processes: l
         directory.mkdir(parents=True)
         # No kubelet answers on 127.0.0.1:1: the API server's listing is used.
         source = FirstAvailable(KubeletPods("https://127.0.0.1:1", timeout=1.0), ApiPods(kube, "node-0"))
-        monitor = Monitor(tmp_path, source, grace=0)
+        monitor = Monitor(tmp_path / "containers", source, grace=0)
         process = spawn(shim_processes, directory / "r.cache", CUDA_DEVICE_MEMORY_LIMIT="1g")
         assert process.do("alloc 100") == "0"
         monitor.tick()
@@ -95,7 +95,7 @@ def test_priority_on_the_local_cluster(
             directory.mkdir(parents=True)
             processes[name] = spawn(shim_processes, directory / "r.cache", CUDA_TASK_PRIORITY=priority)
             processes[name].do("alloc 1")
-        monitor = Monitor(tmp_path, ApiPods(kube, "node-0"))
+        monitor = Monitor(tmp_path / "containers", ApiPods(kube, "node-0"))
         monitor.tick()
         monitor.tick()  # new regions start as if they had just launched: one more tick to go idle
         low, high = processes["low"], processes["high"]

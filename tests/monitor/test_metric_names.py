@@ -52,7 +52,7 @@ def scrape(tmp_path: Path) -> tuple[dict[str, list[dict[str, str]]], str]:
     (directory / "a.cache").write_bytes(gzip.decompress((DATA / "two-procs-300-200.cache.gz").read_bytes()))
     pods = [{"metadata": {"uid": UID, "namespace": "team", "name": "trainer"}}]
     host = [HostDevice(0, "GPU-5f1a4e02-7b3c-4d11-9a6e-210cfeed0001", "NVIDIA-H100", 3 << 30, 42, 7)]
-    monitor = Monitor(tmp_path, lambda: pods, host=lambda: host, clock=lambda: 2_000_000_000.0)
+    monitor = Monitor(tmp_path / "containers", lambda: pods, host=lambda: host, clock=lambda: 2_000_000_000.0)
     monitor.tick()
     registry = CollectorRegistry()
     registry.register(MonitorCollector(monitor.latest, "node-a"))

@@ -53,7 +53,7 @@ def test_regions_map_to_pods_and_vanish_with_them(tmp_path: Path) -> None:
     place(tmp_path, UID_A, "train", LIVE)
     place(tmp_path, UID_B, "serve", LIVE)
     clock = Clock()
-    monitor = Monitor(tmp_path, lambda: pods, grace=60, clock=clock)
+    monitor = Monitor(tmp_path / "containers", lambda: pods, grace=60, clock=clock)
     monitor.tick()
     used = samples(monitor, "hami_vgpu_memory_used_bytes")
     assert sorted((labels["namespace"], labels["pod"], labels["container"]) for labels, _ in used) == [
@@ -87,7 +87,7 @@ def test_pod_listing_failure_keeps_the_last_one_and_reaps_nothing(tmp_path: Path
     place(tmp_path, UID_A, "c", LIVE)
     orphan = place(tmp_path, UID_B, "c", LIVE)
     clock = Clock()
-    monitor = Monitor(tmp_path, listing, grace=0, clock=clock)
+    monitor = Monitor(tmp_path / "containers", listing, grace=0, clock=clock)
     monitor.tick()
     assert not orphan.exists()  # grace 0: its pod was not listed
     place(tmp_path, UID_B, "c", LIVE)
@@ -124,7 +124,7 @@ def test_bad_files_are_logged_counted_and_skipped(tmp_path: Path, caplog: pytest
         place(tmp_path, uid, "c", data)
     place(tmp_path, UID_A, "c", LIVE)
     uids.append(pod(UID_A, "good"))
-    monitor = Monitor(tmp_path, lambda: uids)
+    monitor = Monitor(tmp_path / "containers", lambda: uids)
     with caplog.at_level(logging.WARNING, logger="hami_core.monitor.service"):
         snapshot = monitor.tick()
     assert [s.pod.name for s in snapshot.containers] == ["good"]
@@ -151,5 +151,5 @@ def test_bad_files_are_logged_counted_and_skipped(tmp_path: Path, caplog: pytest
 
 def test_an_oversized_file_is_read_up_to_the_largest_layout(tmp_path: Path) -> None:
     place(tmp_path, UID_A, "c", LIVE + b"\0" * (8 << 20))
-    snapshot = Monitor(tmp_path, lambda: [pod(UID_A, "a")]).tick()
+    snapshot = Monitor(tmp_path / "containers", lambda: [pod(UID_A, "a")]).tick()
     assert [s.reading.memory(0).total for s in snapshot.containers] == [500 << 20]

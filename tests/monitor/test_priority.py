@@ -78,7 +78,7 @@ def test_low_priority_launch_rate_drops_while_high_priority_runs(
         {"metadata": {"uid": uid_high, "name": "high", "namespace": "default"}},
         {"metadata": {"uid": uid_low, "name": "low", "namespace": "default"}},
     ]
-    monitor = Monitor(tmp_path, lambda: pods)
+    monitor = Monitor(tmp_path / "containers", lambda: pods)
     low.do("start")
     monitor.tick()  # a new region starts at recent_kernel 2, as if it had just launched ...
     monitor.tick()  # ... so it takes a second tick to count the high-priority one idle
