@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
+from typing import cast
 
 import click
 
@@ -444,6 +445,7 @@ def demo(as_json: bool, examples_dir: Path, timeout: float) -> None:
     from hami_core.localcluster import demo as demo_run
     from hami_core.localcluster.fleet import load_fleet
     from hami_core.localcluster.stack import HamiStack
+    from hami_core.top.demo_text import render_demo
 
     document, source = _config_document(examples_dir / "demo" / "config.yaml")
     manifests = demo_run.load_manifests(sorted(examples_dir.glob("*.yaml")))
@@ -457,7 +459,7 @@ def demo(as_json: bool, examples_dir: Path, timeout: float) -> None:
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
-        click.echo(demo_run.render_text(result))
+        click.echo(render_demo(result))
 
 
 def _short_tempdir() -> Path:
@@ -588,6 +590,160 @@ def scheduler_command(
             tls=tls,
         )
         app.run(scheduler, stop=stop)
+
+
+@hami.command(name="monitor")
+@click.option(
+    "--node-name", envvar="NODE_NAME", required=True, help="The node this monitor runs on [env NODE_NAME]."
+)
+@click.option(
+    "--containers-dir",
+    type=click.Path(file_okay=False, path_type=Path, resolve_path=True),
+    default="/usr/local/vgpu/containers",
+    show_default=True,
+    help="The host directory of <podUID>_<container>/*.cache regions (HAMi's <HOOK_PATH>/containers).",
+)
+@click.option("--metrics-bind", default=":9394", show_default=True, help="Where /metrics is served.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between scans.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Seconds a deleted pod's region directory is kept before it is removed.",
+)
+@click.option(
+    "--kubelet-url",
+    default="https://127.0.0.1:10250",
+    show_default=True,
+    help="The kubelet whose /pods maps regions to pods; empty: ask the API server only.",
+)
+@kubeconfig_option
+@api_timeout_option
+@click.option("--no-nvml", is_flag=True, help="Export no host GPU metrics (do not load NVML).")
+def monitor_command(
+    node_name: str,
+    containers_dir: Path,
+    metrics_bind: str,
+    interval: float,
+    grace: float,
+    kubelet_url: str,
+    kubeconfig: Path | None,
+    api_timeout: float,
+    no_nvml: bool,
+) -> None:
+    """Export per-container device metrics from the shim's regions and coordinate priorities."""
+    import logging
+
+    from hami_core.kube.client import RealKubeClient
+    from hami_core.monitor import app
+    from hami_core.monitor import sources
+    from hami_core.monitor.host import nvml_host
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host = None if no_nvml else nvml_host()
+    with _stopped_by_signals() as stop, RealKubeClient(kubeconfig=kubeconfig, timeout=api_timeout) as kube:
+        api = sources.ApiPods(kube, node_name)
+        pods = sources.FirstAvailable(sources.KubeletPods(kubelet_url), api) if kubelet_url else api
+        app.run(
+            containers_dir,
+            node_name,
+            pods,
+            host=host,
+            bind=metrics_bind,
+            interval=interval,
+            grace=grace,
+            stop=stop,
+        )
+
+
+@hami.command(name="top")
+@config_options
+@kubeconfig_option
+@api_timeout_option
+@click.option(
+    "-n", "--namespace", default=None, help="Only pods of this namespace (and the devices they hold)."
+)
+@click.option(
+    "--sort",
+    type=click.Choice(["node", "memory", "cores", "used"]),
+    default="node",
+    show_default=True,
+    help="Order devices and pods: by node, or by booked memory, booked cores or used memory.",
+)
+@click.option(
+    "--monitor",
+    "monitors",
+    multiple=True,
+    metavar="URL",
+    help="A hami monitor's metrics URL, e.g. http://node:9394/metrics (repeatable): adds what pods use.",
+)
+@click.option("--once", is_flag=True, help="Print the view once and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the view once as JSON and exit.")
+@click.option(
+    "--refresh",
+    type=click.FloatRange(min=0.5),
+    default=5.0,
+    show_default=True,
+    help="Seconds between scrapes.",
+)
+def top_command(
+    config_path: Path | None,
+    backend_names: tuple[str, ...],
+    kubeconfig: Path | None,
+    api_timeout: float,
+    namespace: str | None,
+    sort: str,
+    monitors: tuple[str, ...],
+    once: bool,
+    as_json: bool,
+    refresh: float,
+) -> None:
+    """Who books and uses how much of which device, per node; live from the API server's watches.
+
+    Without --config or --backend, every installed backend is read.
+    """
+    from rich.console import Console
+    from rich.live import Live
+
+    from hami_core.kube.client import RealKubeClient
+    from hami_core.top import live
+    from hami_core.top import render
+    from hami_core.top.state import ClusterState
+    from hami_core.top.usage import UsageReport
+    from hami_core.top.usage import fetch_usage
+    from hami_core.top.view import SortKey
+
+    config = load_cli_config(config_path, backend_names)
+    if not config.enabled_backends:
+        config = config.with_enabled([b.name for b in plugins.installed_backends(config) if not b.error])
+    backends = list(plugins.load_backends(config))
+    order = cast("SortKey", sort)
+    usage: list[UsageReport] = [fetch_usage(monitors) if monitors else UsageReport()]
+    with RealKubeClient(kubeconfig=kubeconfig, timeout=api_timeout) as kube:
+        if once or as_json:
+            state = ClusterState(kube.list_nodes()["items"], kube.list_pods()["items"])
+            view = live.snapshot_view(state, backends, usage[0], namespace=namespace, sort=order)
+            click.echo(json.dumps(view.to_json(), indent=2) if as_json else render.render_text(view))
+            return
+        console = Console()
+        with _stopped_by_signals() as stop, Live(console=console, auto_refresh=False) as screen:
+
+            def scrape() -> None:
+                if monitors:
+                    usage[0] = fetch_usage(monitors)
+
+            def draw(state: ClusterState, _rescraped: bool) -> None:
+                view = live.snapshot_view(state, backends, usage[0], namespace=namespace, sort=order)
+                screen.update(render.table(view, title="hami top"), refresh=True)
+
+            live.follow(kube, draw, scrape, stop, refresh)
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ Deploys hami on a local cluster (:class:`~hami_core.localcluster.stack.HamiStack
 example pods through the API server (so they pass the webhook over TLS, the kube-scheduler
 stand-in and the extender, then the kubelets and device plugins), follows a pod watch until every
 pod has settled (running, finished, or found unschedulable), and reports placements, each
-device's sharing and the environment every container was given. No step waits on a timer.
+device's sharing and the environment every container was given (printed by
+:func:`hami_core.top.demo_text.render_demo`). No step waits on a timer.
 """
 
 from __future__ import annotations
@@ -132,58 +133,3 @@ def run_demo(
         unschedulable=unschedulable,
         nodes=tuple(stack.cluster.node_names),
     )
-
-
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
-
-
-def render_text(result: DemoResult) -> str:
-    """The result as the three tables a person reads: pods, devices, container environments."""
-    pods: list[list[str]] = [["POD", "PHASE", "NODE", "SCHEDULER", "DEVICES (uuid mem cores)", "NOTE"]]
-    envs: list[str] = []
-    for pod in result.report.pods:
-        shares = [
-            f"{share.uuid} {share.memory_mib}MiB {share.cores}%"
-            for container in pod.containers
-            for share in container.devices
-        ]
-        notes = [f"warning: {text}" for text in result.warnings.get(pod.name, ())]
-        if pod.name in result.unschedulable:
-            notes.append(f"unschedulable: {result.unschedulable[pod.name]}")
-        pods.append(
-            [pod.name, pod.phase, pod.node or "-", pod.scheduler, "; ".join(shares) or "-", " | ".join(notes)]
-        )
-        for container in pod.containers:
-            if container.env:
-                pairs = " ".join(f"{key}={value}" for key, value in sorted(container.env.items()))
-                envs.append(f"{pod.name}/{container.name}: {pairs}")
-    devices: list[list[str]] = [["NODE", "DEVICE", "TYPE", "MEMORY MiB", "CORES %", "SLOTS", "HELD BY"]]
-    for device in result.report.devices:
-        devices.append(
-            [
-                device.node,
-                device.uuid,
-                device.type + ("" if device.healthy else " (unhealthy)"),
-                f"{device.memory_used_mib}/{device.memory_mib}",
-                f"{device.cores_used}/{device.cores}",
-                f"{device.slots_used}/{device.slots}",
-                ", ".join(holder.split("/", 1)[1] for holder in device.holders) or "-",
-            ]
-        )
-    parts = [
-        f"Pods ({len(result.report.pods)} on {len(result.nodes)} nodes)",
-        _table(pods),
-        "",
-        "Devices",
-        _table(devices),
-        "",
-        "Container environment from the device plugins",
-        *envs,
-    ]
-    if result.report.problems:
-        parts += ["", "Problems", *result.report.problems]
-    return "\n".join(parts)

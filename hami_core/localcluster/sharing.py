@@ -70,6 +70,15 @@ class PodPlacement:
 
 
 @attrs.frozen
+class PodBooking:
+    """What one pod has booked on one device (its containers collapsed as the scheduler does)."""
+
+    pod: str
+    memory_mib: int
+    cores: int
+
+
+@attrs.frozen
 class DeviceSharing:
     """One device and everything booked on it."""
 
@@ -85,6 +94,7 @@ class DeviceSharing:
     slots: int
     slots_used: int
     holders: tuple[str, ...]
+    bookings: tuple[PodBooking, ...] = ()
 
     @property
     def overcommitted(self) -> bool:
@@ -183,6 +193,14 @@ def _placement(pod: PodView, backends: Sequence[DeviceBackend], problems: list[s
     )
 
 
+def _per_pod(held: Sequence[tuple[str, DeviceBooking]]) -> tuple[PodBooking, ...]:
+    totals: dict[str, tuple[int, int]] = {}
+    for pod, booking in held:
+        memory, cores = totals.get(pod, (0, 0))
+        totals[pod] = (memory + booking.device.usedmem, cores + booking.device.usedcores)
+    return tuple(PodBooking(pod, memory, cores) for pod, (memory, cores) in sorted(totals.items()))
+
+
 def sharing_report(
     nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]], backends: Sequence[DeviceBackend]
 ) -> SharingReport:
@@ -241,6 +259,7 @@ def sharing_report(
                         slots=info.count,
                         slots_used=sum(booking.slots for _, booking in held),
                         holders=tuple(sorted({pod for pod, _ in held})),
+                        bookings=_per_pod(held),
                     )
                 )
     return SharingReport(pods=placements, devices=tuple(devices), problems=tuple(problems))

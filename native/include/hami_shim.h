@@ -101,7 +101,10 @@ typedef struct {
     int64_t tokens[HAMI_MAX_DEVICES];    /* compute budget per device, ns of GPU time */
     uint64_t refilled[HAMI_MAX_DEVICES]; /* clock (ns) of the last budget refill */
     uint64_t generation;    /* how many times the file was (re)initialised */
-    uint64_t reserved[31];
+    uint64_t throttled_ns[HAMI_MAX_DEVICES]; /* time launches waited for compute budget (hami monitor) */
+    uint64_t blocked_ns;    /* time launches waited while the monitor blocked the container (priority) */
+    uint32_t oom_count[HAMI_MAX_DEVICES];    /* allocations answered CUDA_ERROR_OUT_OF_MEMORY */
+    uint64_t reserved[6];
 } hami_region_ext_t;
 
 #define HAMI_REGION_FILE_SIZE (sizeof(hami_region_t) + sizeof(hami_region_ext_t))

@@ -169,10 +169,12 @@ static void refill(int dev, uint64_t now) {
  * they neither wait nor poll (an event query could break a global-mode capture). */
 void limiter_wait(int dev, CUstream s, int ptsz) {
     if (capturing(s, ptsz)) return;
+    uint64_t waited_from = 0;
     for (;;) {
         refill(dev, now_fn());
         int64_t t = atomic_load(limiter_tokens(dev));
         if (t >= 0 || limiter_share[dev] >= 100) break;
+        if (!waited_from) waited_from = now_fn();
         if (pthread_mutex_trylock(&sampler_lock) == 0) {
             poll_sample(dev);
             pthread_mutex_unlock(&sampler_lock);
@@ -180,6 +182,9 @@ void limiter_wait(int dev, CUstream s, int ptsz) {
         uint64_t ns = (uint64_t)(-t) * 100 / limiter_share[dev];
         sleep_fn(ns < 20000 ? 20000 : ns > 10000000 ? 10000000 : ns);
     }
+    if (waited_from)
+        atomic_fetch_add_explicit((_Atomic uint64_t *)&shim_ext->throttled_ns[dev], now_fn() - waited_from,
+                                  memory_order_relaxed);
     touch_kernel_time();
 }
 
@@ -187,10 +192,13 @@ void limiter_wait(int dev, CUstream s, int ptsz) {
 void limiter_priority_gate(void) {
     _Atomic int32_t *rk = (_Atomic int32_t *)&shim_region->recent_kernel;
     int32_t v = atomic_load(rk);
+    uint64_t waited_from = v < 0 ? now_fn() : 0;
     while (v < 0) {
         sleep_fn(10000000);
         v = atomic_load(rk);
     }
+    if (waited_from)
+        atomic_fetch_add_explicit((_Atomic uint64_t *)&shim_ext->blocked_ns, now_fn() - waited_from, memory_order_relaxed);
     atomic_compare_exchange_strong(rk, &v, 2);
     limiter_configure();
     touch_kernel_time();

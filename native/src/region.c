@@ -29,6 +29,7 @@ _Static_assert(offsetof(hami_region_t, proc_num) == 2008896, "proc_num");
 _Static_assert(offsetof(hami_region_t, last_kernel_time) == 2008912, "last_kernel_time");
 _Static_assert(sizeof(hami_region_t) == 2008952, "HAMi-core 1.2 region size");
 _Static_assert(sizeof(pthread_mutex_t) <= 64, "mutex fits");
+_Static_assert(sizeof(hami_region_ext_t) == 720, "extension size (counters took reserved words)");
 
 hami_region_t *shim_region;
 hami_region_ext_t *shim_ext;
@@ -291,6 +292,7 @@ int region_charge(int dev, uint64_t bytes, int kind) {
         unlock_region();
         if (!freed) break;
     }
+    atomic_fetch_add_explicit((_Atomic uint32_t *)&shim_ext->oom_count[dev], 1, memory_order_relaxed);
     LOG_WARN("device %d: %llu more bytes would exceed the limit of %llu (in use %llu)", dev, (unsigned long long)bytes,
              (unsigned long long)shim_region->limit[dev], (unsigned long long)region_usage(dev));
     return -1;
