@@ -1,0 +1,134 @@
+"""Placement policies: node policies whose score depends on the pod and on the devices it would take.
+
+HAMi's ``binpack``/``spread`` score a node on its usage *before* the pod, so the cache can keep them
+sorted. Fragmentation-aware policies (FGD and the baselines of "Beware of Fragmentation", ATC '23)
+need to know the pod: how much a node's fragmentation grows when *this* pod lands on *these*
+devices. A :class:`ScoringPolicy` carrying a :class:`Placement` is such a policy. For each candidate
+node the caller runs the shared fit with the devices in :meth:`Placement.order` (most preferred
+last, as the fit takes from the end), books the result, and ranks nodes by :meth:`Placement.score`
+of the usage before and after; ties go to the caller's node order.
+
+The views here are plain values built from :class:`~hami_core.devices.DeviceUsage`; nothing in this
+module does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import attrs
+
+from hami_core.devices import MEM_PERCENTAGE_UNSET
+from hami_core.devices import DeviceRequest
+from hami_core.devices import DeviceUsage
+
+#: One whole device in milli-devices (the trace's unit: 1000 = one GPU).
+MILLI = 1000
+#: A cluster-wide CPU and GPU scale used by the baselines' normalisation (128 cores, 8 GPUs).
+MAX_SPEC_CPU = 128_000
+MAX_SPEC_GPU = 8_000
+
+
+def device_free(device: DeviceUsage) -> int:
+    """How much of ``device`` is free, in milli-devices: the scarcer of cores and memory; 0 if no slot."""
+    if device.count <= device.used or device.totalcore <= 0 or not device.health:
+        return 0
+    cores = device.free_cores * MILLI // device.totalcore
+    if device.totalmem <= 0:
+        return cores
+    return min(cores, device.free_mem * MILLI // device.totalmem)
+
+
+@attrs.frozen
+class PodShape:
+    """A pod as placement policies see it.
+
+    Args:
+        cpu: CPU request in milli-cores (0 where unknown, as in the extender).
+        gpus: how many devices it asks (0 for a CPU-only pod).
+        milli: share of each device in milli-devices (1000 for whole devices).
+        models: device types it accepts; empty accepts any.
+    """
+
+    cpu: int
+    gpus: int
+    milli: int
+    models: frozenset[str] = frozenset()
+
+    @property
+    def demand(self) -> int:
+        """The pod's device demand in milli-devices."""
+        return self.gpus * self.milli
+
+    @property
+    def tag(self) -> str:
+        """GpuClustering's tag: ``share-gpu`` for a fraction of one device, ``<k>-gpu`` otherwise."""
+        if self.gpus == 0:
+            return ""
+        return "share-gpu" if self.milli < MILLI else f"{self.gpus}-gpu"
+
+    @classmethod
+    def of(cls, request: DeviceRequest | None, cpu: int = 0, models: frozenset[str] = frozenset()) -> PodShape:
+        """The shape of one device request: its share from cores, else from memory percentage."""
+        if request is None or request.nums <= 0:
+            return cls(cpu=cpu, gpus=0, milli=0, models=models)
+        share = min(request.coresreq, 100) * 10
+        if share == 0 and request.mem_percentage_req not in (0, MEM_PERCENTAGE_UNSET):
+            share = min(request.mem_percentage_req, 100) * 10
+        if share == 0:
+            share = MILLI if request.memreq == 0 else 1
+        return cls(cpu=cpu, gpus=request.nums, milli=share, models=models)
+
+
+@attrs.frozen
+class NodeState:
+    """One node as placement policies see it.
+
+    Args:
+        devices: the node's devices of the pod's backend, with usage.
+        cpu_left: free CPU in milli-cores, ``None`` where unknown (the extender leaves CPU to
+            kube-scheduler); policies then ignore CPU.
+        tags: GpuClustering's tags of the pods on the node, where known.
+    """
+
+    devices: tuple[DeviceUsage, ...]
+    cpu_left: int | None = None
+    tags: frozenset[str] = frozenset()
+
+    @property
+    def model(self) -> str:
+        """The node's device type (the first device's); empty without devices."""
+        return self.devices[0].type if self.devices else ""
+
+    def frees(self) -> tuple[int, ...]:
+        """Free milli-devices per device, in device order."""
+        return tuple(device_free(device) for device in self.devices)
+
+
+class Placement(Protocol):
+    """How a pod-aware node policy orders devices inside a node and scores the outcome.
+
+    ``deterministic`` is ``True`` when :meth:`score` is a pure function of its arguments (callers
+    may cache it per node state); ``False`` when scores are independent random draws, so callers
+    may instead draw the winner uniformly among the nodes that fit.
+    """
+
+    deterministic: bool
+
+    def order(self, node: NodeState, pod: PodShape) -> Sequence[DeviceUsage]:
+        """``node.devices`` in the order the fit should try them, most preferred **last**."""
+        ...
+
+    def score(self, before: NodeState, pod: PodShape, after: NodeState) -> float:
+        """How much this node is preferred for ``pod``; higher wins."""
+        ...
+
+
+def tightest_last(devices: Sequence[DeviceUsage]) -> list[DeviceUsage]:
+    """Devices ordered so the fit takes the tightest device first, lowest index on ties.
+
+    The baselines' ``best`` GPU choice: a share goes to the device with the least room that holds
+    it; whole devices come from the lowest-index idle ones.
+    """
+    return sorted(devices, key=lambda device: (-device_free(device), -device.index))
