@@ -36,6 +36,7 @@ from hami_core.config import parse_config
 from hami_core.devices import ContainerDevice
 from hami_core.kube.nodelock import NodeLock
 from hami_core.plugins import load_backends
+from hami_core.pods import PodView
 from hami_core.scheduler.app import SchedulerApp
 from hami_core.scheduler.app import build_scheduler
 from hami_core.testing.builders import make_container
@@ -204,7 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             if client is not None:
                 reply = client.post("filter", {"Pod": pod, "Nodes": None, "NodeNames": names})
             else:
-                reply = dict(app.extender.filter(pod, names, None))
+                reply = dict(app.extender.filter(PodView.from_object(pod), names, None))
             t1 = time.perf_counter()
             filter_times.append(t1 - t0)
             chosen = reply.get("NodeNames") or []

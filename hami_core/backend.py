@@ -38,10 +38,12 @@ from hami_core.devices import FitContext
 from hami_core.devices import FitResult
 from hami_core.devices import PodSingleDevice
 from hami_core.errors import BackendError
+from hami_core.pods import ContainerView
+from hami_core.pods import PodView
 
 #: The version of this contract. A backend whose ``contract_version`` has another major number
 #: is refused at load; minor versions only add methods with defaults.
-CONTRACT_VERSION = "1.0"
+CONTRACT_VERSION = "2.0"
 
 #: HAMi keeps requests in Go ``int32``: larger ones are refused.
 INT32_MAX = 2**31 - 1
@@ -137,50 +139,7 @@ def parse_quantity(value: object) -> Fraction:
     return -number if found["sign"] == "-" else number
 
 
-def container_name(container: object) -> str:
-    """The container's name for messages, ``<unnamed>`` when it has none."""
-    name = container.get("name") if isinstance(container, Mapping) else None
-    return name if isinstance(name, str) and name else "<unnamed>"
-
-
-def _resource_map(container: object, field: str) -> Mapping[object, object]:
-    if not isinstance(container, Mapping):
-        raise BackendError(f"a container must be a mapping, got {type(container).__name__}")
-    resources = container.get("resources")
-    if resources is None:
-        return {}
-    if not isinstance(resources, Mapping):
-        raise BackendError(f"container {container_name(container)}: resources must be a mapping")
-    found = resources.get(field)
-    if found is None:
-        return {}
-    if not isinstance(found, Mapping):
-        raise BackendError(f"container {container_name(container)}: resources.{field} must be a mapping")
-    return found
-
-
-def resource_limit(container: Mapping[str, object], name: str) -> object | None:
-    """The raw value of resource ``name`` in the container's limits, ``None`` when absent.
-
-    Raises:
-        BackendError: the container's ``resources`` are malformed.
-    """
-    return _resource_map(container, "limits").get(name)
-
-
-def resource_value(container: Mapping[str, object], name: str) -> object | None:
-    """The raw value of resource ``name``: limits first, then requests (HAMi's rule).
-
-    Raises:
-        BackendError: the container's ``resources`` are malformed.
-    """
-    found = resource_limit(container, name)
-    return found if found is not None else _resource_map(container, "requests").get(name)
-
-
-def whole_quantity(
-    container: Mapping[str, object], name: str, value: object, *, maximum: int = INT32_MAX
-) -> int:
+def whole_quantity(container: ContainerView, name: str, value: object, *, maximum: int = INT32_MAX) -> int:
     """``value`` of resource ``name`` as an integer of at most ``maximum`` in magnitude.
 
     Raises:
@@ -190,22 +149,18 @@ def whole_quantity(
     try:
         number = parse_quantity(value)
     except BackendError as err:
-        raise BackendError(f"container {container_name(container)}: {name}: {err}") from err
+        raise BackendError(f"container {container.label}: {name}: {err}") from err
     if number.denominator != 1:
-        raise BackendError(
-            f"container {container_name(container)}: {name} must be a whole number, got {value}"
-        )
+        raise BackendError(f"container {container.label}: {name} must be a whole number, got {value}")
     if abs(number) > maximum:
-        raise BackendError(
-            f"container {container_name(container)}: {name} {value} is out of range (at most {maximum})"
-        )
+        raise BackendError(f"container {container.label}: {name} {value} is out of range (at most {maximum})")
     return int(number)
 
 
-def _non_negative(container: Mapping[str, object], name: str, value: object) -> int:
+def _non_negative(container: ContainerView, name: str, value: object) -> int:
     amount = whole_quantity(container, name, value)
     if amount < 0:
-        raise BackendError(f"container {container_name(container)}: {name} must not be negative, got {value}")
+        raise BackendError(f"container {container.label}: {name} must not be negative, got {value}")
     return amount
 
 
@@ -254,7 +209,7 @@ class DeviceBackend(abc.ABC):
 
     # --- admission (webhook) ------------------------------------------------------------------
 
-    def mutate_container(self, container: Mapping[str, object], pod: Mapping[str, object]) -> MutationResult:
+    def mutate_container(self, container: ContainerView, pod: PodView) -> MutationResult:
         """Decide whether ``container`` uses this backend, and adjust it if needed.
 
         The default changes nothing and reports a resource when the count resource is among the
@@ -262,7 +217,8 @@ class DeviceBackend(abc.ABC):
         default resources or environment (NVIDIA's exclusive-core default, task priority).
 
         Args:
-            container: the container as in the pod spec (init containers are passed too).
+            container: the container as in the pod spec (init containers are passed too); a
+                changed container is returned as a new ``container.spec`` mapping.
             pod: the whole pod being created, for pod-level context.
 
         Returns:
@@ -271,11 +227,11 @@ class DeviceBackend(abc.ABC):
         Raises:
             BackendError: the request is invalid; admission denies the pod with the message.
         """
-        return MutationResult(has_resource=resource_limit(container, self.resource_names.count) is not None)
+        return MutationResult(has_resource=container.limit(self.resource_names.count) is not None)
 
     # --- scheduling (extender) ----------------------------------------------------------------
 
-    def parse_request(self, container: Mapping[str, object]) -> DeviceRequest | None:
+    def parse_request(self, container: ContainerView) -> DeviceRequest | None:
         """What ``container`` asks of this backend, or ``None`` when it asks nothing.
 
         The default follows HAMi's NVIDIA rules (hami-wire.md 2.3) with :attr:`request_rules`:
@@ -292,7 +248,7 @@ class DeviceBackend(abc.ABC):
             BackendError: a resource is not a whole, non-negative quantity within int32 range.
         """
         names = self.resource_names
-        raw_count = resource_value(container, names.count)
+        raw_count = container.value(names.count)
         if raw_count is None:
             return None
         nums = _non_negative(container, names.count, raw_count)
@@ -300,19 +256,17 @@ class DeviceBackend(abc.ABC):
             return None
         rules = self.request_rules
         memreq = 0
-        raw_memory = resource_value(container, names.memory) if names.memory else None
+        raw_memory = container.value(names.memory) if names.memory else None
         if raw_memory is not None:
             memory = _non_negative(container, names.memory, raw_memory)
             if memory > INT32_MAX // rules.memory_factor:
                 raise BackendError(
-                    f"container {container_name(container)}: {names.memory} {raw_memory} times the memory "
+                    f"container {container.label}: {names.memory} {raw_memory} times the memory "
                     f"factor {rules.memory_factor} is out of range"
                 )
             memreq = memory * rules.memory_factor
         percentage = MEM_PERCENTAGE_UNSET
-        raw_percentage = (
-            resource_value(container, names.memory_percentage) if names.memory_percentage else None
-        )
+        raw_percentage = container.value(names.memory_percentage) if names.memory_percentage else None
         if raw_percentage is not None:
             # HAMi reads it as int64 and clamps, so 2**32+50 still means 100 %.
             asked = whole_quantity(container, names.memory_percentage, raw_percentage, maximum=INT64_MAX)
@@ -324,7 +278,7 @@ class DeviceBackend(abc.ABC):
             else:
                 percentage = 100
         cores = rules.default_cores
-        raw_cores = resource_value(container, names.cores) if names.cores else None
+        raw_cores = container.value(names.cores) if names.cores else None
         if raw_cores is not None:
             cores = _non_negative(container, names.cores, raw_cores)
         return DeviceRequest(
@@ -420,7 +374,7 @@ class DeviceBackend(abc.ABC):
 
     @abc.abstractmethod
     def allocate(
-        self, devices: ContainerDevices, container: Mapping[str, object], pod: Mapping[str, object]
+        self, devices: ContainerDevices, container: ContainerView, pod: PodView
     ) -> ContainerAllocation:
         """What kubelet must give a container the scheduler assigned ``devices`` to.
 
@@ -438,7 +392,7 @@ class DeviceBackend(abc.ABC):
 
     # --- isolation (the shim inside the container) --------------------------------------------
 
-    def isolation_env(self, devices: ContainerDevices, container: Mapping[str, object]) -> Mapping[str, str]:
+    def isolation_env(self, devices: ContainerDevices, container: ContainerView) -> Mapping[str, str]:
         """The environment that hands this container's limits to the in-container shim.
 
         The default is empty (no shim); backends with one return HAMi-core's variables, e.g.

@@ -28,6 +28,10 @@ class CodecError(HamiError, ValueError):
     """An annotation value does not follow HAMi's wire format."""
 
 
+class PodFormatError(CodecError):
+    """A pod object has a field of the wrong JSON type (checked where the pod enters hami)."""
+
+
 class ConfigError(HamiError, ValueError):
     """The configuration file is malformed; the message names the key and the file."""
 

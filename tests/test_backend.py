@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
 from fractions import Fraction
 from typing import ClassVar
 
@@ -26,6 +25,9 @@ from hami_core.devices import DeviceUsage
 from hami_core.devices import FitContext
 from hami_core.errors import BackendError
 from hami_core.errors import CodecError
+from hami_core.errors import PodFormatError
+from hami_core.pods import ContainerView
+from hami_core.pods import PodView
 from hami_core.testing import make_container
 from hami_core.testing import make_pod
 
@@ -38,7 +40,7 @@ CORES = "example.com/gpucores"
 class ExampleBackend(DeviceBackend):
     """Supplies only the abstract members; everything else is the default."""
 
-    contract_version: ClassVar[str] = "1.0"
+    contract_version: ClassVar[str] = "2.0"
 
     def __init__(self, rules: RequestRules | None = None) -> None:
         self.rules = rules if rules is not None else RequestRules()
@@ -74,7 +76,7 @@ class ExampleBackend(DeviceBackend):
         ]
 
     def allocate(
-        self, devices: ContainerDevices, container: Mapping[str, object], pod: Mapping[str, object]
+        self, devices: ContainerDevices, container: ContainerView, pod: PodView
     ) -> ContainerAllocation:
         return ContainerAllocation(envs={"EXAMPLE_DEVICES": ",".join(d.uuid for d in devices)})
 
@@ -89,7 +91,7 @@ class TestContractShape:
 
     def test_a_backend_missing_an_abstract_member_cannot_be_built(self) -> None:
         class Incomplete(DeviceBackend):
-            contract_version: ClassVar[str] = "1.0"
+            contract_version: ClassVar[str] = "2.0"
 
         with pytest.raises(TypeError, match="abstract"):
             Incomplete()  # type: ignore[abstract]
@@ -175,7 +177,7 @@ class TestDefaultParseRequest:
         self, resources: dict[str, dict[str, int]], expected: DeviceRequest
     ) -> None:
         container = make_container(limits=resources.get("limits"), requests=resources.get("requests"))
-        assert ExampleBackend().parse_request(container) == expected
+        assert ExampleBackend().parse_request(ContainerView.from_object(container)) == expected
 
     @pytest.mark.parametrize(
         "limits",
@@ -186,14 +188,16 @@ class TestDefaultParseRequest:
         ],
     )
     def test_no_count_means_no_request(self, limits: dict[str, int]) -> None:
-        assert ExampleBackend().parse_request(make_container(limits=limits)) is None
+        assert (
+            ExampleBackend().parse_request(ContainerView.from_object(make_container(limits=limits))) is None
+        )
 
     def test_memory_factor_multiplies_and_default_memory_replaces_100_percent(self) -> None:
         backend = ExampleBackend(RequestRules(memory_factor=2, default_memory=512, default_cores=10))
-        assert backend.parse_request(make_container(limits={GPU: 1, MEM: 1024})) == _request(
-            1, 2048, MEM_PERCENTAGE_UNSET, 10
-        )
-        assert backend.parse_request(make_container(limits={GPU: 1})) == _request(
+        assert backend.parse_request(
+            ContainerView.from_object(make_container(limits={GPU: 1, MEM: 1024}))
+        ) == _request(1, 2048, MEM_PERCENTAGE_UNSET, 10)
+        assert backend.parse_request(ContainerView.from_object(make_container(limits={GPU: 1}))) == _request(
             1, 512, MEM_PERCENTAGE_UNSET, 10
         )
 
@@ -217,12 +221,12 @@ class TestDefaultParseRequest:
         container = make_container("train", limits={})
         container["resources"] = {"limits": {name: str(value) for name, value in limits.items()}}
         with pytest.raises(BackendError, match=f"^container train: .*{message}"):
-            ExampleBackend().parse_request(container)
+            ExampleBackend().parse_request(ContainerView.from_object(container))
 
     def test_memory_overflowing_after_the_factor_is_refused(self) -> None:
         backend = ExampleBackend(RequestRules(memory_factor=2))
         with pytest.raises(BackendError, match="times the memory factor 2 is out of range"):
-            backend.parse_request(make_container(limits={GPU: 1, MEM: 2**30}))
+            backend.parse_request(ContainerView.from_object(make_container(limits={GPU: 1, MEM: 2**30})))
 
     @pytest.mark.parametrize(
         "container",
@@ -232,19 +236,25 @@ class TestDefaultParseRequest:
             pytest.param({"name": "c", "resources": {"limits": ["x"]}}, id="limits-not-a-mapping"),
         ],
     )
-    def test_malformed_containers_are_backend_errors(self, container: object) -> None:
-        with pytest.raises(BackendError):
-            ExampleBackend().parse_request(container)  # type: ignore[arg-type]
+    def test_malformed_containers_are_refused_by_the_view_before_any_backend(self, container: object) -> None:
+        with pytest.raises(PodFormatError):
+            ContainerView.from_object(container)
 
 
 class TestDefaultAdmission:
     def test_count_in_limits_uses_the_backend_without_mutation(self) -> None:
-        result = ExampleBackend().mutate_container(make_container(limits={GPU: 1}), make_pod())
+        result = ExampleBackend().mutate_container(
+            ContainerView.from_object(make_container(limits={GPU: 1})), PodView.from_object(make_pod())
+        )
         assert (result.has_resource, result.container, result.warnings) == (True, None, ())
 
     def test_count_only_in_requests_is_not_claimed(self) -> None:
         assert (
-            not ExampleBackend().mutate_container(make_container(requests={GPU: 1}), make_pod()).has_resource
+            not ExampleBackend()
+            .mutate_container(
+                ContainerView.from_object(make_container(requests={GPU: 1})), PodView.from_object(make_pod())
+            )
+            .has_resource
         )
 
 
@@ -312,4 +322,4 @@ class TestDefaultNodeAndIsolation:
         assert ExampleBackend().health(devices) == {"a": True, "b": False}
 
     def test_isolation_env_defaults_to_nothing(self) -> None:
-        assert ExampleBackend().isolation_env((), make_container()) == {}
+        assert ExampleBackend().isolation_env((), ContainerView.from_object(make_container())) == {}

@@ -32,6 +32,8 @@ from hami_core.plugins import TRACE_ENV
 from hami_core.plugins import installed_backends
 from hami_core.plugins import load_backends
 from hami_core.plugins import make_plugin_manager
+from hami_core.pods import ContainerView
+from hami_core.pods import PodView
 
 Install = Callable[..., None]
 
@@ -39,7 +41,7 @@ Install = Callable[..., None]
 class TinyBackend(DeviceBackend):
     """A backend with a configurable name, resources and contract version."""
 
-    contract_version: ClassVar[str] = "1.0"
+    contract_version: ClassVar[str] = "2.0"
 
     def __init__(self, name: str, *resources: str) -> None:
         self._name = name
@@ -63,13 +65,13 @@ class TinyBackend(DeviceBackend):
         return []
 
     def allocate(
-        self, devices: ContainerDevices, container: Mapping[str, object], pod: Mapping[str, object]
+        self, devices: ContainerDevices, container: ContainerView, pod: PodView
     ) -> ContainerAllocation:
         return ContainerAllocation()
 
 
 class FutureBackend(TinyBackend):
-    contract_version: ClassVar[str] = "2.0"
+    contract_version: ClassVar[str] = "3.0"
 
 
 class BackendsPlugin:
@@ -97,7 +99,7 @@ def _fullness(devices: Sequence[DeviceUsage]) -> float:
 
 
 def _backend_module(
-    name: str, *, resource: str = "", registered_name: str = "", contract: str = "1.0"
+    name: str, *, resource: str = "", registered_name: str = "", contract: str = "2.0"
 ) -> str:
     """Source of a plugin module holding one tiny backend, as a third party would write it."""
     return textwrap.dedent(
@@ -256,7 +258,7 @@ def test_entry_point_registering_another_name_is_refused(install: Install) -> No
 
 def test_another_contract_major_version_is_refused_with_the_versions() -> None:
     with pytest.raises(
-        BackendLoadError, match=r"FutureBackend was written for contract 2\.0, but this hami-core speaks 1\.0"
+        BackendLoadError, match=r"FutureBackend was written for contract 3\.0, but this hami-core speaks 2\.0"
     ):
         load_backends(HamiConfig(), plugins=[BackendsPlugin(FutureBackend("future"))])
 
@@ -387,7 +389,7 @@ def test_installed_backends_lists_a_new_distribution_without_core_changes(instal
         "0.3.0",
         "acme_plugin_listed",
     )
-    assert (acme.contract_version, acme.resource_names, acme.error) == ("1.0", ("acme.example.com/gpu",), "")
+    assert (acme.contract_version, acme.resource_names, acme.error) == ("2.0", ("acme.example.com/gpu",), "")
     assert listed["mock"].distribution == "hami-backend-mock"
 
 

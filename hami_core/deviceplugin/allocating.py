@@ -27,7 +27,6 @@ import attrs
 
 from hami_core import codec
 from hami_core.backend import DeviceBackend
-from hami_core.backend import container_name
 from hami_core.deviceplugin import locking
 from hami_core.deviceplugin.devices import DeviceState
 from hami_core.devices import ContainerAllocation
@@ -42,6 +41,7 @@ from hami_core.kube.nodelock import NodeLock
 from hami_core.kube.objects import Container
 from hami_core.kube.objects import Node
 from hami_core.kube.objects import Pod
+from hami_core.pods import PodView
 
 _log = logging.getLogger(__name__)
 
@@ -269,7 +269,8 @@ class Allocator:
 
     def _allocate(self, pod: Pod, requests: Sequence[Sequence[str]]) -> list[ContainerAllocation]:
         entries = decode_entries(pod, self._key)
-        containers = pod_containers(pod)
+        view = PodView.from_object(pod)
+        containers = view.containers
         results = []
         for ids in requests:
             foreign = [device for device in ids if self._state.physical_id(device) is None]
@@ -292,18 +293,18 @@ class Allocator:
             entry, container = entries[index], containers[index]
             if len(entry) != len(ids):
                 raise BackendError(
-                    f"device number not matched: kubelet gave container {container_name(container)} of pod "
+                    f"device number not matched: kubelet gave container {container.label} of pod "
                     f"{_metadata_key(pod)} {len(ids)} devices, the scheduler assigned {len(entry)}"
                 )
             _log.info(
                 "node %s: allocating %s for container %s of pod %s",
                 self._node_name,
                 ", ".join(device.uuid for device in entry),
-                container_name(container),
+                container.label,
                 _metadata_key(pod),
             )
             try:
-                results.append(self._backend.allocate(entry, container, pod))
+                results.append(self._backend.allocate(entry, container, view))
             except BackendError as err:
                 raise BackendError(f"pod {_metadata_key(pod)}: {err}") from err
             entries[index] = ()

@@ -39,14 +39,14 @@ from hami_core.errors import ConflictError
 from hami_core.errors import HamiError
 from hami_core.errors import KubeError
 from hami_core.kube.client import KubeClient
+from hami_core.kube.informer import Informer
+from hami_core.kube.informer import InformerEvent
+from hami_core.kube.informer import listed
 from hami_core.kube.objects import Container
 from hami_core.kube.objects import Node
 from hami_core.kube.objects import Pod
 from hami_core.kube.objects import PodCondition
 from hami_core.localcluster.fleet import NodeSpec
-from hami_core.kube.informer import Informer
-from hami_core.kube.informer import InformerEvent
-from hami_core.kube.informer import listed
 from hami_core.localcluster.resource_fit import parse_quantity
 
 _log = logging.getLogger(__name__)

@@ -30,6 +30,10 @@ from typing import Literal
 
 from hami_core.errors import KubeError
 from hami_core.kube.client import KubeClient
+from hami_core.kube.informer import Informer
+from hami_core.kube.informer import InformerEvent
+from hami_core.kube.informer import listed
+from hami_core.kube.informer import object_key
 from hami_core.kube.objects import Event
 from hami_core.kube.objects import Node
 from hami_core.kube.objects import Pod
@@ -38,10 +42,6 @@ from hami_core.localcluster import extender_client
 from hami_core.localcluster import resource_fit
 from hami_core.localcluster.extender_client import ExtenderError
 from hami_core.localcluster.extender_client import HttpExtender
-from hami_core.kube.informer import Informer
-from hami_core.kube.informer import InformerEvent
-from hami_core.kube.informer import listed
-from hami_core.kube.informer import object_key
 from hami_core.localcluster.queueing import SchedulingQueue
 from hami_core.localcluster.scheduler_config import SchedulerConfig
 from hami_core.localcluster.scheduler_config import load_scheduler_config

@@ -20,7 +20,7 @@ from hami_core.kube.objects import ExtenderBindingResult
 from hami_core.kube.objects import ExtenderFilterResult
 from hami_core.kube.objects import HostPriority
 from hami_core.kube.objects import Node
-from hami_core.kube.objects import Pod
+from hami_core.pods import PodView
 from hami_core.scheduler import scoring
 from hami_core.scheduler.binding import Binding
 from hami_core.scheduler.cache import ClusterCache
@@ -95,7 +95,7 @@ class Extender:
         return True, "ok"
 
     def filter(
-        self, pod: Pod, node_names: Sequence[str] | None, nodes: list[Node] | None
+        self, pod: PodView, node_names: Sequence[str] | None, nodes: list[Node] | None
     ) -> ExtenderFilterResult:
         """The filter verb: ``nodes`` (the dry-run path) when given, else ``node_names``."""
         started = time.perf_counter()
@@ -113,8 +113,7 @@ class Extender:
             self._count(outcome)
             return self._reply(outcome, nodes)
         except HamiError as err:
-            metadata = pod.get("metadata") or {}
-            _log.info("filter of %s/%s failed: %s", metadata.get("namespace"), metadata.get("name"), err)
+            _log.info("filter of %s failed: %s", pod.key, err)
             return filter_reply(error=str(err))
         finally:
             self._metrics.filter_results.labels(result).inc()
@@ -139,10 +138,9 @@ class Extender:
             return filter_reply(nodes=chosen, failed=failed)
         return filter_reply(node_names=[outcome.node], failed=failed)
 
-    def prioritize(self, pod: Pod, node_names: Sequence[str]) -> list[HostPriority]:
+    def prioritize(self, pod: PodView, node_names: Sequence[str]) -> list[HostPriority]:
         """Scores 0..10 by the pod's node policy, scaled over the given nodes (pure read)."""
-        annotations = (pod.get("metadata") or {}).get("annotations") or {}
-        policy = annotations.get(codec.NODE_SCHEDULER_POLICY) or self._default_policy
+        policy = pod.annotations.get(codec.NODE_SCHEDULER_POLICY) or self._default_policy
         scores: dict[str, float] = {}
         for name in node_names:
             try:

@@ -57,7 +57,7 @@ from hami_core.errors import NotFoundError
 from hami_core.hookspecs import ScoringPolicy
 from hami_core.kube.client import KubeClient
 from hami_core.kube.objects import Node
-from hami_core.kube.objects import Pod
+from hami_core.pods import PodView
 from hami_core.scheduler import quota
 from hami_core.scheduler import scoring
 from hami_core.scheduler.cache import ClusterCache
@@ -129,7 +129,7 @@ def _label(reason: str) -> str:
 class _Plan:
     """One pod's filter inputs, resolved once."""
 
-    pod: Pod
+    pod: PodView
     namespace: str
     name: str
     uid: str
@@ -199,7 +199,7 @@ class Filtering:
 
     # --- planning ---------------------------------------------------------------------------------
 
-    def plan(self, pod: Pod) -> _Plan | None:
+    def plan(self, pod: PodView) -> _Plan | None:
         """Resolve a pod's requests and policies; ``None`` when it asks no device.
 
         Raises:
@@ -209,8 +209,7 @@ class Filtering:
         request = parse_pod_request(pod, list(self._backends.values()))
         if request.empty:
             return None
-        metadata = pod.get("metadata") or {}
-        annotations = dict(metadata.get("annotations") or {})
+        annotations = pod.annotations
         policies = scoring.pod_policies(
             annotations,
             self._policies,
@@ -221,12 +220,12 @@ class Filtering:
             pod_annotations=annotations, device_policy=policies.device.text, weights=policies.weights
         )
         numa_bind = any(self._backends[name].fit_rules(context).numa_bind for name in request.backends)
-        namespace = metadata.get("namespace", "")
+        namespace = pod.namespace
         plan = _Plan(
             pod=pod,
             namespace=namespace,
-            name=metadata.get("name", ""),
-            uid=metadata.get("uid", ""),
+            name=pod.name,
+            uid=pod.uid,
             annotations=annotations,
             request=request,
             policies=policies,
@@ -325,7 +324,7 @@ class Filtering:
 
     # --- the verb ---------------------------------------------------------------------------------
 
-    def filter(self, pod: Pod, node_names: Sequence[str]) -> FilterOutcome:
+    def filter(self, pod: PodView, node_names: Sequence[str]) -> FilterOutcome:
         """Choose a node among ``node_names`` and devices on it for ``pod``; annotate the pod.
 
         Raises:
@@ -337,10 +336,7 @@ class Filtering:
             plan = self.plan(pod)
         except (BackendError, CodecError) as err:
             if self._recorder is not None:
-                metadata = pod.get("metadata") or {}
-                ref = ObjectRef(
-                    "Pod", metadata.get("name", ""), metadata.get("namespace", ""), metadata.get("uid", "")
-                )
+                ref = ObjectRef("Pod", pod.name, pod.namespace, pod.uid)
                 self._recorder.record(ref, "Warning", "FilteringFailed", str(err))
             raise
         if plan is None:
@@ -550,7 +546,7 @@ class Filtering:
 
     # --- dry run --------------------------------------------------------------------------------------
 
-    def dry_run(self, pod: Pod, nodes: Sequence[Node]) -> FilterOutcome:
+    def dry_run(self, pod: PodView, nodes: Sequence[Node]) -> FilterOutcome:
         """HAMi's simulation path (``Nodes`` given): fit transient, unused copies of ``nodes``.
 
         Nothing is reserved or written; the best node by the pod's node policy is returned.

@@ -15,7 +15,7 @@ import attrs
 from hami_core.backend import DeviceBackend
 from hami_core.devices import DeviceRequest
 from hami_core.errors import BackendError
-from hami_core.kube.objects import Pod
+from hami_core.pods import PodView
 
 
 @attrs.frozen
@@ -43,30 +43,24 @@ class PodRequest:
         return [(backend, request) for wanted in self.containers for backend, request in wanted.items()]
 
 
-def parse_pod_request(pod: Pod, backends: Sequence[DeviceBackend]) -> PodRequest:
+def parse_pod_request(pod: PodView, backends: Sequence[DeviceBackend]) -> PodRequest:
     """Ask every backend what each container of ``pod`` requests of it.
 
     Raises:
         BackendError: a container's resources are malformed for some backend; the message names the
             pod, the container and the backend.
     """
-    spec = pod.get("spec") or {}
-    init = list(spec.get("initContainers") or [])
-    app = list(spec.get("containers") or [])
-    metadata = pod.get("metadata") or {}
     containers: list[Mapping[str, DeviceRequest]] = []
     used: dict[str, None] = {}
-    for container in [*init, *app]:
+    for container in pod.containers:
         wanted: dict[str, DeviceRequest] = {}
         for backend in backends:
             try:
                 request = backend.parse_request(container)
             except BackendError as err:
-                raise BackendError(
-                    f"pod {metadata.get('namespace', '')}/{metadata.get('name', '')}: backend {backend.name}: {err}"
-                ) from err
+                raise BackendError(f"pod {pod.key}: backend {backend.name}: {err}") from err
             if request is not None and request.nums > 0:
                 wanted[backend.name] = request
                 used[backend.name] = None
         containers.append(wanted)
-    return PodRequest(containers=tuple(containers), n_init=len(init), backends=tuple(used))
+    return PodRequest(containers=tuple(containers), n_init=pod.n_init, backends=tuple(used))

@@ -31,11 +31,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client import CollectorRegistry
 from prometheus_client import generate_latest
 
+from hami_core.errors import PodFormatError
 from hami_core.kube.objects import ExtenderBindingResult
 from hami_core.kube.objects import ExtenderFilterResult
 from hami_core.kube.objects import HostPriority
 from hami_core.kube.objects import Node
-from hami_core.kube.objects import Pod
+from hami_core.pods import PodView
 from hami_core.serving import TrackingHTTPServer
 
 _log = logging.getLogger(__name__)
@@ -64,10 +65,10 @@ class ExtenderService(Protocol):
     def readiness(self) -> tuple[bool, str]: ...
 
     def filter(
-        self, pod: Pod, node_names: Sequence[str] | None, nodes: list[Node] | None
+        self, pod: PodView, node_names: Sequence[str] | None, nodes: list[Node] | None
     ) -> ExtenderFilterResult: ...
 
-    def prioritize(self, pod: Pod, node_names: Sequence[str]) -> list[HostPriority]: ...
+    def prioritize(self, pod: PodView, node_names: Sequence[str]) -> list[HostPriority]: ...
 
     def bind(self, namespace: str, name: str, uid: str, node: str) -> ExtenderBindingResult: ...
 
@@ -97,7 +98,7 @@ def _object(body: bytes) -> Mapping[str, Any]:
     return decoded
 
 
-def parse_extender_args(body: bytes) -> tuple[Pod, list[str] | None, list[Node] | None]:
+def parse_extender_args(body: bytes) -> tuple[PodView, list[str] | None, list[Node] | None]:
     """``ExtenderArgs``: the pod, ``NodeNames`` and ``Nodes`` (items), each checked for shape.
 
     Raises:
@@ -111,8 +112,10 @@ def parse_extender_args(body: bytes) -> tuple[Pod, list[str] | None, list[Node] 
     for key in ("name", "namespace"):
         if not isinstance(metadata.get(key), str) or not metadata.get(key):
             raise BadRequest(f"Pod.metadata.{key} must be a non-empty string")
-    if pod.get("spec") is not None and not isinstance(pod.get("spec"), dict):
-        raise BadRequest("Pod.spec must be an object")
+    try:
+        view = PodView.from_object(pod)
+    except PodFormatError as err:
+        raise BadRequest(f"Pod: {err}") from err
     names = _field(args, "NodeNames")
     if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
         raise BadRequest("NodeNames must be a list of strings or null")
@@ -126,7 +129,7 @@ def parse_extender_args(body: bytes) -> tuple[Pod, list[str] | None, list[Node] 
             if not isinstance(item, dict) or not isinstance(item.get("metadata"), dict):
                 raise BadRequest("every item of Nodes must be a node object with metadata")
             items.append(cast(Node, item))
-    return cast(Pod, pod), names, items
+    return view, names, items
 
 
 def parse_binding_args(body: bytes) -> tuple[str, str, str, str]:

@@ -23,10 +23,8 @@ import copy
 import importlib.metadata
 import math
 import re
-from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import ClassVar
-from typing import cast
 
 import attrs
 import pytest
@@ -51,6 +49,9 @@ from hami_core.devices import FitContext
 from hami_core.devices import Mount
 from hami_core.errors import BackendError
 from hami_core.errors import CodecError
+from hami_core.errors import PodFormatError
+from hami_core.pods import ContainerView
+from hami_core.pods import PodView
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_pod
 
@@ -109,9 +110,13 @@ def _random_container(backend: DeviceBackend) -> st.SearchStrategy[object]:
 def assert_tolerates_container(backend: DeviceBackend, container: object) -> None:
     """Assert that parsing and admitting ``container`` return their types or raise BackendError.
 
-    ``container`` may have any shape: the webhook and scheduler hand over whatever the API sent.
+    ``container`` may have any shape: the API sends whatever a client wrote. What the pod view
+    refuses for its JSON types never reaches a backend; everything else must be answered.
     """
-    shaped = cast("Mapping[str, object]", container)
+    try:
+        shaped = ContainerView.from_object(container)
+    except PodFormatError:
+        return
     try:
         request = backend.parse_request(shaped)
     except BackendError:
@@ -119,7 +124,7 @@ def assert_tolerates_container(backend: DeviceBackend, container: object) -> Non
     else:
         assert request is None or isinstance(request, DeviceRequest), request
     try:
-        mutation = backend.mutate_container(shaped, make_pod())
+        mutation = backend.mutate_container(shaped, PodView.from_object(make_pod()))
     except BackendError:
         pass
     else:
@@ -213,17 +218,25 @@ class BackendContract:
 
     def test_container_without_resources_asks_nothing(self, backend: DeviceBackend) -> None:
         container = make_container()
-        assert backend.parse_request(container) is None
-        assert not backend.mutate_container(container, make_pod(containers=[container])).has_resource
+        view, pod = (
+            ContainerView.from_object(container),
+            PodView.from_object(make_pod(containers=[container])),
+        )
+        assert backend.parse_request(view) is None
+        assert not backend.mutate_container(view, pod).has_resource
 
     def test_container_asking_one_device_is_parsed_as_one_device_of_its_type(
         self, backend: DeviceBackend
     ) -> None:
         container = make_container(limits={backend.resource_names.count: 1})
-        request = backend.parse_request(container)
+        view, pod = (
+            ContainerView.from_object(container),
+            PodView.from_object(make_pod(containers=[container])),
+        )
+        request = backend.parse_request(view)
         assert request is not None
         assert (request.nums, request.type) == (1, backend.device_type)
-        assert backend.mutate_container(container, make_pod(containers=[container])).has_resource
+        assert backend.mutate_container(view, pod).has_resource
 
     @pytest.mark.parametrize(
         "shape",
@@ -350,7 +363,8 @@ class BackendContract:
         result = backend.fit(request, usage, FitContext())
         assert result.ok, f"one device with 1 MiB did not fit an idle node: {dict(result.reasons)}"
         container = make_container(limits={backend.resource_names.count: 1})
-        allocation = backend.allocate(result.devices, container, make_pod(containers=[container]))
+        pod = PodView.from_object(make_pod(containers=[container]))
+        allocation = backend.allocate(result.devices, pod.containers[0], pod)
         assert isinstance(allocation, ContainerAllocation)
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in allocation.envs.items())
         assert all(isinstance(mount, Mount) for mount in allocation.mounts)

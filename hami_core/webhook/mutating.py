@@ -40,12 +40,13 @@ import jsonpatch
 
 from hami_core import codec
 from hami_core.backend import DeviceBackend
-from hami_core.backend import container_name
-from hami_core.backend import resource_value
 from hami_core.backend import whole_quantity
 from hami_core.config import SchedulerConfig
 from hami_core.devices import DeviceRequest
 from hami_core.errors import BackendError
+from hami_core.errors import PodFormatError
+from hami_core.pods import ContainerView
+from hami_core.pods import PodView
 
 log = logging.getLogger(__name__)
 
@@ -147,21 +148,25 @@ class _Refused(Exception):
 
 @attrs.define
 class _Container:
-    """One container while the decision runs: where it sits and what uses it."""
+    """One container while the decision runs: where it sits, its current view and what uses it."""
 
     field: str
     index: int
-    body: dict[str, object]
+    view: ContainerView
     uses: list[DeviceBackend] = attrs.Factory(list)
     requests: dict[str, DeviceRequest] = attrs.Factory(dict)
 
     @property
     def name(self) -> str:
-        return container_name(self.body)
+        return self.view.label
 
     @property
     def is_init(self) -> bool:
-        return self.field == "initContainers"
+        return self.view.init
+
+    @property
+    def body(self) -> Mapping[str, object]:
+        return self.view.spec
 
 
 def _plain(value: object, what: str) -> dict[str, object]:
@@ -175,41 +180,30 @@ def _plain(value: object, what: str) -> dict[str, object]:
     return plain
 
 
-def _mapping(value: object, where: str) -> Mapping[str, object]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise _Refused(400, f"{where} must be an object, got {type(value).__name__}")
-    return value
+def _ignored(pod: Mapping[str, object]) -> bool:
+    """Whether a pod the view cannot read still carries the ignore label (it is left alone then)."""
+    metadata = pod.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+    return isinstance(labels, Mapping) and labels.get(codec.WEBHOOK_LABEL) == codec.WEBHOOK_IGNORE
 
 
-def _containers(spec: Mapping[str, object]) -> list[_Container]:
-    found: list[_Container] = []
-    for field in _CONTAINER_FIELDS:
-        listed = spec.get(field)
-        if listed is None:
-            continue
-        if not isinstance(listed, list):
-            raise _Refused(400, f"spec.{field} must be a list, got {type(listed).__name__}")
-        for index, container in enumerate(listed):
-            if not isinstance(container, dict):
-                raise _Refused(
-                    400, f"spec.{field}[{index}] must be an object, got {type(container).__name__}"
-                )
-            found.append(_Container(field, index, container))
-    return found
+def _containers(pod: PodView) -> list[_Container]:
+    """The pod's containers in the kubelet's order, each with its place in the spec."""
+    return [
+        _Container(_CONTAINER_FIELDS[0], index, view)
+        if view.init
+        else _Container(_CONTAINER_FIELDS[1], index - pod.n_init, view)
+        for index, view in enumerate(pod.containers)
+    ]
 
 
-def _names_asked(container: Mapping[str, object], backends: Sequence[DeviceBackend]) -> list[str]:
-    asked: list[str] = []
-    for backend in backends:
-        for name in backend.resource_names.all():
-            try:
-                if resource_value(container, name) is not None:
-                    asked.append(name)
-            except BackendError:
-                return asked
-    return asked
+def _names_asked(container: ContainerView, backends: Sequence[DeviceBackend]) -> list[str]:
+    return [
+        name
+        for backend in backends
+        for name in backend.resource_names.all()
+        if container.value(name) is not None
+    ]
 
 
 def _claims(scheduler_name: str, settings: WebhookSettings) -> bool:
@@ -222,14 +216,14 @@ def _claims(scheduler_name: str, settings: WebhookSettings) -> bool:
 
 
 def _run_backends(
-    container: _Container, backends: Sequence[DeviceBackend], pod: Mapping[str, object]
+    container: _Container, backends: Sequence[DeviceBackend], pod: PodView
 ) -> tuple[str, list[str]]:
     """Let every backend mutate ``container``; returns the runtime class asked for and warnings."""
     runtime_class = ""
     warnings: list[str] = []
     for backend in backends:
         try:
-            result = backend.mutate_container(container.body, pod)
+            result = backend.mutate_container(container.view, pod)
         except BackendError as err:
             raise _Refused(400, str(err)) from err
         except Exception as err:
@@ -239,7 +233,12 @@ def _run_backends(
                 f"backend {backend.name} failed on container {container.name}: {type(err).__name__}: {err}",
             ) from err
         if result.container is not None:
-            container.body = _plain(result.container, f"backend {backend.name}'s container {container.name}")
+            what = f"backend {backend.name}'s container {container.name}"
+            body = _plain(result.container, what)
+            try:
+                container.view = ContainerView.from_object(body, init=container.is_init)
+            except PodFormatError as err:
+                raise _Refused(500, f"{what} is malformed: {err}") from err
         warnings.extend(result.warnings)
         if result.has_resource:
             container.uses.append(backend)
@@ -254,11 +253,11 @@ def _validate(container: _Container, backend: DeviceBackend, capacity: Capacity 
         _Refused: the request is malformed in itself (400).
     """
     names = backend.resource_names
-    body = container.body
+    view = container.view
     try:
-        raw = {name: resource_value(body, name) for name in names.all()}
+        raw = {name: view.value(name) for name in names.all()}
         present = {name: value for name, value in raw.items() if value is not None}
-        amounts = {name: whole_quantity(body, name, value) for name, value in present.items()}
+        amounts = {name: whole_quantity(view, name, value) for name, value in present.items()}
     except BackendError as err:
         raise _Refused(400, str(err)) from err
     if not present:
@@ -288,7 +287,7 @@ def _validate(container: _Container, backend: DeviceBackend, capacity: Capacity 
     if count == 0:
         return []
     try:
-        request = backend.parse_request(body)
+        request = backend.parse_request(view)
     except BackendError as err:
         raise _Refused(400, str(err)) from err
     if request is None:
@@ -399,22 +398,24 @@ def _decide(
             400, f"the request's object is not a pod: expected an object, got {type(pod).__name__}"
         )
     original = _plain(pod, "the pod")
-    metadata = _mapping(original.get("metadata"), "metadata")
-    labels = _mapping(metadata.get("labels"), "metadata.labels")
-    if labels.get(codec.WEBHOOK_LABEL) == codec.WEBHOOK_IGNORE:
+    try:
+        view = PodView.from_object(original)
+    except PodFormatError as err:
+        if _ignored(original):
+            return MutationOutcome.admit()
+        raise _Refused(400, str(err)) from err
+    if view.labels.get(codec.WEBHOOK_LABEL) == codec.WEBHOOK_IGNORE:
         return MutationOutcome.admit()
     mutated = copy.deepcopy(original)
     spec = mutated.get("spec")
     if not isinstance(spec, dict):
         raise _Refused(400, "the pod has no spec object")
-    containers = _containers(spec)
+    containers = _containers(view)
     if not any(not container.is_init for container in containers):
         raise _Refused(403, "pod has no containers")
-    scheduler_name = spec.get("schedulerName") or ""
-    if not isinstance(scheduler_name, str):
-        raise _Refused(400, f"spec.schedulerName must be a string, got {type(scheduler_name).__name__}")
+    scheduler_name = view.scheduler_name
     if not _claims(scheduler_name, settings):
-        asked = [name for container in containers for name in _names_asked(container.body, backends)]
+        asked = [name for container in containers for name in _names_asked(container.view, backends)]
         if not asked:
             return MutationOutcome.admit()
         return MutationOutcome.admit(
@@ -427,7 +428,7 @@ def _decide(
     warnings: list[str] = []
     runtime_class = ""
     for container in containers:
-        asked_class, more = _run_backends(container, backends, original)
+        asked_class, more = _run_backends(container, backends, view)
         runtime_class = runtime_class or asked_class
         warnings += more
         spec[container.field][container.index] = container.body
@@ -446,7 +447,7 @@ def _decide(
         if runtime_class and not spec.get("runtimeClassName"):
             spec["runtimeClassName"] = runtime_class
         if quota is not None:
-            where = namespace or str(metadata.get("namespace") or "")
+            where = namespace or view.namespace
             for backend in backends:
                 memory, cores = _quota_totals(containers, backend.name)
                 if memory or cores:

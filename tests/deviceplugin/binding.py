@@ -29,6 +29,7 @@ from hami_core.devices import PodDevices
 from hami_core.errors import ConflictError
 from hami_core.kube.client import KubeClient
 from hami_core.kube.objects import Pod
+from hami_core.pods import ContainerView
 
 
 def filter_annotations(
@@ -139,7 +140,7 @@ class ProtocolScheduler:
         """Fit ``pod`` on ``node_name`` and book it; ``None`` when it does not fit."""
         requests: list[dict[str, DeviceRequest]] = []
         for container in pod_containers(pod):
-            request = self.backend.parse_request(container)
+            request = self.backend.parse_request(ContainerView.from_object(container))
             requests.append({self.backend.name: request} if request is not None else {})
         n_init = len((pod.get("spec") or {}).get("initContainers") or [])
 

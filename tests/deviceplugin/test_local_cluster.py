@@ -29,6 +29,8 @@ from hami_core.kube.objects import Container
 from hami_core.kube.objects import Pod
 from hami_core.localcluster.cluster import LocalCluster
 from hami_core.localcluster.kubelet import ALLOCATIONS_ANNOTATION
+from hami_core.pods import ContainerView
+from hami_core.pods import PodView
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_pod
 from tests.deviceplugin.binding import ProtocolScheduler
@@ -119,7 +121,11 @@ def expected_envs(backend: MockBackend, pod: Pod) -> dict[str, dict[str, str]]:
     assigned = codec.decode_pod_devices(pod["metadata"]["annotations"][backend.keys.allocated])
     containers: list[Container] = pod_containers(pod)
     return {
-        container["name"]: dict(backend.allocate(tuple(entry), container, pod).envs)
+        container["name"]: dict(
+            backend.allocate(
+                tuple(entry), ContainerView.from_object(container), PodView.from_object(pod)
+            ).envs
+        )
         for container, entry in zip(containers, assigned, strict=False)
         if entry
     }
@@ -266,7 +272,7 @@ def test_the_scheduler_extender_places_every_kind_of_pod_on_plugin_threads(
             for pod in workload():
                 created = kube.create_pod("default", pod)
                 meta = created["metadata"]
-                reply = app.extender.filter(created, cluster.node_names, None)
+                reply = app.extender.filter(PodView.from_object(created), cluster.node_names, None)
                 assert reply.get("Error", "") == "", reply
                 assert reply["NodeNames"], reply
                 bound = app.extender.bind(meta["namespace"], meta["name"], meta["uid"], reply["NodeNames"][0])
@@ -306,7 +312,7 @@ def test_the_scheduler_extender_stops_placing_on_a_device_the_plugin_reports_unh
                     name, scheduler_name=SCHEDULER, containers=[make_container(limits={GPU: count, MEM: 100})]
                 )
                 created = kube.create_pod("default", pod)
-                reply = app.extender.filter(created, ["node-0"], None)
+                reply = app.extender.filter(PodView.from_object(created), ["node-0"], None)
                 if reply.get("NodeNames"):
                     meta = created["metadata"]
                     assert app.extender.bind(meta["namespace"], meta["name"], meta["uid"], "node-0") == {

@@ -39,6 +39,8 @@ from hami_core.kube.objects import Node
 from hami_core.kube.objects import Pod
 from hami_core.plugins import Backends
 from hami_core.plugins import load_backends
+from hami_core.pods import ContainerView
+from hami_core.pods import PodView
 from hami_core.scheduler import scoring
 from hami_core.scheduler.binding import Binding
 from hami_core.scheduler.cache import Changes
@@ -76,7 +78,7 @@ MOCK_CORES = "mock.hami.io/gpucores"
 class NvidiaLikeBackend(DeviceBackend):
     """HAMi's NVIDIA names, keys and filter rules, without hardware (tests only)."""
 
-    contract_version: ClassVar[str] = "1.0"
+    contract_version: ClassVar[str] = "2.0"
 
     @property
     def name(self) -> str:
@@ -117,7 +119,7 @@ class NvidiaLikeBackend(DeviceBackend):
         return []
 
     def allocate(
-        self, devices: ContainerDevices, container: Mapping[str, object], pod: Mapping[str, object]
+        self, devices: ContainerDevices, container: ContainerView, pod: PodView
     ) -> ContainerAllocation:
         return ContainerAllocation()
 
@@ -258,7 +260,9 @@ class Harness:
         return [node["metadata"]["name"] for node in self.kube.list_nodes()["items"]]
 
     def filter(self, pod: Pod, names: Sequence[str] | None = None) -> FilterOutcome:
-        outcome = self.filtering.filter(pod, names if names is not None else self.node_names())
+        outcome = self.filtering.filter(
+            PodView.from_object(pod), names if names is not None else self.node_names()
+        )
         self.sync()
         return outcome
 

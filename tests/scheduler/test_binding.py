@@ -12,6 +12,7 @@ from hami_core import codec
 from hami_core.errors import LockError
 from hami_core.errors import NotFoundError
 from hami_core.kube.nodelock import NodeLock
+from hami_core.pods import PodView
 from hami_core.scheduler.binding import BindError
 from hami_core.testing.builders import make_pod
 from tests.scheduler.fakes import NOW
@@ -29,7 +30,7 @@ KEYS = NvidiaLikeBackend().keys
 def filtered(made: Harness, name: str, **kwargs: object) -> dict[str, str]:
     """Create and filter pod ``name``; returns its metadata name, uid and node."""
     pod = made.add_pod(gpu_pod(name, memory=1000, **kwargs))  # type: ignore[arg-type]
-    outcome = made.filtering.filter(pod, made.node_names())
+    outcome = made.filtering.filter(PodView.from_object(pod), made.node_names())
     made.sync()
     assert outcome.result == "scheduled"
     return {"name": name, "uid": pod["metadata"]["uid"], "node": outcome.node}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hami_core import codec
+from hami_core.pods import PodView
 from hami_core.scheduler.extender import Extender
 from hami_core.scheduler.metrics import SchedulerMetrics
 from hami_core.testing.builders import make_container
@@ -43,7 +44,7 @@ def test_a_follower_refuses_filter_and_bind_saying_it_is_not_the_leader() -> Non
     made = two_nodes()
     verbs, _ = extender(made, leading=False)
     pod = made.add_pod(gpu_pod("p", memory=100))
-    reply = verbs.filter(pod, ["a"], None)
+    reply = verbs.filter(PodView.from_object(pod), ["a"], None)
     assert reply["Error"] == "replica-b is not the leader"
     assert reply["NodeNames"] is None
     assert verbs.bind("default", "p", "", "a") == {"Error": "replica-b is not the leader"}
@@ -53,7 +54,7 @@ def test_a_follower_refuses_filter_and_bind_saying_it_is_not_the_leader() -> Non
 def test_nothing_is_served_before_the_cache_synced() -> None:
     made = two_nodes()
     verbs, _ = extender(made, synced=False)
-    reply = verbs.filter(made.add_pod(gpu_pod("p", memory=100)), ["a"], None)
+    reply = verbs.filter(PodView.from_object(made.add_pod(gpu_pod("p", memory=100))), ["a"], None)
     assert reply["Error"] == "the cluster cache has not synced yet"
 
 
@@ -61,7 +62,7 @@ def test_a_scheduled_pod_gets_one_node_name_and_is_then_bound() -> None:
     made = two_nodes()
     verbs, metrics = extender(made)
     pod = made.add_pod(gpu_pod("p", memory=100))
-    reply = verbs.filter(pod, ["a", "b"], None)
+    reply = verbs.filter(PodView.from_object(pod), ["a", "b"], None)
     assert reply == {
         "Nodes": None,
         "NodeNames": ["a"],
@@ -81,7 +82,9 @@ def test_a_scheduled_pod_gets_one_node_name_and_is_then_bound() -> None:
 def test_an_unschedulable_pod_gets_failed_nodes_and_reasons_are_counted() -> None:
     made = two_nodes()
     verbs, metrics = extender(made)
-    reply = verbs.filter(made.add_pod(gpu_pod("p", memory=9000)), ["a", "b", "ghost"], None)
+    reply = verbs.filter(
+        PodView.from_object(made.add_pod(gpu_pod("p", memory=9000))), ["a", "b", "ghost"], None
+    )
     assert reply["NodeNames"] is None
     assert reply["FailedNodes"] == {
         "a": "1/1 CardInsufficientMemory",
@@ -106,7 +109,7 @@ def test_a_pod_with_bad_input_gets_the_error_in_the_reply() -> None:
     made = two_nodes()
     verbs, metrics = extender(made)
     pod = made.add_pod(make_pod("p", containers=[make_container(limits={GPU: 1, MEM: "lots"})]))
-    reply = verbs.filter(pod, ["a"], None)
+    reply = verbs.filter(PodView.from_object(pod), ["a"], None)
     assert "container main" in reply["Error"]
     assert metrics.registry.get_sample_value("hami_scheduler_filter_total", {"result": "error"}) == 1
 
@@ -114,7 +117,7 @@ def test_a_pod_with_bad_input_gets_the_error_in_the_reply() -> None:
 def test_a_pod_asking_no_device_keeps_every_node() -> None:
     made = two_nodes()
     verbs, _ = extender(made)
-    reply = verbs.filter(made.add_pod(make_pod("p")), ["a", "b"], None)
+    reply = verbs.filter(PodView.from_object(made.add_pod(make_pod("p"))), ["a", "b"], None)
     assert reply["NodeNames"] == ["a", "b"]
 
 
@@ -122,7 +125,7 @@ def test_the_dry_run_path_answers_with_node_objects() -> None:
     made = two_nodes()
     verbs, _ = extender(made)
     nodes = [registered_node("x", gpus("X", 1))]
-    reply = verbs.filter(made.add_pod(gpu_pod("p", memory=100)), None, nodes)
+    reply = verbs.filter(PodView.from_object(made.add_pod(gpu_pod("p", memory=100))), None, nodes)
     assert reply["Nodes"] == {"apiVersion": "v1", "kind": "NodeList", "items": nodes}
     assert reply["NodeNames"] is None
 
@@ -136,13 +139,13 @@ def test_a_failed_bind_is_an_error_reply() -> None:
 def test_prioritize_scales_the_policy_score_to_zero_to_ten() -> None:
     made = two_nodes()
     verbs, _ = extender(made)
-    made.filtering.filter(made.add_pod(gpu_pod("seed", memory=4000)), ["a"])
+    made.filtering.filter(PodView.from_object(made.add_pod(gpu_pod("seed", memory=4000))), ["a"])
     made.sync()
     pod = gpu_pod("p", memory=100)
-    assert verbs.prioritize(pod, ["a", "b", "ghost"]) == [
+    assert verbs.prioritize(PodView.from_object(pod), ["a", "b", "ghost"]) == [
         {"Host": "a", "Score": 10},
         {"Host": "b", "Score": 0},
         {"Host": "ghost", "Score": 0},
     ]
     spread = gpu_pod("q", memory=100, annotations={codec.NODE_SCHEDULER_POLICY: "spread"})
-    assert [entry["Score"] for entry in verbs.prioritize(spread, ["a", "b"])] == [0, 10]
+    assert [entry["Score"] for entry in verbs.prioritize(PodView.from_object(spread), ["a", "b"])] == [0, 10]

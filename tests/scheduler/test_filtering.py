@@ -14,6 +14,7 @@ from hami_core.errors import CodecError
 from hami_core.errors import NotFoundError
 from hami_core.hookspecs import ScoringPolicy
 from hami_core.kube.objects import ResourceQuota
+from hami_core.pods import PodView
 from hami_core.scheduler.filtering import FilterOutcome
 from hami_core.scheduler.quota import limits_from_quotas
 from hami_core.scheduler.recording import EventRecorder
@@ -55,7 +56,9 @@ def one_node(devices: Sequence[object] | None = None, **kwargs: object) -> Harne
 
 def schedule(made: Harness, pod: dict[str, object], names: Sequence[str] | None = None) -> FilterOutcome:
     created = made.add_pod(pod)  # type: ignore[arg-type]
-    outcome = made.filtering.filter(created, names if names is not None else made.node_names())
+    outcome = made.filtering.filter(
+        PodView.from_object(created), names if names is not None else made.node_names()
+    )
     made.sync()
     return outcome
 
@@ -354,9 +357,9 @@ def test_failed_nodes_list_only_the_nodes_fitted_before_the_chosen_one() -> None
 def test_re_filtering_a_pod_does_not_count_its_previous_choice() -> None:
     made = one_node([gpu("GPU-0")])
     pod = made.add_pod(gpu_pod("p", memory=8000))
-    made.filtering.filter(pod, ["node-a"])
+    made.filtering.filter(PodView.from_object(pod), ["node-a"])
     made.sync()
-    again = made.filtering.filter(made.kube.get_pod("default", "p"), ["node-a"])
+    again = made.filtering.filter(PodView.from_object(made.kube.get_pod("default", "p")), ["node-a"])
     assert again.node == "node-a"
 
 
@@ -365,7 +368,7 @@ def test_a_pod_deleted_before_its_annotation_releases_its_reservation() -> None:
     pod = made.add_pod(gpu_pod("p", memory=8000))
     made.kube.delete_pod("default", "p")
     with pytest.raises(NotFoundError):
-        made.filtering.filter(pod, ["node-a"])
+        made.filtering.filter(PodView.from_object(pod), ["node-a"])
     assert made.cache.allocation(pod["metadata"]["uid"]) is None
 
 
@@ -377,7 +380,7 @@ def test_concurrent_filters_never_book_more_than_a_device_has() -> None:
 
     def run(chunk: Sequence[dict[str, object]]) -> None:
         for pod in chunk:
-            outcome = made.filtering.filter(pod, ["node-a"])  # type: ignore[arg-type]
+            outcome = made.filtering.filter(PodView.from_object(pod), ["node-a"])  # type: ignore[arg-type]
             with lock:
                 outcomes.append(outcome)
 
@@ -454,7 +457,7 @@ def test_the_dry_run_path_scores_the_given_nodes_and_writes_nothing() -> None:
     made = harness()
     pod = made.add_pod(gpu_pod("p", memory=20000))
     nodes = [registered_node("small", gpus("S", 1)), registered_node("large", [gpu("L-0", memory=32000)])]
-    outcome = made.filtering.dry_run(pod, nodes)
+    outcome = made.filtering.dry_run(PodView.from_object(pod), nodes)
     assert (outcome.result, outcome.node) == ("scheduled", "large")
     assert outcome.node_object is nodes[1]
     assert outcome.failed == {"small": "1/1 CardInsufficientMemory"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 
+from hami_core.pods import PodView
 from hami_core.scheduler.metrics import SchedulerMetrics
 from hami_core.scheduler.quota import limits_from_quotas
 from tests.scheduler.fakes import MEM
@@ -17,7 +18,7 @@ from tests.scheduler.fakes import registered_node
 def test_hamis_device_gauges_report_limits_and_what_pods_hold() -> None:
     made = harness()
     made.add_node(registered_node("n", gpus("GPU", 1)))
-    made.filtering.filter(made.add_pod(gpu_pod("p", memory=3000, cores=30)), ["n"])
+    made.filtering.filter(PodView.from_object(made.add_pod(gpu_pod("p", memory=3000, cores=30))), ["n"])
     made.sync()
     registry = SchedulerMetrics(made.cache).registry
     device = {
@@ -66,7 +67,7 @@ def test_quota_gauges_report_use_and_limit() -> None:
     made.add_node(registered_node("n", gpus("GPU", 1)))
     quota = {"metadata": {"name": "q", "namespace": "default"}, "spec": {"hard": {f"limits.{MEM}": "8000"}}}
     made.cache.set_quotas(limits_from_quotas([quota], [NvidiaLikeBackend()]))  # type: ignore[list-item]
-    made.filtering.filter(made.add_pod(gpu_pod("p", memory=3000)), ["n"])
+    made.filtering.filter(PodView.from_object(made.add_pod(gpu_pod("p", memory=3000))), ["n"])
     made.sync()
     registry = SchedulerMetrics(made.cache).registry
     used = {"namespace": "default", "quota_name": "q", "limit": f"limits.{MEM}", "zone": "vGPU"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hami_core import codec
 from hami_core.devices import DeviceRequest
+from hami_core.pods import PodView
 from hami_core.scheduler.cache import Changes
 from hami_core.scheduler.cache import NodeView
 from hami_core.scheduler.pod_requests import PodRequest
@@ -88,10 +89,10 @@ def test_a_pod_that_ends_gets_a_rejected_pending_pod_retried() -> None:
     made = harness()
     made.add_node(registered_node("n", [gpu("GPU-0")]))
     holder = made.add_pod(gpu_pod("holder", memory=8000))
-    assert made.filtering.filter(holder, ["n"]).result == "scheduled"
+    assert made.filtering.filter(PodView.from_object(holder), ["n"]).result == "scheduled"
     made.sync()
     waiting = made.add_pod(gpu_pod("waiting", memory=4000))
-    assert made.filtering.filter(waiting, ["n"]).result == "unschedulable"
+    assert made.filtering.filter(PodView.from_object(waiting), ["n"]).result == "unschedulable"
     made.kube.patch_pod_status("default", "holder", {"status": {"phase": "Succeeded"}})
     made.sync()
     made.retrier.run_once()
@@ -103,10 +104,10 @@ def test_a_pod_that_cannot_fit_the_freed_capacity_is_left_alone() -> None:
     made = harness()
     made.add_node(registered_node("n", [gpu("GPU-0")]))
     holder = made.add_pod(gpu_pod("holder", memory=2000))
-    made.filtering.filter(holder, ["n"])
+    made.filtering.filter(PodView.from_object(holder), ["n"])
     made.sync()
     waiting = made.add_pod(gpu_pod("waiting", memory=9000))
-    made.filtering.filter(waiting, ["n"])
+    made.filtering.filter(PodView.from_object(waiting), ["n"])
     made.kube.delete_pod("default", "holder")
     made.sync()
     made.retrier.run_once()
@@ -118,10 +119,10 @@ def test_a_follower_does_not_touch_pods() -> None:
     made.retrier._is_leader = lambda: False
     made.add_node(registered_node("n", [gpu("GPU-0")]))
     holder = made.add_pod(gpu_pod("holder", memory=8000))
-    made.filtering.filter(holder, ["n"])
+    made.filtering.filter(PodView.from_object(holder), ["n"])
     made.sync()
     waiting = made.add_pod(gpu_pod("waiting", memory=4000))
-    made.filtering.filter(waiting, ["n"])
+    made.filtering.filter(PodView.from_object(waiting), ["n"])
     made.kube.delete_pod("default", "holder")
     made.sync()
     made.retrier.run_once()
@@ -132,10 +133,10 @@ def test_a_pod_deleted_before_its_retry_is_forgotten() -> None:
     made = harness()
     made.add_node(registered_node("n", [gpu("GPU-0")]))
     holder = made.add_pod(gpu_pod("holder", memory=8000))
-    made.filtering.filter(holder, ["n"])
+    made.filtering.filter(PodView.from_object(holder), ["n"])
     made.sync()
     waiting = made.add_pod(gpu_pod("waiting", memory=4000))
-    made.filtering.filter(waiting, ["n"])
+    made.filtering.filter(PodView.from_object(waiting), ["n"])
     made.kube.delete_pod("default", "waiting")
     made.kube.delete_pod("default", "holder")
     made.sync()
@@ -149,10 +150,10 @@ def test_the_retrier_thread_touches_pods_on_its_own() -> None:
     made = harness()
     made.add_node(registered_node("n", [gpu("GPU-0")]))
     holder = made.add_pod(gpu_pod("holder", memory=8000))
-    made.filtering.filter(holder, ["n"])
+    made.filtering.filter(PodView.from_object(holder), ["n"])
     made.sync()
     waiting = made.add_pod(gpu_pod("waiting", memory=4000))
-    made.filtering.filter(waiting, ["n"])
+    made.filtering.filter(PodView.from_object(waiting), ["n"])
     made.retrier.start()
     try:
         made.kube.delete_pod("default", "holder")

@@ -16,7 +16,7 @@ from hami_core.kube.objects import ExtenderBindingResult
 from hami_core.kube.objects import ExtenderFilterResult
 from hami_core.kube.objects import HostPriority
 from hami_core.kube.objects import Node
-from hami_core.kube.objects import Pod
+from hami_core.pods import PodView
 from hami_core.scheduler.metrics import SchedulerMetrics
 from hami_core.scheduler.server import ExtenderServer
 from hami_core.scheduler.server import split_bind
@@ -35,9 +35,9 @@ class RecordingService:
         return self.ready
 
     def filter(
-        self, pod: Pod, node_names: Sequence[str] | None, nodes: list[Node] | None
+        self, pod: PodView, node_names: Sequence[str] | None, nodes: list[Node] | None
     ) -> ExtenderFilterResult:
-        self.calls.append(("filter", pod["metadata"]["name"], node_names, nodes))
+        self.calls.append(("filter", pod.name, node_names, nodes))
         return {
             "Nodes": None,
             "NodeNames": list(node_names or [])[:1],
@@ -46,7 +46,7 @@ class RecordingService:
             "Error": "",
         }
 
-    def prioritize(self, pod: Pod, node_names: Sequence[str]) -> list[HostPriority]:
+    def prioritize(self, pod: PodView, node_names: Sequence[str]) -> list[HostPriority]:
         self.calls.append(("prioritize", tuple(node_names)))
         return [{"Host": name, "Score": 5} for name in node_names]
 

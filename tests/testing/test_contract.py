@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from collections.abc import Sequence
 
 import attrs
@@ -16,6 +15,7 @@ from hami_core.devices import DeviceRequest
 from hami_core.devices import DeviceUsage
 from hami_core.devices import FitContext
 from hami_core.devices import FitResult
+from hami_core.pods import ContainerView
 from hami_core.testing import BackendContract
 from hami_core.testing import assert_fit_within_capacity
 from hami_core.testing import assert_tolerates_container
@@ -33,10 +33,10 @@ class Overcommitting(MockBackend):
 
 
 class Crashing(MockBackend):
-    """Lets a TypeError escape from request parsing."""
+    """Lets a KeyError escape from request parsing."""
 
-    def parse_request(self, container: Mapping[str, object]) -> DeviceRequest | None:
-        return None if container["resources"] is None else super().parse_request(container)
+    def parse_request(self, container: ContainerView) -> DeviceRequest | None:
+        return super().parse_request(container) if container.limits else {}["no limits"]
 
 
 class Duplicating(MockBackend):

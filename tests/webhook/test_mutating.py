@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from typing import ClassVar
 
 import attrs
@@ -19,6 +18,8 @@ from hami_core.config import SchedulerConfig
 from hami_core.errors import BackendError
 from hami_core.kube.objects import Container
 from hami_core.kube.objects import Pod
+from hami_core.pods import ContainerView
+from hami_core.pods import PodView
 from hami_core.testing import make_container
 from hami_core.testing import make_pod
 from hami_core.webhook.mutating import MutationOutcome
@@ -245,32 +246,32 @@ def test_a_malformed_request_is_refused_naming_container_and_resource(
         pytest.param(
             {"spec": {"containers": "main"}},
             400,
-            "spec.containers must be a list, got str",
+            "spec.containers must be an array, got a string",
             id="containers-not-a-list",
         ),
         pytest.param(
             {"spec": {"containers": [1]}},
             400,
-            "spec.containers[0] must be an object, got int",
+            "spec.containers[0] must be an object, got a number",
             id="container-not-an-object",
         ),
         pytest.param(
             {"metadata": {"labels": []}, "spec": {}},
             400,
-            "metadata.labels must be an object, got list",
+            "metadata.labels must be an object, got an array",
             id="labels",
         ),
         pytest.param(
             {"spec": {"containers": [{"name": "a", "resources": []}]}},
             400,
-            "container a: resources must be a mapping",
+            "container a: resources must be an object, got an array",
             id="resources-not-an-object",
         ),
         pytest.param({"spec": {"containers": []}}, 403, "pod has no containers", id="no-containers"),
         pytest.param(
             {"spec": {"containers": [{"name": "a"}], "schedulerName": 7}},
             400,
-            "spec.schedulerName must be a string, got int",
+            "spec.schedulerName must be a string, got a number",
             id="schedulername-not-a-string",
         ),
     ],
@@ -358,13 +359,13 @@ def test_memory_is_compared_after_the_backends_memory_factor() -> None:
 class ExclusiveMock(MockBackend):
     """A mock that also applies NVIDIA's exclusive-core default and asks for a runtime class."""
 
-    contract_version: ClassVar[str] = "1.0"
+    contract_version: ClassVar[str] = "2.0"
 
-    def mutate_container(self, container: Mapping[str, object], pod: Mapping[str, object]) -> MutationResult:
+    def mutate_container(self, container: ContainerView, pod: PodView) -> MutationResult:
         result = super().mutate_container(container, pod)
         if not result.has_resource:
             return result
-        mutated = dict(result.container if result.container is not None else container)
+        mutated = dict(result.container if result.container is not None else container.spec)
         limits = dict(mutated.get("resources", {}).get("limits", {}))  # type: ignore[attr-defined]
         if CORES not in limits and MEM not in limits:
             limits[CORES] = "100"
@@ -392,16 +393,16 @@ def test_backend_changes_runtime_class_and_warnings_reach_the_reply() -> None:
 class BrokenMock(MockBackend):
     """A backend with a bug: it raises something other than BackendError."""
 
-    contract_version: ClassVar[str] = "1.0"
+    contract_version: ClassVar[str] = "2.0"
 
-    def mutate_container(self, container: Mapping[str, object], pod: Mapping[str, object]) -> MutationResult:
+    def mutate_container(self, container: ContainerView, pod: PodView) -> MutationResult:
         raise KeyError("oops")
 
 
 class RefusingMock(MockBackend):
-    contract_version: ClassVar[str] = "1.0"
+    contract_version: ClassVar[str] = "2.0"
 
-    def mutate_container(self, container: Mapping[str, object], pod: Mapping[str, object]) -> MutationResult:
+    def mutate_container(self, container: ContainerView, pod: PodView) -> MutationResult:
         raise BackendError("container main: this backend refuses it")
 
 

@@ -29,9 +29,9 @@ from hami_core import MutationResult
 from hami_core import RequestRules
 from hami_core import ResourceNames
 from hami_core import VendorKeys
-from hami_core.backend import container_name
-from hami_core.backend import resource_limit
 from hami_core.backend import whole_quantity
+from hami_core.pods import ContainerView
+from hami_core.pods import PodView
 
 #: What the webhook adds as the count when a container asks only memory or cores (HAMi's
 #: ``defaultGPUNum``).
@@ -45,7 +45,7 @@ class MockBackend(DeviceBackend):
         settings: device groups and request rules; :meth:`from_config` reads them from config.
     """
 
-    contract_version: ClassVar[str] = "1.0"
+    contract_version: ClassVar[str] = "2.0"
 
     def __init__(self, settings: MockSettings | None = None) -> None:
         self.settings = settings if settings is not None else MockSettings()
@@ -94,7 +94,7 @@ class MockBackend(DeviceBackend):
 
     # --- admission --------------------------------------------------------------------------
 
-    def mutate_container(self, container: Mapping[str, object], pod: Mapping[str, object]) -> MutationResult:
+    def mutate_container(self, container: ContainerView, pod: PodView) -> MutationResult:
         """HAMi's NVIDIA admission rules, reduced to what the mock needs.
 
         A container asking memory, a percentage or cores without a count gets a count of
@@ -105,26 +105,29 @@ class MockBackend(DeviceBackend):
                 malformed.
         """
         names = self.resource_names
-        percentage = resource_limit(container, names.memory_percentage)
+        percentage = container.limit(names.memory_percentage)
         if (
             percentage is not None
             and not 0 <= whole_quantity(container, names.memory_percentage, percentage) <= 100
         ):
             raise BackendError(
                 f"invalid {names.memory_percentage} value {percentage} in container "
-                f"{container_name(container)}: must be an integer between 0 and 100"
+                f"{container.label}: must be an integer between 0 and 100"
             )
-        has_count = resource_limit(container, names.count) is not None
-        asks_share = any(resource_limit(container, name) is not None for name in (names.memory, names.cores))
+        has_count = container.limit(names.count) is not None
+        asks_share = any(container.limit(name) is not None for name in (names.memory, names.cores))
         if not has_count and not asks_share and percentage is None:
             return MutationResult()
-        mutated = dict(container)
+        mutated = dict(container.spec)
         if not has_count:
-            mutated["resources"] = _with_limit(container, names.count, str(DEFAULT_COUNT))
-        priority = resource_limit(container, names.priority)
+            mutated["resources"] = _with_limit(container.spec, names.count, str(DEFAULT_COUNT))
+        priority = container.limit(names.priority)
         if priority is not None:
             level = whole_quantity(container, names.priority, priority)
-            mutated["env"] = [*_env_list(container), {"name": isolation.TASK_PRIORITY, "value": str(level)}]
+            mutated["env"] = [
+                *_env_list(container.spec),
+                {"name": isolation.TASK_PRIORITY, "value": str(level)},
+            ]
         changed = not has_count or priority is not None
         return MutationResult(has_resource=True, container=mutated if changed else None)
 
@@ -149,7 +152,7 @@ class MockBackend(DeviceBackend):
             return {device.id: self._injected_health.get(device.id, device.health) for device in devices}
 
     def allocate(
-        self, devices: ContainerDevices, container: Mapping[str, object], pod: Mapping[str, object]
+        self, devices: ContainerDevices, container: ContainerView, pod: PodView
     ) -> ContainerAllocation:
         """The visible-devices variable plus the shim's environment; no mounts or device nodes.
 
@@ -160,11 +163,11 @@ class MockBackend(DeviceBackend):
                 container's priority is malformed.
         """
         if not devices:
-            raise BackendError(f"container {container_name(container)}: no mock device to allocate")
+            raise BackendError(f"container {container.label}: no mock device to allocate")
         foreign = [device.uuid for device in devices if device.type != self.device_type]
         if foreign:
             raise BackendError(
-                f"container {container_name(container)}: devices {', '.join(foreign)} are not {self.device_type} devices"
+                f"container {container.label}: devices {', '.join(foreign)} are not {self.device_type} devices"
             )
         if self.settings.allocate_delay:
             time.sleep(self.settings.allocate_delay)
@@ -174,14 +177,14 @@ class MockBackend(DeviceBackend):
 
     # --- isolation --------------------------------------------------------------------------
 
-    def isolation_env(self, devices: ContainerDevices, container: Mapping[str, object]) -> Mapping[str, str]:
+    def isolation_env(self, devices: ContainerDevices, container: ContainerView) -> Mapping[str, str]:
         """HAMi-core's ``CUDA_DEVICE_MEMORY_LIMIT_<i>``, ``CUDA_DEVICE_SM_LIMIT`` and, when the
         container has a priority limit, ``CUDA_TASK_PRIORITY`` (the same value admission wrote).
 
         Raises:
             BackendError: the priority limit is not a whole number.
         """
-        priority = resource_limit(container, self.resource_names.priority)
+        priority = container.limit(self.resource_names.priority)
         level = (
             None if priority is None else whole_quantity(container, self.resource_names.priority, priority)
         )
@@ -198,9 +201,6 @@ def _with_limit(container: Mapping[str, object], name: str, value: str) -> dict[
 
 
 def _env_list(container: Mapping[str, object]) -> list[object]:
+    """The container's ``env`` entries (the pod view has checked that it is a list)."""
     env = container.get("env")
-    if env is None:
-        return []
-    if not isinstance(env, list):
-        raise BackendError(f"container {container_name(container)}: env must be a list")
-    return list(env)
+    return list(env) if isinstance(env, list) else []

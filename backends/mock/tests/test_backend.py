@@ -19,6 +19,8 @@ from hami_core import DeviceRequest
 from hami_core import DeviceUsage
 from hami_core import FitContext
 from hami_core import HamiConfig
+from hami_core.pods import ContainerView
+from hami_core.pods import PodView
 from hami_core.testing import make_container
 from hami_core.testing import make_pod
 
@@ -69,27 +71,31 @@ def test_names_and_keys_follow_hamis_naming() -> None:
     ],
 )
 def test_request_follows_hamis_rules(limits: dict[str, int], expected: DeviceRequest) -> None:
-    assert MockBackend().parse_request(make_container(limits=limits)) == expected
+    assert MockBackend().parse_request(ContainerView.from_object(make_container(limits=limits))) == expected
 
 
 def test_memory_factor_and_defaults_come_from_the_settings() -> None:
     backend = MockBackend(MockSettings(memory_factor=256, default_memory=512, default_cores=30))
-    assert backend.parse_request(make_container(limits={GPU: 1, MEM: 4})) == _request(
-        1, 1024, MEM_PERCENTAGE_UNSET, 30
-    )
-    assert backend.parse_request(make_container(limits={GPU: 1})) == _request(
+    assert backend.parse_request(
+        ContainerView.from_object(make_container(limits={GPU: 1, MEM: 4}))
+    ) == _request(1, 1024, MEM_PERCENTAGE_UNSET, 30)
+    assert backend.parse_request(ContainerView.from_object(make_container(limits={GPU: 1}))) == _request(
         1, 512, MEM_PERCENTAGE_UNSET, 30
     )
 
 
 def test_memory_beyond_int32_is_an_error_not_a_silent_drop() -> None:
     with pytest.raises(BackendError, match="out of range"):
-        MockBackend().parse_request(make_container("train", limits={GPU: 1, MEM: "16Gi"}))
+        MockBackend().parse_request(
+            ContainerView.from_object(make_container("train", limits={GPU: 1, MEM: "16Gi"}))
+        )
 
 
 def test_container_with_count_uses_the_backend_unchanged() -> None:
     container = make_container(limits={GPU: 1})
-    result = MockBackend().mutate_container(container, make_pod(containers=[container]))
+    result = MockBackend().mutate_container(
+        ContainerView.from_object(container), PodView.from_object(make_pod(containers=[container]))
+    )
     assert result.has_resource
     assert result.container is None
 
@@ -97,7 +103,9 @@ def test_container_with_count_uses_the_backend_unchanged() -> None:
 def test_container_asking_only_memory_gets_a_count_and_its_input_is_untouched() -> None:
     container = make_container(limits={MEM: 1024}, requests={"cpu": "1"})
     before = copy.deepcopy(container)
-    result = MockBackend().mutate_container(container, make_pod(containers=[container]))
+    result = MockBackend().mutate_container(
+        ContainerView.from_object(container), PodView.from_object(make_pod(containers=[container]))
+    )
     assert container == before
     assert result.has_resource
     assert result.container == {
@@ -108,7 +116,9 @@ def test_container_asking_only_memory_gets_a_count_and_its_input_is_untouched() 
 
 def test_priority_limit_becomes_the_shims_task_priority() -> None:
     container = make_container(limits={GPU: 1, PRIORITY: 0}, env={"A": "b"})
-    result = MockBackend().mutate_container(container, make_pod(containers=[container]))
+    result = MockBackend().mutate_container(
+        ContainerView.from_object(container), PodView.from_object(make_pod(containers=[container]))
+    )
     assert result.container is not None
     assert result.container["env"] == [
         {"name": "A", "value": "b"},
@@ -117,7 +127,9 @@ def test_priority_limit_becomes_the_shims_task_priority() -> None:
 
 
 def test_container_without_mock_resources_is_left_alone() -> None:
-    result = MockBackend().mutate_container(make_container(limits={"cpu": 1}), make_pod())
+    result = MockBackend().mutate_container(
+        ContainerView.from_object(make_container(limits={"cpu": 1})), PodView.from_object(make_pod())
+    )
     assert not result.has_resource
     assert result.container is None
 
@@ -127,7 +139,10 @@ def test_percentage_outside_0_to_100_is_denied(value: int) -> None:
     with pytest.raises(
         BackendError, match=r"invalid mock.hami.io/gpumem-percentage value .* in container main"
     ):
-        MockBackend().mutate_container(make_container(limits={GPU: 1, PCT: value}), make_pod())
+        MockBackend().mutate_container(
+            ContainerView.from_object(make_container(limits={GPU: 1, PCT: value})),
+            PodView.from_object(make_pod()),
+        )
 
 
 def test_allocate_hands_over_visible_devices_and_shim_limits() -> None:
@@ -135,7 +150,9 @@ def test_allocate_hands_over_visible_devices_and_shim_limits() -> None:
         ContainerDevice(uuid="MOCK-a", type="MOCK", usedmem=3000, usedcores=30),
         ContainerDevice(uuid="MOCK-b", type="MOCK", usedmem=5000, usedcores=50),
     )
-    allocation = MockBackend().allocate(devices, make_container(), make_pod())
+    allocation = MockBackend().allocate(
+        devices, ContainerView.from_object(make_container()), PodView.from_object(make_pod())
+    )
     assert dict(allocation.envs) == {
         isolation.VISIBLE_DEVICES: "MOCK-a,MOCK-b",
         "CUDA_DEVICE_MEMORY_LIMIT_0": "3000m",
@@ -148,17 +165,25 @@ def test_allocate_hands_over_visible_devices_and_shim_limits() -> None:
 
 def test_allocate_passes_the_containers_priority_to_the_shim() -> None:
     device = (ContainerDevice(uuid="MOCK-a", type="MOCK", usedmem=1, usedcores=0),)
-    allocation = MockBackend().allocate(device, make_container(limits={GPU: 1, PRIORITY: 1}), make_pod())
+    allocation = MockBackend().allocate(
+        device,
+        ContainerView.from_object(make_container(limits={GPU: 1, PRIORITY: 1})),
+        PodView.from_object(make_pod()),
+    )
     assert allocation.envs["CUDA_TASK_PRIORITY"] == "1"
     with pytest.raises(BackendError, match=r"mock\.hami\.io/priority must be a whole number"):
-        MockBackend().allocate(device, make_container(limits={GPU: 1, PRIORITY: "0.5"}), make_pod())
+        MockBackend().allocate(
+            device,
+            ContainerView.from_object(make_container(limits={GPU: 1, PRIORITY: "0.5"})),
+            PodView.from_object(make_pod()),
+        )
 
 
 def test_allocate_takes_the_configured_delay() -> None:
     backend = MockBackend(MockSettings(allocate_delay=0.05))
     device = (ContainerDevice(uuid="MOCK-a", type="MOCK", usedmem=1, usedcores=0),)
     started = time.monotonic()
-    backend.allocate(device, make_container(), make_pod())
+    backend.allocate(device, ContainerView.from_object(make_container()), PodView.from_object(make_pod()))
     assert time.monotonic() - started >= 0.05
 
 
@@ -175,9 +200,13 @@ def test_injected_health_overrides_the_configured_health_until_set_again() -> No
 def test_allocate_refuses_no_devices_and_other_vendors_devices() -> None:
     backend = MockBackend()
     with pytest.raises(BackendError, match="no mock device"):
-        backend.allocate((), make_container(), make_pod())
+        backend.allocate((), ContainerView.from_object(make_container()), PodView.from_object(make_pod()))
     with pytest.raises(BackendError, match="GPU-1 are not MOCK devices"):
-        backend.allocate((ContainerDevice("GPU-1", "NVIDIA", 1, 0),), make_container(), make_pod())
+        backend.allocate(
+            (ContainerDevice("GPU-1", "NVIDIA", 1, 0),),
+            ContainerView.from_object(make_container()),
+            PodView.from_object(make_pod()),
+        )
 
 
 def test_fit_takes_devices_of_the_configured_shape() -> None:
