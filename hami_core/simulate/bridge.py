@@ -29,6 +29,7 @@ from hami_core.devices import FitResult
 from hami_core.devices import PodDevices
 from hami_core.hookspecs import ScoringPolicy
 from hami_core.plugins import load_backends
+from hami_core.pods import PodView
 from hami_core.scheduler.capacity import BackendSummary
 from hami_core.scheduler.placement import NodeState
 from hami_core.scheduler.placement import PodShape
@@ -117,7 +118,7 @@ class Scheduler:
             "metadata": {"name": pod.name, "annotations": {codec.NODE_SCHEDULER_POLICY: policy}},
             "spec": {"containers": [{"name": "main", "resources": {"limits": resources}}]},
         }
-        request = parse_pod_request(manifest, [self.backend])
+        request = parse_pod_request(PodView.from_object(manifest), [self.backend])
         annotations = manifest["metadata"]["annotations"]
         device_default = allocation.POLICY_SPREAD if policy == "spread" else allocation.POLICY_BINPACK
         policies = pod_policies(annotations, self.policies, default_node=policy, default_device=device_default)

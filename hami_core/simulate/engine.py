@@ -47,6 +47,7 @@ class RunResult:
     """The per-event series of one run (event 0 is the empty cluster before any pod).
 
     Percentages are of the cluster's GPU capacity, except ``frag_rate`` (of the idle GPU).
+    ``placed`` names each pod's node, ``""`` for a pod that fitted nowhere.
     """
 
     policy: str
@@ -59,6 +60,7 @@ class RunResult:
     failed: int
     seconds: float
     capacity_gpus: float
+    placed: tuple[str, ...] = ()
 
 
 class _Node:
@@ -252,14 +254,17 @@ class Replay:
         series_frag = [fragment_total * 100 / capacity]
         series_rate = [self._rate(fragment_total, capacity - used)]
         failed = 0
+        placed: list[str] = []
         for position, pod in enumerate(pods):
             arrived += pod.gpu_demand
             cls = self._class(pod)
             chosen = self._choose(cls, pod)
             if chosen is None:
                 failed += 1
+                placed.append("")
             else:
                 node, usage = chosen
+                placed.append(node.spec.name)
                 self._place(node, pod, usage, cls.plan.shape.tag)
                 used += pod.gpu_demand
                 fresh = self._fragment(node)
@@ -284,6 +289,7 @@ class Replay:
             failed=failed,
             seconds=time.perf_counter() - started,
             capacity_gpus=capacity / MILLI,
+            placed=tuple(placed),
         )
 
     @staticmethod
