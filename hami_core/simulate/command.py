@@ -33,7 +33,7 @@ ALL_POLICIES = (
     registry.GPU_PACKING,
     registry.BESTFIT,
     registry.FGD,
-    registry.FGD_PACK,
+    registry.FGD_GUARD,
 )
 #: The most seeds one invocation accepts.
 MAX_SEEDS = 1000

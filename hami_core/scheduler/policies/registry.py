@@ -19,7 +19,7 @@ GPU_CLUSTERING = "gpu-clustering"
 GPU_PACKING = "gpu-packing"
 BESTFIT = "bestfit"
 FGD = "fgd"
-FGD_PACK = "fgd-pack"
+FGD_GUARD = "fgd-guard"
 
 
 def unranked(devices: Sequence[DeviceUsage]) -> float:
@@ -28,7 +28,7 @@ def unranked(devices: Sequence[DeviceUsage]) -> float:
 
 
 class PlacementPolicies:
-    """Contributes ``random``, ``dotprod``, ``gpu-clustering``, ``gpu-packing``, ``bestfit``, ``fgd``, ``fgd-pack``.
+    """Contributes ``random``, ``dotprod``, ``gpu-clustering``, ``gpu-packing``, ``bestfit``, ``fgd``, ``fgd-guard``.
 
     Args:
         workload: FGD's target workload M; ``None`` learns it from the pods scored (the extender).
@@ -48,7 +48,7 @@ class PlacementPolicies:
             GPU_PACKING: baselines.GpuPacking(),
             BESTFIT: baselines.BestFit(),
             FGD: fgd.Fgd(self._workload),
-            FGD_PACK: fgd.FgdPack(self._workload),
+            FGD_GUARD: fgd.FgdGuard(self._workload),
         }
 
     @hookimpl
