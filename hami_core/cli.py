@@ -571,17 +571,32 @@ def scheduler_command(
 
 
 @hami.command(name="simulate")
-@click.option("--nodes", "nodes_path", type=click.Path(dir_okay=False, path_type=Path), help="Trace node CSV.")
+@click.option(
+    "--nodes", "nodes_path", type=click.Path(dir_okay=False, path_type=Path), help="Trace node CSV."
+)
 @click.option("--pods", "pods_path", type=click.Path(dir_okay=False, path_type=Path), help="Trace pod CSV.")
-@click.option("--cluster", "cluster_path", type=click.Path(dir_okay=False, path_type=Path), help="Cluster YAML/JSON.")
-@click.option("--workload", "workload_path", type=click.Path(dir_okay=False, path_type=Path), help="Workload YAML/JSON.")
+@click.option(
+    "--cluster", "cluster_path", type=click.Path(dir_okay=False, path_type=Path), help="Cluster YAML/JSON."
+)
+@click.option(
+    "--workload", "workload_path", type=click.Path(dir_okay=False, path_type=Path), help="Workload YAML/JSON."
+)
 @click.option("--policy", "policy_text", default="all", show_default=True, metavar="NAME[,NAME...]|all")
 @click.option("--seeds", "seeds_text", default="42", show_default=True, metavar="42-51|42,43")
-@click.option("--arrive", default=130.0, show_default=True, help="Arrived GPU demand to replay, % of capacity.")
+@click.option(
+    "--arrive", default=130.0, show_default=True, help="Arrived GPU demand to replay, % of capacity."
+)
 @click.option("--workers", type=click.IntRange(min=1), help="Processes (default: one per available core).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-@click.option("--csv", "csv_dir", type=click.Path(file_okay=False, path_type=Path), help="Write the paper's CSVs here.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Draw a PNG (needs hami[plot]).")
+@click.option(
+    "--csv", "csv_dir", type=click.Path(file_okay=False, path_type=Path), help="Write the paper's CSVs here."
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Draw a PNG (needs hami[plot]).",
+)
 def simulate_command(
     nodes_path: Path | None,
     pods_path: Path | None,
@@ -602,7 +617,9 @@ def simulate_command(
     from hami_core.simulate import report
 
     if (nodes_path is None) == (cluster_path is None) or (pods_path is None) == (workload_path is None):
-        raise click.UsageError("give the cluster as --nodes CSV or --cluster FILE, the pods as --pods CSV or --workload FILE")
+        raise click.UsageError(
+            "give the cluster as --nodes CSV or --cluster FILE, the pods as --pods CSV or --workload FILE"
+        )
     setup = command.experiment(nodes_path or cluster_path, pods_path or workload_path, arrive)  # type: ignore[arg-type]
     policies = command.parse_policies(policy_text)
     seeds = command.parse_seeds(seeds_text)

@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from collections.abc import Set
 from datetime import UTC
 from datetime import datetime
+from typing import Generic
+from typing import TypeVar
 
 import attrs
 
@@ -66,6 +68,10 @@ from hami_core.scheduler.cache import PodAllocation
 from hami_core.scheduler.capacity import ROOM_TIERS
 from hami_core.scheduler.capacity import BackendSummary
 from hami_core.scheduler.capacity import RoomTier
+from hami_core.scheduler.placement import NodeState
+from hami_core.scheduler.placement import PodShape
+from hami_core.scheduler.placement import first_request
+from hami_core.scheduler.placement import placement_score
 from hami_core.scheduler.pod_requests import PodRequest
 from hami_core.scheduler.pod_requests import parse_pod_request
 from hami_core.scheduler.recording import EventKind
@@ -75,6 +81,8 @@ from hami_core.scheduler.retrying import Retrier
 from hami_core.scheduler.scoring import PodPolicies
 
 _log = logging.getLogger(__name__)
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 #: How often a fit is redone when concurrent filters keep booking the same node first.
 _RESERVE_ATTEMPTS = 8
@@ -196,6 +204,9 @@ class Filtering:
             }
         )
         self._reasons = _ReasonMemo()
+        # Placement scores and fits by (node, generation, pod signature, policy revision): a node
+        # that has not changed is not refitted for the next pod of the same kind.
+        self._placed: _Memo[tuple[str, int, int, int], tuple[float, PodFit]] = _Memo()
 
     # --- planning ---------------------------------------------------------------------------------
 
@@ -362,7 +373,9 @@ class Filtering:
         )
         wanted = set(node_names)
         failed: dict[str, str] = {}
-        if any(self._node_scoring[name] for name in plan.request.backends):
+        if plan.policies.node.placement is not None or any(
+            self._node_scoring[name] for name in plan.request.backends
+        ):
             chosen, fit, evaluated = self._best_of_all(plan, wanted, failed)
         else:
             chosen, fit, evaluated = self._first_fit(plan, wanted, failed)
@@ -465,25 +478,56 @@ class Filtering:
     def _best_of_all(
         self, plan: _Plan, known: Set[str], failed: dict[str, str]
     ) -> tuple[str, PodFit | None, int]:
-        """Fit every node and add the backends' node scores (they depend on the chosen devices)."""
+        """Fit every node and add the backends' node scores (they depend on the chosen devices).
+
+        A placement policy (FGD and the like) scores the fit too. Its walk skips nodes the cheap
+        capacity check rules out, fitting them only for their reasons when no node fits.
+        """
         policy = plan.policies.node.name
+        placement = plan.policies.node.placement
+        checks = self._checks(plan)
+        revision = -1
+        if placement is not None and placement.deterministic:
+            shape = PodShape.of(first_request(plan.request.containers, plan.request.backends))
+            revision = placement.revision(shape)
+        skipped: list[str] = []
         best: tuple[float, str, NodeView, PodFit] | None = None
         for name in known:
             view = self._cache.view(name)
             if view is None:
                 failed[name] = codec.NODE_UNREGISTERED
                 continue
-            fit = self.fit(plan, view)
+            if placement is not None and not _passes(view, checks):
+                skipped.append(name)
+                continue
+            memo_key = (name, view.generation, plan.signature, revision)
+            scored = self._placed.get(memo_key) if revision >= 0 else None
+            if scored is None:
+                fit = self.fit(plan, view)
+                total = 0.0
+                if fit.ok:
+                    total = (self._cache.score(policy, name) or 0.0) + self._vendor_score(plan, view, fit)
+                    if placement is not None:
+                        total += placement_score(
+                            placement, view.devices, fit.usage, plan.request.containers, plan.request.backends
+                        )
+                scored = (total, fit)
+                if revision >= 0:
+                    self._placed.put(memo_key, scored)
+            total, fit = scored
             if not fit.ok:
                 failed[name] = fit.reason
                 continue
-            total = (self._cache.score(policy, name) or 0.0) + self._vendor_score(plan, view, fit)
             if best is None or (total, best[1]) > (best[0], name):
                 best = (total, name, view, fit)
         if best is None:
+            for name in skipped:
+                view = self._cache.view(name)
+                if view is not None:
+                    failed[name] = self.fit(plan, view).reason
             return "", None, len(known)
         claimed = self._claim(plan, best[2], failed)
-        return best[1], claimed, len(known)
+        return best[1], claimed, len(known) - len(skipped)
 
     def _vendor_score(self, plan: _Plan, view: NodeView, fit: PodFit) -> float:
         context = self._context(plan, view)
@@ -636,6 +680,22 @@ class _ReasonMemo:
         self._entries[key] = reason
 
 
+class _Memo(Generic[_K, _V]):
+    """A dict that starts over when it grows past ``capacity`` entries."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._capacity = capacity
+        self._entries: dict[_K, _V] = {}
+
+    def get(self, key: _K) -> _V | None:
+        return self._entries.get(key)
+
+    def put(self, key: _K, value: _V) -> None:
+        if len(self._entries) >= self._capacity:
+            self._entries.clear()
+        self._entries[key] = value
+
+
 class _NodeFitter:
     """The per-request fit :func:`hami_core.allocation.fit_pod` calls for one pod on one node.
 
@@ -656,7 +716,11 @@ class _NodeFitter:
     ) -> FitResult:
         plan = self._plan
         owner = self._filtering._backends[backend]
-        devices = plan.policies.device.order(devices)
+        placement = plan.policies.node.placement
+        if placement is not None:
+            devices = placement.order(NodeState(devices=tuple(devices)), PodShape.of(request))
+        else:
+            devices = plan.policies.device.order(devices)
         limit = self._filtering._cache.quotas.limit(plan.namespace, backend)
         if not self._filtering._shared_fit[backend]:
             result = owner.fit(request, devices, self._context)

@@ -14,6 +14,7 @@ module does I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -69,7 +70,9 @@ class PodShape:
         return "share-gpu" if self.milli < MILLI else f"{self.gpus}-gpu"
 
     @classmethod
-    def of(cls, request: DeviceRequest | None, cpu: int = 0, models: frozenset[str] = frozenset()) -> PodShape:
+    def of(
+        cls, request: DeviceRequest | None, cpu: int = 0, models: frozenset[str] = frozenset()
+    ) -> PodShape:
         """The shape of one device request: its share from cores, else from memory percentage."""
         if request is None or request.nums <= 0:
             return cls(cpu=cpu, gpus=0, milli=0, models=models)
@@ -109,12 +112,20 @@ class NodeState:
 class Placement(Protocol):
     """How a pod-aware node policy orders devices inside a node and scores the outcome.
 
-    ``deterministic`` is ``True`` when :meth:`score` is a pure function of its arguments (callers
-    may cache it per node state); ``False`` when scores are independent random draws, so callers
-    may instead draw the winner uniformly among the nodes that fit.
+    ``deterministic`` is ``True`` when :meth:`score` is a pure function of its arguments and of
+    :meth:`revision` (callers may cache it per node state); ``False`` when scores are independent
+    random draws, so callers may instead draw the winner uniformly among the nodes that fit.
     """
 
     deterministic: bool
+
+    def revision(self, pod: PodShape) -> int:
+        """Called once per pod before scoring; changes whenever scores of unchanged nodes may change.
+
+        A policy that learns from the pods it sees (FGD's workload in the extender) records ``pod``
+        here; the others return a constant.
+        """
+        ...
 
     def order(self, node: NodeState, pod: PodShape) -> Sequence[DeviceUsage]:
         """``node.devices`` in the order the fit should try them, most preferred **last**."""
@@ -132,3 +143,33 @@ def tightest_last(devices: Sequence[DeviceUsage]) -> list[DeviceUsage]:
     it; whole devices come from the lowest-index idle ones.
     """
     return sorted(devices, key=lambda device: (-device_free(device), -device.index))
+
+
+def first_request(
+    containers: Sequence[Mapping[str, DeviceRequest]], backends: Sequence[str]
+) -> DeviceRequest | None:
+    """The request a placement policy judges a pod by: the first container's of the first backend."""
+    for wanted in containers:
+        for backend in backends:
+            request = wanted.get(backend)
+            if request is not None and request.nums > 0:
+                return request
+    return None
+
+
+def placement_score(
+    placement: Placement,
+    before: Mapping[str, Sequence[DeviceUsage]],
+    after: Mapping[str, Sequence[DeviceUsage]],
+    containers: Sequence[Mapping[str, DeviceRequest]],
+    backends: Sequence[str],
+) -> float:
+    """A placement policy's score of one fitted node, as the extender computes it.
+
+    The extender knows no CPU (kube-scheduler checks it), so the states carry none; the devices are
+    those of the backends the pod asks for, before and after the pod is booked.
+    """
+    shape = PodShape.of(first_request(containers, backends))
+    old = tuple(device for backend in backends for device in before.get(backend, ()))
+    new = tuple(device for backend in backends for device in after.get(backend, before.get(backend, ())))
+    return float(placement.score(NodeState(devices=old), shape, NodeState(devices=new)))

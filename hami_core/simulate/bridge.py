@@ -114,14 +114,16 @@ class Scheduler:
                 f"{_RESOURCE_PREFIX}gpucores": share,
                 f"{_RESOURCE_PREFIX}gpumem-percentage": share,
             }
+        annotations = {codec.NODE_SCHEDULER_POLICY: policy}
         manifest = {
-            "metadata": {"name": pod.name, "annotations": {codec.NODE_SCHEDULER_POLICY: policy}},
+            "metadata": {"name": pod.name, "annotations": annotations},
             "spec": {"containers": [{"name": "main", "resources": {"limits": resources}}]},
         }
         request = parse_pod_request(PodView.from_object(manifest), [self.backend])
-        annotations = manifest["metadata"]["annotations"]
         device_default = allocation.POLICY_SPREAD if policy == "spread" else allocation.POLICY_BINPACK
-        policies = pod_policies(annotations, self.policies, default_node=policy, default_device=device_default)
+        policies = pod_policies(
+            annotations, self.policies, default_node=policy, default_device=device_default
+        )
         first = request.containers[0].get(BACKEND) if request.containers else None
         shape = PodShape.of(first, cpu=pod.cpu_milli, models=frozenset(device_type(m) for m in pod.gpu_spec))
         context = FitContext(
@@ -144,12 +146,18 @@ class Scheduler:
         containers = plan.request.containers
         if placement is not None and len(containers) == 1 and plan.request.backends == (BACKEND,):
             request = containers[0][BACKEND]
-            result = allocation.fit_container(request, placement.order(node, plan.shape), rules, device_policy)
+            result = allocation.fit_container(
+                request, placement.order(node, plan.shape), rules, device_policy
+            )
             if not result.ok:
                 return PodFit(ok=False, reasons=dict(result.reasons), considered=result.considered)
-            booked = {booking.device.uuid: booking for booking in allocation.collapse_usage((result.devices,), 0)}
+            booked = {
+                booking.device.uuid: booking for booking in allocation.collapse_usage((result.devices,), 0)
+            }
             usage = tuple(
-                device.add(booked[device.id].device, booked[device.id].slots) if device.id in booked else device
+                device.add(booked[device.id].device, booked[device.id].slots)
+                if device.id in booked
+                else device
                 for device in node.devices
             )
             return PodFit(ok=True, devices=PodDevices({BACKEND: (result.devices,)}), usage={BACKEND: usage})

@@ -75,7 +75,9 @@ def parse_policies(text: str, known: Sequence[str] = ALL_POLICIES) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in known]
     if unknown or not names:
-        raise HamiError(f"--policy: unknown {', '.join(unknown) or 'empty list'} (known: all, {', '.join(known)})")
+        raise HamiError(
+            f"--policy: unknown {', '.join(unknown) or 'empty list'} (known: all, {', '.join(known)})"
+        )
     return list(dict.fromkeys(names))
 
 
@@ -87,7 +89,9 @@ def experiment(nodes: Path, pods: Path, arrive: float) -> Experiment:
     """
     if not 0 < arrive <= 1000:
         raise HamiError(f"--arrive: a percentage above 0 and at most 1000, got {arrive:g}")
-    return Experiment(name=pods.stem, nodes=tuple(load_nodes(nodes)), pods=tuple(load_pods(pods)), arrive=arrive)
+    return Experiment(
+        name=pods.stem, nodes=tuple(load_nodes(nodes)), pods=tuple(load_pods(pods)), arrive=arrive
+    )
 
 
 def run(
@@ -95,7 +99,9 @@ def run(
 ) -> list[RunSummary]:
     """Every run, with a progress bar over all replayed pods on ``console``."""
     capacity = sum(node.gpus for node in setup.nodes) * 1000
-    total = sum(len(arrivals(setup.pods, capacity, seed, setup.arrive / 100).pods) for seed in seeds) * len(policies)
+    total = sum(len(arrivals(setup.pods, capacity, seed, setup.arrive / 100).pods) for seed in seeds) * len(
+        policies
+    )
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),

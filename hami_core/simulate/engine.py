@@ -24,12 +24,10 @@ import attrs
 from hami_core.devices import DeviceUsage
 from hami_core.scheduler.capacity import BackendSummary
 from hami_core.scheduler.placement import NodeState
-from hami_core.scheduler.placement import device_free
 from hami_core.scheduler.policies.fragmentation import Workload
 from hami_core.simulate.bridge import BACKEND
 from hami_core.simulate.bridge import PodPlan
 from hami_core.simulate.bridge import Scheduler
-from hami_core.simulate.bridge import device_type
 from hami_core.simulate.trace import MILLI
 from hami_core.simulate.trace import NodeSpec
 from hami_core.simulate.trace import PodSpec
@@ -64,7 +62,18 @@ class RunResult:
 
 
 class _Node:
-    __slots__ = ("cpu_left", "devices", "index", "mem_left", "rank", "spec", "state", "summary", "tags", "usage")
+    __slots__ = (
+        "cpu_left",
+        "devices",
+        "index",
+        "mem_left",
+        "rank",
+        "spec",
+        "state",
+        "summary",
+        "tags",
+        "usage",
+    )
 
     def __init__(self, index: int, spec: NodeSpec, devices: tuple[DeviceUsage, ...], rank: int) -> None:
         self.index = index
@@ -119,14 +128,17 @@ class Replay:
         ranks = list(range(len(nodes)))
         random.Random(seed).shuffle(ranks)
         self._nodes = [
-            _Node(index, spec, self._scheduler.node_devices(spec), ranks[index]) for index, spec in enumerate(nodes)
+            _Node(index, spec, self._scheduler.node_devices(spec), ranks[index])
+            for index, spec in enumerate(nodes)
         ]
         self._rng = random.Random(seed + 1)
         placement = self._scheduler.policies[policy].placement if policy in self._scheduler.policies else None
         # Only GpuClustering reads the pods' tags; leaving them out of other memo keys shares more.
         self._tags = bool(getattr(placement, "uses_tags", False))
         self._classes: dict[tuple[object, ...], _Class] = {}
-        self._capacity = sum(device.totalcore for node in self._nodes for device in node.devices) * MILLI // 100
+        self._capacity = (
+            sum(device.totalcore for node in self._nodes for device in node.devices) * MILLI // 100
+        )
         self._fragments = [self._fragment(node) for node in self._nodes]
 
     @property
@@ -230,7 +242,9 @@ class Replay:
     def _place(self, node: _Node, pod: PodSpec, usage: _Usage, tag: str) -> None:
         if usage != node.usage:
             node.devices = tuple(
-                device if now == before else attrs.evolve(device, used=now[0], usedmem=now[1], usedcores=now[2])
+                device
+                if now == before
+                else attrs.evolve(device, used=now[0], usedmem=now[1], usedcores=now[2])
                 for device, now, before in zip(node.devices, usage, node.usage, strict=True)
             )
             node.usage = usage
@@ -295,4 +309,3 @@ class Replay:
     @staticmethod
     def _rate(fragment: float, idle: float) -> float:
         return fragment * 100 / idle if idle > 0 else 0.0
-

@@ -64,7 +64,14 @@ def write_csv(directory: Path, runs: Sequence[RunSummary], arrive: float) -> lis
                 for run in runs:
                     values = ["" if value is None else value for value in getattr(run, series)]
                     writer.writerow(
-                        [run.workload, run.policy, round(arrive / 100, 2), run.seed, round(run.total_gpus), *values]
+                        [
+                            run.workload,
+                            run.policy,
+                            round(arrive / 100, 2),
+                            run.seed,
+                            round(run.total_gpus),
+                            *values,
+                        ]
                     )
             written.append(path)
         return written

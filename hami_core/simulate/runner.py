@@ -58,7 +58,9 @@ class Experiment:
         )
 
 
-def run_one(experiment: Experiment, policy: str, seed: int, progress: Callable[[int], None] | None = None) -> RunSummary:
+def run_one(
+    experiment: Experiment, policy: str, seed: int, progress: Callable[[int], None] | None = None
+) -> RunSummary:
     """Replay ``experiment`` once under ``policy`` with ``seed``."""
     replay = Replay(experiment.nodes, experiment.target_workload(), policy, seed)
     order = arrivals(experiment.pods, replay.capacity_milli, seed, experiment.arrive / 100)

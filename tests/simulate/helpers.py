@@ -11,10 +11,20 @@ def node(name: str, gpus: int = 4, model: str = "G2", cpu: int = 32_000, memory:
 
 
 def pod(
-    name: str, gpus: int = 1, milli: int = 1000, cpu: int = 4000, memory: int = 8192, spec: tuple[str, ...] = ()
+    name: str,
+    gpus: int = 1,
+    milli: int = 1000,
+    cpu: int = 4000,
+    memory: int = 8192,
+    spec: tuple[str, ...] = (),
 ) -> PodSpec:
     return PodSpec(
-        name=name, cpu_milli=cpu, memory_mib=memory, num_gpu=gpus, gpu_milli=milli if gpus else 0, gpu_spec=spec
+        name=name,
+        cpu_milli=cpu,
+        memory_mib=memory,
+        num_gpu=gpus,
+        gpu_milli=milli if gpus else 0,
+        gpu_spec=spec,
     )
 
 

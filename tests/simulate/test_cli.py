@@ -20,8 +20,22 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
         yaml.safe_dump(
             {
                 "nodes": [
-                    {"name": "g2", "count": 3, "cpu_milli": 96000, "memory_mib": 393216, "gpu": 8, "model": "G2"},
-                    {"name": "t4", "count": 4, "cpu_milli": 16000, "memory_mib": 65536, "gpu": 2, "model": "T4"},
+                    {
+                        "name": "g2",
+                        "count": 3,
+                        "cpu_milli": 96000,
+                        "memory_mib": 393216,
+                        "gpu": 8,
+                        "model": "G2",
+                    },
+                    {
+                        "name": "t4",
+                        "count": 4,
+                        "cpu_milli": 16000,
+                        "memory_mib": 65536,
+                        "gpu": 2,
+                        "model": "T4",
+                    },
                 ]
             }
         )
@@ -31,10 +45,31 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
         yaml.safe_dump(
             {
                 "pods": [
-                    {"name": "share", "count": 20, "cpu_milli": 4000, "memory_mib": 8192, "num_gpu": 1, "gpu_milli": 470},
-                    {"name": "whole", "count": 8, "cpu_milli": 8000, "memory_mib": 8192, "num_gpu": 1, "gpu_milli": 1000},
+                    {
+                        "name": "share",
+                        "count": 20,
+                        "cpu_milli": 4000,
+                        "memory_mib": 8192,
+                        "num_gpu": 1,
+                        "gpu_milli": 470,
+                    },
+                    {
+                        "name": "whole",
+                        "count": 8,
+                        "cpu_milli": 8000,
+                        "memory_mib": 8192,
+                        "num_gpu": 1,
+                        "gpu_milli": 1000,
+                    },
                     {"name": "cpu", "count": 4, "cpu_milli": 8000, "memory_mib": 8192},
-                    {"name": "t4", "count": 4, "cpu_milli": 2000, "num_gpu": 1, "gpu_milli": 300, "gpu_spec": "T4"},
+                    {
+                        "name": "t4",
+                        "count": 4,
+                        "cpu_milli": 2000,
+                        "num_gpu": 1,
+                        "gpu_milli": 300,
+                        "gpu_spec": "T4",
+                    },
                 ]
             }
         )
@@ -63,22 +98,27 @@ def test_table_csv_and_errors(files: tuple[Path, Path], tmp_path: Path) -> None:
     args = ["simulate", "--cluster", str(cluster), "--workload", str(workload), "--policy", "bestfit"]
     result = CliRunner().invoke(hami, [*args, "--csv", str(out), "--arrive", "110"])
     assert result.exit_code == 0, result.output
-    assert "bestfit" in result.output and "@110 %" in result.output
+    assert "bestfit" in result.output
+    assert "@110 %" in result.output
     with (out / "analysis_allo_discrete.csv").open() as handle:
         rows = list(csv.reader(handle))
     assert rows[0][:6] == ["workload", "sc_policy", "tune", "seed", "total_gpus", "0"]
-    assert rows[0][-1] == "110" and rows[1][:5] == ["workload", "bestfit", "1.1", "42", "32"]
+    assert rows[0][-1] == "110"
+    assert rows[1][:5] == ["workload", "bestfit", "1.1", "42", "32"]
     assert sorted(p.name for p in out.iterdir()) == [
         "analysis_allo_discrete.csv",
         "analysis_frag_discrete.csv",
         "analysis_frag_ratio_discrete.csv",
     ]
     bad = CliRunner().invoke(hami, [*args[:5], "--policy", "nope"])
-    assert bad.exit_code == 1 and "unknown nope" in bad.output
+    assert bad.exit_code == 1
+    assert "unknown nope" in bad.output
     bad = CliRunner().invoke(hami, [*args, "--seeds", "9-3"])
-    assert bad.exit_code == 1 and "runs backwards" in bad.output
+    assert bad.exit_code == 1
+    assert "runs backwards" in bad.output
     bad = CliRunner().invoke(hami, ["simulate", "--cluster", str(cluster)])
-    assert bad.exit_code == 2 and "--pods CSV or --workload FILE" in bad.output
+    assert bad.exit_code == 2
+    assert "--pods CSV or --workload FILE" in bad.output
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason="the Alibaba trace is not in the shared data folder")
@@ -92,6 +132,9 @@ def test_a_slice_of_the_real_trace(tmp_path: Path) -> None:
     args = ["simulate", "--nodes", str(nodes), "--pods", str(pods), "--policy", "random,fgd,fgd-guard"]
     result = CliRunner().invoke(hami, [*args, "--seeds", "1", "--json"])
     assert result.exit_code == 0, result.output
-    at_100 = {name: entry["unallocated_gpu_pct"]["100"] for name, entry in json.loads(result.stdout)["policies"].items()}
+    at_100 = {
+        name: entry["unallocated_gpu_pct"]["100"]
+        for name, entry in json.loads(result.stdout)["policies"].items()
+    }
     assert at_100["fgd"] < at_100["random"]
     assert at_100["fgd-guard"] < at_100["random"]

@@ -13,7 +13,16 @@ from tests.simulate.helpers import mixed_pods
 from tests.simulate.helpers import node
 from tests.simulate.helpers import pod
 
-DETERMINISTIC = ["binpack", "spread", "dotprod", "gpu-clustering", "gpu-packing", "bestfit", "fgd", "fgd-guard"]
+DETERMINISTIC = [
+    "binpack",
+    "spread",
+    "dotprod",
+    "gpu-clustering",
+    "gpu-packing",
+    "bestfit",
+    "fgd",
+    "fgd-guard",
+]
 
 
 def workload_of(pods: list) -> Workload:  # type: ignore[type-arg]
@@ -29,7 +38,9 @@ def brute_force(replay: Replay, pods: list) -> list[str]:  # type: ignore[type-a
         for candidate in replay._nodes:
             if candidate.cpu_left < spec.cpu_milli or candidate.mem_left < spec.memory_mib:
                 continue
-            if plan.shape.models and (not candidate.devices or candidate.devices[0].type not in plan.shape.models):
+            if plan.shape.models and (
+                not candidate.devices or candidate.devices[0].type not in plan.shape.models
+            ):
                 continue
             fit = replay._scheduler.fit(plan, candidate.state)
             if not fit.ok:
@@ -65,12 +76,16 @@ def test_nothing_is_overbooked_and_allocation_matches_the_pods_placed() -> None:
     replay = Replay(nodes, workload_of(pods), "fgd", seed=3)
     result = replay.run(pods)
     for state in replay._nodes:
-        assert state.cpu_left >= 0 and state.mem_left >= 0
+        assert state.cpu_left >= 0
+        assert state.mem_left >= 0
         for device in state.devices:
-            assert device.usedcores <= device.totalcore and device.usedmem <= device.totalmem
+            assert device.usedcores <= device.totalcore
+            assert device.usedmem <= device.totalmem
     placed_demand = sum(spec.gpu_demand for spec, where in zip(pods, result.placed, strict=True) if where)
     assert result.allocated[-1] == pytest.approx(placed_demand * 100 / replay.capacity_milli)
-    assert result.arrived[-1] == pytest.approx(sum(spec.gpu_demand for spec in pods) * 100 / replay.capacity_milli)
+    assert result.arrived[-1] == pytest.approx(
+        sum(spec.gpu_demand for spec in pods) * 100 / replay.capacity_milli
+    )
     by_name = {n.name: n for n in nodes}
     for spec, where in zip(pods, result.placed, strict=True):
         if where and spec.gpu_spec:
@@ -92,7 +107,8 @@ def test_binpack_fills_one_node_before_the_next_and_spread_takes_turns() -> None
     packed = Replay(nodes, workload_of(pods), "binpack", seed=1).run(pods).placed
     spread = Replay(nodes, workload_of(pods), "spread", seed=1).run(pods).placed
     assert len(set(packed[:3])) == 1
-    assert spread[0] != spread[1] and spread[2] != spread[3]
+    assert spread[0] != spread[1]
+    assert spread[2] != spread[3]
 
 
 def test_random_is_reproducible_per_seed_and_varies_across_seeds() -> None:

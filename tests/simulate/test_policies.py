@@ -166,7 +166,8 @@ def test_policies_are_registered_through_the_hook() -> None:
     names |= {registry.BESTFIT, registry.FGD, registry.FGD_GUARD, "binpack", "spread"}
     assert set(loaded.scoring_policies) == names
     fgd = loaded.scoring_policies[registry.FGD]
-    assert fgd.kind == "node" and fgd.placement is not None
+    assert fgd.kind == "node"
+    assert fgd.placement is not None
 
     class Rival:
         @hookimpl

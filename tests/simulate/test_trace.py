@@ -19,7 +19,10 @@ def write(path: Path, text: str) -> Path:
 
 def test_trace_csvs_are_read_with_their_columns(tmp_path: Path) -> None:
     nodes = load_nodes(
-        write(tmp_path / "n.csv", "sn,cpu_milli,memory_mib,gpu,model\nopenb-node-0001,96000,393216,8,G2\nx,8000,1024,0,\n")
+        write(
+            tmp_path / "n.csv",
+            "sn,cpu_milli,memory_mib,gpu,model\nopenb-node-0001,96000,393216,8,G2\nx,8000,1024,0,\n",
+        )
     )
     assert [(n.name, n.cpu_milli, n.memory_mib, n.gpus, n.model) for n in nodes] == [
         ("openb-node-0001", 96000, 393216, 8, "G2"),
@@ -53,16 +56,37 @@ def test_yaml_and_json_files_expand_counts(tmp_path: Path) -> None:
     )
     assert [n.name for n in load_nodes(cluster)] == ["big-0000", "big-0001", "big-0002", "solo"]
     workload = tmp_path / "w.json"
-    workload.write_text(json.dumps({"pods": [{"name": "s", "count": 2, "cpu_milli": 1, "num_gpu": 1, "gpu_milli": 500, "gpu_spec": ["T4"]}]}))
+    workload.write_text(
+        json.dumps(
+            {
+                "pods": [
+                    {
+                        "name": "s",
+                        "count": 2,
+                        "cpu_milli": 1,
+                        "num_gpu": 1,
+                        "gpu_milli": 500,
+                        "gpu_spec": ["T4"],
+                    }
+                ]
+            }
+        )
+    )
     pods = load_pods(workload)
-    assert [(p.name, p.gpu_spec, p.memory_mib) for p in pods] == [("s-0000", ("T4",), 0), ("s-0001", ("T4",), 0)]
+    assert [(p.name, p.gpu_spec, p.memory_mib) for p in pods] == [
+        ("s-0000", ("T4",), 0),
+        ("s-0001", ("T4",), 0),
+    ]
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("sn,cpu_milli,memory_mib,gpu\nx,1,1,1\n", "missing column(s) model"),
-        ("sn,cpu_milli,memory_mib,gpu,model\nx,lots,1,1,G2\n", "row 2: cpu_milli must be an integer, got 'lots'"),
+        (
+            "sn,cpu_milli,memory_mib,gpu,model\nx,lots,1,1,G2\n",
+            "row 2: cpu_milli must be an integer, got 'lots'",
+        ),
         ("sn,cpu_milli,memory_mib,gpu,model\nx,1,1,4,\n", "node x has 4 GPUs but no model"),
         ("sn,cpu_milli,memory_mib,gpu,model\nx,-1,1,1,G2\n", "cpu_milli must be at least 0"),
         ("sn,cpu_milli,memory_mib,gpu,model\nx,1,1,1,G2\nx,1,1,1,G2\n", "two nodes are named 'x'"),

@@ -32,6 +32,9 @@ def _pod_cpu(node: NodeState, pod: PodShape) -> int:
 class _TightestFirst:
     deterministic = True
 
+    def revision(self, pod: PodShape) -> int:
+        return 0
+
     def order(self, node: NodeState, pod: PodShape) -> Sequence[DeviceUsage]:
         return tightest_last(node.devices)
 
@@ -43,6 +46,9 @@ class RandomPlacement:
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng if rng is not None else random.Random()
+
+    def revision(self, pod: PodShape) -> int:
+        return 0
 
     def order(self, node: NodeState, pod: PodShape) -> Sequence[DeviceUsage]:
         devices = list(node.devices)
@@ -69,9 +75,10 @@ class BestFit(_TightestFirst):
 
     def score(self, before: NodeState, pod: PodShape, after: NodeState) -> float:
         gpu_left = sum(before.frees())
-        leftover = 0.5 * (_cpu(before) - _pod_cpu(before, pod)) / MAX_SPEC_CPU + 0.5 * (
-            gpu_left - pod.demand
-        ) / MAX_SPEC_GPU
+        leftover = (
+            0.5 * (_cpu(before) - _pod_cpu(before, pod)) / MAX_SPEC_CPU
+            + 0.5 * (gpu_left - pod.demand) / MAX_SPEC_GPU
+        )
         return int(100 * (1 - leftover))
 
 

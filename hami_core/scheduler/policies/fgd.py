@@ -26,6 +26,7 @@ from hami_core.scheduler.policies.fragmentation import RecentWorkload
 from hami_core.scheduler.policies.fragmentation import Workload
 from hami_core.scheduler.policies.fragmentation import sigmoid_score
 
+
 class _Fragmentation:
     """Shared by FGD and fgd-guard: the workload, and the fragment before and after a placement."""
 
@@ -34,6 +35,13 @@ class _Fragmentation:
     def __init__(self, workload: Workload | None = None) -> None:
         self._fixed = workload
         self._recent = RecentWorkload()
+
+    def revision(self, pod: PodShape) -> int:
+        """The online workload's revision after recording ``pod`` (0 with a fixed workload)."""
+        if self._fixed is not None:
+            return 0
+        self._recent.see(pod)
+        return self._recent.revision
 
     def workload(self, pod: PodShape) -> Workload:
         return self._fixed if self._fixed is not None else self._recent.see(pod)

@@ -31,9 +31,9 @@ class Workload:
     """
 
     def __init__(self, classes: Iterable[tuple[PodShape, float]]) -> None:
-        merged: Counter[PodShape] = Counter()
+        merged: dict[PodShape, float] = {}
         for shape, weight in classes:
-            merged[shape] += weight
+            merged[shape] = merged.get(shape, 0.0) + weight
         total = sum(merged.values())
         self.classes: tuple[tuple[PodShape, float], ...] = tuple(
             (shape, weight / total) for shape, weight in merged.items() if total > 0
@@ -93,6 +93,7 @@ class RecentWorkload:
     def __init__(self) -> None:
         self._shapes: dict[PodShape, None] = {}
         self._current = Workload(())
+        self.revision = 0
 
     def see(self, shape: PodShape) -> Workload:
         """Record ``shape`` and return the workload to use now."""
@@ -101,6 +102,7 @@ class RecentWorkload:
             if len(self._shapes) > RECENT_SHAPES:
                 del self._shapes[next(iter(self._shapes))]
             self._current = Workload((known, 1.0) for known in self._shapes)
+            self.revision += 1
         return self._current
 
 
