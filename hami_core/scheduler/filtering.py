@@ -612,6 +612,11 @@ class Filtering:
                 failed[name] = fit.reason if view.devices else codec.NODE_UNREGISTERED
                 continue
             score = plan.policies.node.score(view.all_devices()) + self._vendor_score(plan, view, fit)
+            placement = plan.policies.node.placement
+            if placement is not None:
+                score += placement_score(
+                    placement, view.devices, fit.usage, plan.request.containers, plan.request.backends
+                )
             if best is None or (score, best[1]) > (best[0], name):
                 best = (score, name, node)
         if best is None:
