@@ -14,6 +14,7 @@ module does I/O.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Protocol
@@ -104,9 +105,13 @@ class NodeState:
         """The node's device type (the first device's); empty without devices."""
         return self.devices[0].type if self.devices else ""
 
-    def frees(self) -> tuple[int, ...]:
-        """Free milli-devices per device, in device order."""
+    @functools.cached_property
+    def _frees(self) -> tuple[int, ...]:
         return tuple(device_free(device) for device in self.devices)
+
+    def frees(self) -> tuple[int, ...]:
+        """Free milli-devices per device, in device order (computed once per state)."""
+        return self._frees
 
 
 class Placement(Protocol):

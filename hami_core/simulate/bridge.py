@@ -12,6 +12,7 @@ fit rules, as the extender's fitter does for a backend that keeps the shared fit
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from collections.abc import Sequence
 
@@ -66,6 +67,10 @@ class PodPlan:
     policies: PodPolicies
     shape: PodShape
     context: FitContext
+
+    @functools.cached_property
+    def device_requests(self) -> tuple[DeviceRequest, ...]:
+        return tuple(request for _, request in self.request.requests())
 
 
 class Scheduler:
@@ -182,7 +187,7 @@ class Scheduler:
 
     def may_fit(self, plan: PodPlan, summary: BackendSummary) -> bool:
         """The extender's cheap capacity check: ``False`` is certain, ``True`` needs the fit."""
-        return all(summary.may_fit(request, strict=True) for _, request in plan.request.requests())
+        return all(summary.may_fit(request, strict=True) for request in plan.device_requests)
 
     def score(self, plan: PodPlan, before: NodeState, after: NodeState) -> float:
         """The node policy's score: the placement's for a pod-aware policy, else HAMi's usage score."""
