@@ -17,10 +17,8 @@ I/O.
 from __future__ import annotations
 
 import abc
-import re
 from collections.abc import Mapping
 from collections.abc import Sequence
-from fractions import Fraction
 from typing import ClassVar
 
 import attrs
@@ -38,8 +36,11 @@ from hami_core.devices import FitContext
 from hami_core.devices import FitResult
 from hami_core.devices import PodSingleDevice
 from hami_core.errors import BackendError
+from hami_core.errors import QuantityError
+from hami_core.errors import echo
 from hami_core.pods import ContainerView
 from hami_core.pods import PodView
+from hami_core.quantity import parse_quantity
 
 #: The version of this contract. A backend whose ``contract_version`` has another major number
 #: is refused at load; minor versions only add methods with defaults.
@@ -49,16 +50,6 @@ CONTRACT_VERSION = "2.0"
 INT32_MAX = 2**31 - 1
 #: HAMi reads the memory percentage as ``int64`` before clamping it to 100.
 INT64_MAX = 2**63 - 1
-
-# A Kubernetes quantity (k8s.io/apimachinery resource.Quantity): sign, number, optional suffix.
-_QUANTITY = re.compile(
-    r"(?P<sign>[+-]?)(?P<number>\d+(?:\.\d*)?|\.\d+)"
-    r"(?:(?P<binary>Ki|Mi|Gi|Ti|Pi|Ei)|[eE](?P<exponent>[+-]?\d{1,3})|(?P<decimal>[mkMGTPE]))?"
-)
-_BINARY_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL_SUFFIX = {"m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
-# Longer quantities are not something the API server stores; refuse them before doing arithmetic.
-_MAX_QUANTITY_LENGTH = 64
 
 
 @attrs.frozen
@@ -117,28 +108,6 @@ class MutationResult:
     warnings: tuple[str, ...] = ()
 
 
-def parse_quantity(value: object) -> Fraction:
-    """The exact value of a Kubernetes quantity (``"2"``, ``"500m"``, ``"16Gi"``, ``"1e3"``, ``4``).
-
-    Raises:
-        BackendError: ``value`` is not a quantity.
-    """
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise BackendError(f"{value!r} is not a quantity")
-    text = str(value)
-    found = _QUANTITY.fullmatch(text) if len(text) <= _MAX_QUANTITY_LENGTH else None
-    if found is None:
-        raise BackendError(f"{text!r} is not a quantity")
-    number = Fraction(found["number"])
-    if found["binary"]:
-        number *= _BINARY_SUFFIX[found["binary"]]
-    elif found["exponent"]:
-        number *= Fraction(10) ** int(found["exponent"])
-    elif found["decimal"]:
-        number *= Fraction(10) ** _DECIMAL_SUFFIX[found["decimal"]]
-    return -number if found["sign"] == "-" else number
-
-
 def whole_quantity(container: ContainerView, name: str, value: object, *, maximum: int = INT32_MAX) -> int:
     """``value`` of resource ``name`` as an integer of at most ``maximum`` in magnitude.
 
@@ -148,19 +117,21 @@ def whole_quantity(container: ContainerView, name: str, value: object, *, maximu
     """
     try:
         number = parse_quantity(value)
-    except BackendError as err:
-        raise BackendError(f"container {container.label}: {name}: {err}") from err
+    except QuantityError as err:
+        raise QuantityError(f"container {container.label}: {name}: {err}") from err
     if number.denominator != 1:
-        raise BackendError(f"container {container.label}: {name} must be a whole number, got {value}")
+        raise BackendError(f"container {container.label}: {name} must be a whole number, got {echo(value)}")
     if abs(number) > maximum:
-        raise BackendError(f"container {container.label}: {name} {value} is out of range (at most {maximum})")
+        raise BackendError(
+            f"container {container.label}: {name} {echo(value)} is out of range (at most {maximum})"
+        )
     return int(number)
 
 
 def _non_negative(container: ContainerView, name: str, value: object) -> int:
     amount = whole_quantity(container, name, value)
     if amount < 0:
-        raise BackendError(f"container {container.label}: {name} must not be negative, got {value}")
+        raise BackendError(f"container {container.label}: {name} must not be negative, got {echo(value)}")
     return amount
 
 
@@ -261,7 +232,7 @@ class DeviceBackend(abc.ABC):
             memory = _non_negative(container, names.memory, raw_memory)
             if memory > INT32_MAX // rules.memory_factor:
                 raise BackendError(
-                    f"container {container.label}: {names.memory} {raw_memory} times the memory "
+                    f"container {container.label}: {names.memory} {echo(raw_memory)} times the memory "
                     f"factor {rules.memory_factor} is out of range"
                 )
             memreq = memory * rules.memory_factor

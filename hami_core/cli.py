@@ -46,7 +46,7 @@ def config_options(command: _Command) -> _Command:
     return click.option(
         "--config",
         "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=click.Path(dir_okay=False, path_type=Path, resolve_path=True),
         help="The hami config file (YAML, version: v1). Without it no backend is enabled.",
     )(command)
 
@@ -54,7 +54,7 @@ def config_options(command: _Command) -> _Command:
 #: ``--kubeconfig FILE`` for every command that talks to the API server.
 kubeconfig_option = click.option(
     "--kubeconfig",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path, resolve_path=True),
     help="Kubeconfig file; without it, in-cluster credentials, else $KUBECONFIG or ~/.kube/config.",
 )
 
@@ -196,7 +196,7 @@ def _table(installed: Sequence[plugins.InstalledBackend], enabled: set[str]) -> 
 @click.option("--ca-validity", default="3650d", show_default=True, help="Lifetime of a new CA.")
 @click.option(
     "--cert-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False, path_type=Path, resolve_path=True),
     help="Also write tls.crt, tls.key and ca.crt here, for the webhook server.",
 )
 @click.option("--watch", is_flag=True, help="Keep running and renew before expiry (until SIGTERM or Ctrl-C).")
@@ -271,14 +271,14 @@ def certs_command(
 )
 @click.option(
     "--plugin-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False, path_type=Path, resolve_path=True),
     help="The kubelet's device-plugin directory, holding kubelet.sock [default: /var/lib/kubelet/device-plugins/].",
 )
 @kubeconfig_option
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path, resolve_path=True),
     help="The hami config file (YAML, version: v1): the backend's section and the node lock timeout.",
 )
 @click.option(
@@ -327,7 +327,7 @@ def local_cluster() -> None:
 @click.option(
     "--fleet",
     "fleet_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(exists=True, dir_okay=False, path_type=Path, resolve_path=True),
     help="A fleet file describing the nodes (overrides --nodes).",
 )
 @click.option(
@@ -336,17 +336,17 @@ def local_cluster() -> None:
 @click.option(
     "--state",
     "state_file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path, resolve_path=True),
     help="JSON snapshot of the cluster's objects, loaded on start and kept current.",
 )
 @click.option(
     "--workdir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False, path_type=Path, resolve_path=True),
     help="Where the kubeconfig and the device-plugin sockets go (default: a new temporary directory).",
 )
 @click.option(
     "--scheduler-config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(exists=True, dir_okay=False, path_type=Path, resolve_path=True),
     help="A KubeSchedulerConfiguration whose profiles and extenders a second scheduler serves.",
 )
 @click.option(
@@ -358,7 +358,7 @@ def local_cluster() -> None:
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(exists=True, dir_okay=False, path_type=Path, resolve_path=True),
     help="With --hami: the hami config the processes run with (default: the mock backend).",
 )
 def local_cluster_up(
@@ -406,7 +406,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 @click.option(
     "--examples",
     "examples_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=click.Path(exists=True, file_okay=False, path_type=Path, resolve_path=True),
     default=EXAMPLES,
     show_default=True,
     help="A folder of Pod manifests (*.yaml) and demo/config.yaml + demo/fleet.yaml.",
@@ -482,12 +482,12 @@ def _stopped_by_signals() -> Iterator[threading.Event]:
 )
 @click.option(
     "--cert-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path, resolve_path=True),
     help="Serving certificate (HTTPS, reloaded when rotated) [default: scheduler.cert_file].",
 )
 @click.option(
     "--key-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path, resolve_path=True),
     help="Serving key [default: scheduler.key_file].",
 )
 @click.option(

@@ -44,6 +44,10 @@ class BackendError(HamiError):
     """A backend refuses a well-formed request (no device on the node, bad request for its devices)."""
 
 
+class QuantityError(BackendError, ConfigError):
+    """A value is not a Kubernetes quantity (a bad request to a backend, a bad value in a config file)."""
+
+
 class KubeError(HamiError):
     """A Kubernetes API call failed.
 
@@ -69,3 +73,16 @@ class ConflictError(KubeError):
 
 class LockError(HamiError):
     """A node lock is held by another pod, or could not be set after retries."""
+
+
+#: How much of a caller's value a message or log line quotes.
+ECHO_LIMIT = 64
+
+
+def echo(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``value`` for a message or log line: as is when short and printable, else its ``repr``, and
+    cut to ``limit`` characters, so no caller's input is echoed whole (or with raw newlines)."""
+    text = value if isinstance(value, str) and value.isprintable() else repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"

@@ -100,6 +100,9 @@ class PodView:
         deleting: ``metadata.deletionTimestamp`` is set.
         scheduler_name: ``spec.schedulerName``.
         node_name: ``spec.nodeName`` (empty until bound).
+        node_selector: ``spec.nodeSelector``.
+        priority: ``spec.priority`` (0 when unset).
+        overhead: ``spec.overhead`` (the runtime class's per-pod resources).
         phase: ``status.phase``.
         containers: init containers first, then app containers.
         n_init: how many of ``containers`` are init containers.
@@ -116,6 +119,9 @@ class PodView:
     deleting: bool = False
     scheduler_name: str = ""
     node_name: str = ""
+    node_selector: Mapping[str, str] = attrs.field(default=_EMPTY, hash=False)
+    priority: int = 0
+    overhead: Mapping[str, Quantity] = attrs.field(default=_NO_QUANTITIES, hash=False)
     phase: str = ""
     containers: tuple[ContainerView, ...] = ()
     n_init: int = 0
@@ -176,6 +182,9 @@ class PodView:
             deleting=metadata.get("deletionTimestamp") is not None,
             scheduler_name=_string(spec.get("schedulerName"), "spec.schedulerName"),
             node_name=_string(spec.get("nodeName"), "spec.nodeName"),
+            node_selector=_strings(spec.get("nodeSelector"), "spec.nodeSelector"),
+            priority=_integer(spec.get("priority"), "spec.priority"),
+            overhead=_quantities(spec.get("overhead"), "spec.overhead"),
             phase=_string(status.get("phase"), "status.phase"),
             containers=containers,
             n_init=len(init),
@@ -222,6 +231,14 @@ def _string(value: object, where: str) -> str:
         return ""
     if not isinstance(value, str):
         raise PodFormatError(f"{where} must be a string, got {_kind(value)}")
+    return value
+
+
+def _integer(value: object, where: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PodFormatError(f"{where} must be an integer, got {_kind(value)}")
     return value
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from fractions import Fraction
 from typing import ClassVar
 
 import attrs
@@ -14,7 +13,6 @@ from hami_core import codec
 from hami_core.backend import DeviceBackend
 from hami_core.backend import RequestRules
 from hami_core.backend import ResourceNames
-from hami_core.backend import parse_quantity
 from hami_core.codec import VendorKeys
 from hami_core.devices import MEM_PERCENTAGE_UNSET
 from hami_core.devices import ContainerAllocation
@@ -108,44 +106,6 @@ class TestContractShape:
 
     def test_resource_names_list_only_configured_names(self) -> None:
         assert ResourceNames(count="a.b/c", cores="a.b/d").all() == ("a.b/c", "a.b/d")
-
-
-@pytest.mark.parametrize(
-    ("text", "value"),
-    [
-        pytest.param("2", Fraction(2), id="plain"),
-        pytest.param(3, Fraction(3), id="json-number"),
-        pytest.param("500m", Fraction(1, 2), id="milli"),
-        pytest.param("16Gi", Fraction(16 * 2**30), id="binary-suffix"),
-        pytest.param("1.5k", Fraction(1500), id="decimal-suffix"),
-        pytest.param("1e3", Fraction(1000), id="exponent"),
-        pytest.param("1E", Fraction(10**18), id="exa"),
-        pytest.param("-.5", Fraction(-1, 2), id="negative-fraction"),
-        pytest.param("+4", Fraction(4), id="plus"),
-    ],
-)
-def test_quantities_parse_like_kubernetes(text: object, value: Fraction) -> None:
-    assert parse_quantity(text) == value
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        pytest.param("", id="empty"),
-        pytest.param("abc", id="word"),
-        pytest.param("1 Gi", id="space"),
-        pytest.param("1\n", id="trailing-newline"),
-        pytest.param("1GB", id="unknown-suffix"),
-        pytest.param("1e99999", id="huge-exponent"),
-        pytest.param(True, id="boolean"),
-        pytest.param(None, id="null"),
-        pytest.param(float("nan"), id="nan"),
-        pytest.param("1" * 100, id="too-long"),
-    ],
-)
-def test_non_quantities_are_backend_errors(text: object) -> None:
-    with pytest.raises(BackendError, match="is not a quantity"):
-        parse_quantity(text)
 
 
 class TestDefaultParseRequest:

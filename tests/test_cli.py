@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
+import pytest
 from click.testing import CliRunner
 
 from hami_core.cli import hami
@@ -87,3 +89,33 @@ def test_python_dash_m_runs_the_same_cli() -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert "list  List installed backends" in completed.stdout
+
+
+def _commands(group: click.Group, prefix: str = "hami") -> list[tuple[str, click.Command]]:
+    found: list[tuple[str, click.Command]] = []
+    for name, command in group.commands.items():
+        found.append((f"{prefix} {name}", command))
+        if isinstance(command, click.Group):
+            found += _commands(command, f"{prefix} {name}")
+    return found
+
+
+def test_every_path_given_on_the_command_line_is_made_absolute() -> None:
+    """A relative path must not depend on where a later call runs (a relative --plugin-dir crashed)."""
+    relative = [
+        f"{name} {param.opts[0]}"
+        for name, command in _commands(hami)
+        for param in command.params
+        if isinstance(param.type, click.Path) and not param.type.resolve_path
+    ]
+    assert relative == []
+
+
+def test_a_relative_plugin_dir_is_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "plugins").mkdir()
+    command = hami.commands["device-plugin"]
+    context = command.make_context(
+        "device-plugin", ["--backend", "mock", "--node-name", "n", "--plugin-dir", "plugins"]
+    )
+    assert context.params["plugin_dir"] == tmp_path / "plugins"

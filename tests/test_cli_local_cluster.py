@@ -92,6 +92,8 @@ def test_local_cluster_up_with_hami_runs_a_shared_gpu_pod_applied_with_kubectl(t
                 check=True,
             ).stdout
 
+        key = workdir / "tls" / "tls.key"
+        assert (key.stat().st_mode & 0o777, key.parent.stat().st_mode & 0o777) == (0o600, 0o700)
         kubectl("apply", "-f", str(Path(__file__).resolve().parents[1] / "examples" / "share-by-memory.yaml"))
         kubectl("wait", "--for=jsonpath={.status.phase}=Running", "pod/share-by-memory", "--timeout=60s")
         annotations = json.loads(kubectl("get", "pod", "share-by-memory", "-o", "json"))["metadata"][

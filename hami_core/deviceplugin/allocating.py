@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from collections.abc import Mapping
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -38,9 +37,7 @@ from hami_core.errors import KubeError
 from hami_core.errors import NotFoundError
 from hami_core.kube.client import KubeClient
 from hami_core.kube.nodelock import NodeLock
-from hami_core.kube.objects import Container
 from hami_core.kube.objects import Node
-from hami_core.kube.objects import Pod
 from hami_core.pods import PodView
 
 _log = logging.getLogger(__name__)
@@ -61,35 +58,20 @@ class PreferenceRequest:
     size: int = 0
 
 
-def _metadata_key(pod: Pod) -> str:
-    metadata = pod.get("metadata") or {}
-    return f"{metadata.get('namespace', '')}/{metadata.get('name', '')}"
-
-
-def _annotations(pod: Pod) -> Mapping[str, str]:
-    return (pod.get("metadata") or {}).get("annotations") or {}
-
-
-def pod_containers(pod: Pod) -> list[Container]:
-    """The pod's containers in the order of the device annotations: init containers first."""
-    spec = pod.get("spec") or {}
-    return [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
-
-
-def decode_entries(pod: Pod, key: str) -> list[ContainerDevices]:
+def decode_entries(pod: PodView, key: str) -> list[ContainerDevices]:
     """The pod's per-container entries of annotation ``key``.
 
     Raises:
         BackendError: the pod has no such annotation (it was not scheduled for this backend).
         CodecError: the annotation is not in HAMi's pod device format.
     """
-    raw = _annotations(pod).get(key)
+    raw = pod.annotations.get(key)
     if raw is None:
-        raise BackendError(f"pod {_metadata_key(pod)} has no {key} annotation: hami did not schedule it here")
+        raise BackendError(f"pod {pod.key} has no {key} annotation: hami did not schedule it here")
     try:
         return [tuple(entry) for entry in codec.decode_pod_devices(raw)]
     except CodecError as err:
-        raise CodecError(f"pod {_metadata_key(pod)}: malformed {key} annotation {raw!r}: {err}") from err
+        raise CodecError(f"pod {pod.key}: malformed {key} annotation {raw!r}: {err}") from err
 
 
 def next_entry(entries: Sequence[ContainerDevices]) -> int | None:
@@ -213,7 +195,7 @@ class Allocator:
             if value is None or owner is None:
                 return
             try:
-                pod: Pod | None = self._kube.get_pod(*owner)
+                pod: PodView | None = PodView.from_object(self._kube.get_pod(*owner))
             except NotFoundError:
                 pod = None
             action = locking.stale_lock_action(value, pod, now, self._lock.expiry)
@@ -226,7 +208,7 @@ class Allocator:
 
     # ------------------------------------------------------------ steps
 
-    def _pending_pod(self, node: Node) -> Pod:
+    def _pending_pod(self, node: Node) -> PodView:
         """The pod being allocated on this node (HAMi's ``GetPendingPod``): the lock's holder while
         its bind-phase is ``allocating``, else the oldest pending pod bound here that is.
 
@@ -237,7 +219,7 @@ class Allocator:
         owner = locking.lock_owner(value) if value is not None else None
         if owner is not None:
             try:
-                holder = self._kube.get_pod(*owner)
+                holder = PodView.from_object(self._kube.get_pod(*owner))
             except NotFoundError as err:
                 self._lock.release(self._node_name, *owner)
                 raise NotFoundError(
@@ -247,16 +229,16 @@ class Allocator:
                     reason="NotFound",
                 ) from err
             # A holder whose phase is settled left the lock behind; never fail a finished allocation.
-            if _annotations(holder).get(codec.BIND_PHASE) == codec.BIND_PHASE_ALLOCATING:
+            if holder.annotations.get(codec.BIND_PHASE) == codec.BIND_PHASE_ALLOCATING:
                 return holder
         listed = self._kube.list_pods(field_selector=f"spec.nodeName={self._node_name},status.phase=Pending")
         waiting = [
             pod
-            for pod in listed.get("items") or []
-            if _annotations(pod).get(codec.BIND_PHASE) == codec.BIND_PHASE_ALLOCATING
-            and _annotations(pod).get(codec.VGPU_NODE) == self._node_name
-            and codec.BIND_TIME in _annotations(pod)
-            and self._key in _annotations(pod)
+            for pod in map(PodView.from_object, listed.get("items") or [])
+            if pod.annotations.get(codec.BIND_PHASE) == codec.BIND_PHASE_ALLOCATING
+            and pod.annotations.get(codec.VGPU_NODE) == self._node_name
+            and codec.BIND_TIME in pod.annotations
+            and self._key in pod.annotations
         ]
         if not waiting:
             raise NotFoundError(
@@ -265,12 +247,11 @@ class Allocator:
                 status=404,
                 reason="NotFound",
             )
-        return min(waiting, key=lambda pod: (_annotations(pod)[codec.BIND_TIME], _metadata_key(pod)))
+        return min(waiting, key=lambda pod: (pod.annotations[codec.BIND_TIME], pod.key))
 
-    def _allocate(self, pod: Pod, requests: Sequence[Sequence[str]]) -> list[ContainerAllocation]:
+    def _allocate(self, pod: PodView, requests: Sequence[Sequence[str]]) -> list[ContainerAllocation]:
         entries = decode_entries(pod, self._key)
-        view = PodView.from_object(pod)
-        containers = view.containers
+        containers = pod.containers
         results = []
         for ids in requests:
             foreign = [device for device in ids if self._state.physical_id(device) is None]
@@ -282,47 +263,45 @@ class Allocator:
             index = next_entry(entries)
             if index is None:
                 raise BackendError(
-                    f"pod {_metadata_key(pod)} has no container left to allocate in {self._key} "
+                    f"pod {pod.key} has no container left to allocate in {self._key} "
                     f"(kubelet asked for {len(ids)} devices)"
                 )
             if index >= len(containers):
                 raise BackendError(
-                    f"pod {_metadata_key(pod)}: {self._key} has an entry for container {index}, but the pod "
+                    f"pod {pod.key}: {self._key} has an entry for container {index}, but the pod "
                     f"has {len(containers)} containers"
                 )
             entry, container = entries[index], containers[index]
             if len(entry) != len(ids):
                 raise BackendError(
                     f"device number not matched: kubelet gave container {container.label} of pod "
-                    f"{_metadata_key(pod)} {len(ids)} devices, the scheduler assigned {len(entry)}"
+                    f"{pod.key} {len(ids)} devices, the scheduler assigned {len(entry)}"
                 )
             _log.info(
                 "node %s: allocating %s for container %s of pod %s",
                 self._node_name,
                 ", ".join(device.uuid for device in entry),
                 container.label,
-                _metadata_key(pod),
+                pod.key,
             )
             try:
-                results.append(self._backend.allocate(entry, container, view))
+                results.append(self._backend.allocate(entry, container, pod))
             except BackendError as err:
-                raise BackendError(f"pod {_metadata_key(pod)}: {err}") from err
+                raise BackendError(f"pod {pod.key}: {err}") from err
             entries[index] = ()
-        metadata = pod.get("metadata") or {}
-        namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
+        namespace, name = pod.namespace, pod.name
         self._kube.patch_pod(namespace, name, allocation_patch(self._key, entries))
         if next_entry(entries) is None:
-            _log.info("node %s: pod %s allocated", self._node_name, _metadata_key(pod))
+            _log.info("node %s: pod %s allocated", self._node_name, pod.key)
             try:
                 self._lock.release(self._node_name, namespace, name)
             except HamiError as err:  # the pod is allocated; the stale-lock sweep retries the release
                 _log.warning("node %s: cannot release the node lock: %s", self._node_name, err)
         return results
 
-    def _fail(self, pod: Pod, err: Exception) -> None:
+    def _fail(self, pod: PodView, err: Exception) -> None:
         """Mark the allocation failed and free the node, as far as the API server lets us."""
-        metadata = pod.get("metadata") or {}
-        namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
+        namespace, name = pod.namespace, pod.name
         _log.warning("node %s: allocation of pod %s/%s failed: %s", self._node_name, namespace, name, err)
         self._set_phase(namespace, name, codec.BIND_PHASE_FAILED)
         try:

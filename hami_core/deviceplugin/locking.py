@@ -11,14 +11,13 @@ comes back.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
 from hami_core import codec
 from hami_core.errors import CodecError
 from hami_core.kube.objects import Node
-from hami_core.kube.objects import Pod
+from hami_core.pods import PodView
 
 #: What to do with a lock: leave it, remove it, or mark its pod's allocation failed and remove it.
 LockAction = Literal["keep", "release", "fail"]
@@ -38,11 +37,7 @@ def lock_owner(value: str) -> tuple[str, str] | None:
     return (namespace, name) if name else None
 
 
-def _annotations(pod: Pod) -> Mapping[str, str]:
-    return (pod.get("metadata") or {}).get("annotations") or {}
-
-
-def stale_lock_action(value: str, pod: Pod | None, now: datetime, expiry_seconds: float) -> LockAction:
+def stale_lock_action(value: str, pod: PodView | None, now: datetime, expiry_seconds: float) -> LockAction:
     """Whether a lock on this node belongs to an allocation that can no longer finish.
 
     Args:
@@ -62,11 +57,8 @@ def stale_lock_action(value: str, pod: Pod | None, now: datetime, expiry_seconds
         return "keep"
     if pod is None:
         return "release"
-    phase = _annotations(pod).get(codec.BIND_PHASE, "")
-    finished = (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded") or bool(
-        (pod.get("metadata") or {}).get("deletionTimestamp")
-    )
-    if finished:
+    phase = pod.annotations.get(codec.BIND_PHASE, "")
+    if pod.finished or pod.deleting:
         return "fail" if phase == codec.BIND_PHASE_ALLOCATING else "release"
     locked_at, _, _ = codec.parse_node_lock(value)
     if phase in (codec.BIND_PHASE_SUCCESS, codec.BIND_PHASE_FAILED) and _bound_since(pod, locked_at):
@@ -76,14 +68,14 @@ def stale_lock_action(value: str, pod: Pod | None, now: datetime, expiry_seconds
     return "keep"
 
 
-def _bound_since(pod: Pod, locked_at: datetime) -> bool:
+def _bound_since(pod: PodView, locked_at: datetime) -> bool:
     """Whether the pod's bind-time is from this lock's bind: ``/bind`` locks first, then writes it.
 
     A settled phase with an older bind-time is a previous attempt's, and the scheduler may be
     binding the pod again right now.
     """
     try:
-        bound = int(_annotations(pod).get(codec.BIND_TIME, ""))
+        bound = int(pod.annotations.get(codec.BIND_TIME, ""))
     except ValueError:
         return False
     return bound >= int(locked_at.timestamp())

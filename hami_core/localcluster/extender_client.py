@@ -21,6 +21,7 @@ import urllib.parse
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
+from typing import cast
 
 import attrs
 
@@ -32,6 +33,7 @@ from hami_core.kube.objects import Node
 from hami_core.kube.objects import Pod
 from hami_core.localcluster.scheduler_config import ExtenderConfig
 from hami_core.localcluster.scheduler_config import TLSConfig
+from hami_core.pods import PodView
 
 MAX_EXTENDER_PRIORITY = 10
 MAX_NODE_SCORE = 100
@@ -71,37 +73,27 @@ def go_field(reply: Mapping[str, Any], name: str) -> Any:
     return None
 
 
-def is_interested(config: ExtenderConfig, pod: Pod) -> bool:
+def is_interested(config: ExtenderConfig, pod: PodView) -> bool:
     """Whether kube-scheduler would call this extender for ``pod``: it requests (or limits) a managed
     resource in any container or init container, or the extender manages nothing in particular."""
     if not config.managed_resources:
         return True
     managed = {resource.name for resource in config.managed_resources}
-    spec = pod.get("spec") or {}
-    for container in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
-        resources = container.get("resources") or {}
-        if managed & (set(resources.get("requests") or {}) | set(resources.get("limits") or {})):
-            return True
-    return False
+    return any(managed & (set(c.requests) | set(c.limits)) for c in pod.containers)
 
 
-def extender_args(pod: Pod, nodes: Sequence[Node], *, node_cache_capable: bool) -> ExtenderArgs:
+def extender_args(pod: PodView, nodes: Sequence[Node], *, node_cache_capable: bool) -> ExtenderArgs:
     """The filter/prioritize body: ``NodeNames`` for a cache-capable extender, else the full ``Nodes``."""
+    raw = cast(Pod, pod.raw)
     if node_cache_capable:
-        return {"Pod": pod, "Nodes": None, "NodeNames": [_name(node) for node in nodes]}
+        return {"Pod": raw, "Nodes": None, "NodeNames": [_name(node) for node in nodes]}
     # v1.NodeList marshals its empty TypeMeta away but keeps ListMeta: {"metadata":{},"items":[...]}.
-    return {"Pod": pod, "Nodes": {"metadata": {}, "items": list(nodes)}, "NodeNames": None}
+    return {"Pod": raw, "Nodes": {"metadata": {}, "items": list(nodes)}, "NodeNames": None}
 
 
-def binding_args(pod: Pod, node_name: str) -> ExtenderBindingArgs:
+def binding_args(pod: PodView, node_name: str) -> ExtenderBindingArgs:
     """The bind body."""
-    metadata = pod.get("metadata") or {}
-    return {
-        "PodName": metadata.get("name", ""),
-        "PodNamespace": metadata.get("namespace", ""),
-        "PodUID": metadata.get("uid", ""),
-        "Node": node_name,
-    }
+    return {"PodName": pod.name, "PodNamespace": pod.namespace, "PodUID": pod.uid, "Node": node_name}
 
 
 def parse_filter_result(
@@ -238,10 +230,10 @@ class HttpExtender:
     def url(self) -> str:
         return self.config.url_prefix
 
-    def is_interested(self, pod: Pod) -> bool:
+    def is_interested(self, pod: PodView) -> bool:
         return is_interested(self.config, pod)
 
-    def filter(self, pod: Pod, nodes: Sequence[Node]) -> FilterOutcome:
+    def filter(self, pod: PodView, nodes: Sequence[Node]) -> FilterOutcome:
         """POST the filter verb; without one, every node passes."""
         names = [_name(node) for node in nodes]
         if not self.config.filter_verb:
@@ -252,13 +244,13 @@ class HttpExtender:
             reply, names, node_cache_capable=self.config.node_cache_capable, url=self.config.url_prefix
         )
 
-    def prioritize(self, pod: Pod, nodes: Sequence[Node]) -> dict[str, int]:
+    def prioritize(self, pod: PodView, nodes: Sequence[Node]) -> dict[str, int]:
         """POST the prioritize verb; returns ``score * weight`` per host (before the x10 node-score scaling)."""
         body = extender_args(pod, nodes, node_cache_capable=self.config.node_cache_capable)
         priorities = parse_host_priorities(self._send(self.config.prioritize_verb, body))
         return {entry["Host"]: entry["Score"] * self.config.weight for entry in priorities}
 
-    def bind(self, pod: Pod, node_name: str) -> None:
+    def bind(self, pod: PodView, node_name: str) -> None:
         """POST the bind verb; the extender creates the binding."""
         parse_binding_result(self._send(self.config.bind_verb, binding_args(pod, node_name)))
 

@@ -26,7 +26,7 @@ import attrs
 import yaml
 
 from hami_core.errors import ConfigError
-from hami_core.localcluster.resource_fit import parse_quantity
+from hami_core.quantity import parse_quantity
 
 _KNOWN = frozenset({"name", "cpu", "memory", "pods", "labels", "annotations", "resources"})
 

@@ -38,16 +38,18 @@ from hami_core.deviceplugin.unixgrpc import UnixGrpcServer
 from hami_core.errors import ConflictError
 from hami_core.errors import HamiError
 from hami_core.errors import KubeError
+from hami_core.errors import PodFormatError
 from hami_core.kube.client import KubeClient
 from hami_core.kube.informer import Informer
 from hami_core.kube.informer import InformerEvent
 from hami_core.kube.informer import listed
-from hami_core.kube.objects import Container
 from hami_core.kube.objects import Node
 from hami_core.kube.objects import Pod
 from hami_core.kube.objects import PodCondition
 from hami_core.localcluster.fleet import NodeSpec
-from hami_core.localcluster.resource_fit import parse_quantity
+from hami_core.pods import ContainerView
+from hami_core.pods import PodView
+from hami_core.quantity import parse_quantity
 
 _log = logging.getLogger(__name__)
 
@@ -56,7 +58,6 @@ ALLOCATIONS_ANNOTATION = "localcluster.hami.io/allocations"
 
 DIAL_TIMEOUT_SECONDS = 10.0
 MAX_SOCKET_PATH = 107
-_TERMINAL = ("Succeeded", "Failed")
 
 
 class KubeletError(HamiError):
@@ -358,11 +359,15 @@ class Kubelet:
 
     # ------------------------------------------------------------ pods
 
-    def _on_pod(self, event: InformerEvent, pod: Pod, old: Pod | None) -> None:
-        metadata = pod.get("metadata") or {}
-        uid = metadata.get("uid", "")
-        phase = (pod.get("status") or {}).get("phase", "Pending")
-        if event == "DELETED" or phase in _TERMINAL or "deletionTimestamp" in metadata:
+    def _on_pod(self, event: InformerEvent, raw: Pod, old: Pod | None) -> None:
+        try:
+            pod = PodView.from_object(raw)
+        except PodFormatError as err:
+            _log.warning("node %s: unreadable pod: %s", self.node.name, err)
+            return
+        uid = pod.uid
+        phase = pod.phase or "Pending"
+        if event == "DELETED" or pod.finished or pod.deleting:
             self._release(uid)
             return
         with self._lock:
@@ -381,9 +386,9 @@ class Kubelet:
                 for device in [d for d, owner in devices.items() if owner == uid]:
                     del devices[device]
 
-    def _adopt(self, uid: str, pod: Pod) -> None:
+    def _adopt(self, uid: str, pod: PodView) -> None:
         """A pod already running here (state restored from a file): take back its recorded devices."""
-        raw = ((pod.get("metadata") or {}).get("annotations") or {}).get(ALLOCATIONS_ANNOTATION)
+        raw = pod.annotations.get(ALLOCATIONS_ANNOTATION)
         if not raw:
             return
         try:
@@ -397,9 +402,8 @@ class Kubelet:
                     for device in ids:
                         self._assigned.setdefault(resource, {})[device] = uid
 
-    def _admit(self, pod: Pod) -> None:
-        metadata = pod.get("metadata") or {}
-        uid = metadata.get("uid", "")
+    def _admit(self, pod: PodView) -> None:
+        uid = pod.uid
         try:
             records = self._allocate_pod(uid, pod)
         except KubeletError as err:
@@ -413,8 +417,8 @@ class Kubelet:
         try:
             if records:
                 self._kube.patch_pod(
-                    metadata["namespace"],
-                    metadata["name"],
+                    pod.namespace,
+                    pod.name,
                     {
                         "metadata": {
                             "annotations": {ALLOCATIONS_ANNOTATION: json.dumps(records, sort_keys=True)}
@@ -423,16 +427,13 @@ class Kubelet:
                 )
             self._set_running(pod)
         except KubeError as err:
-            _log.info("node %s: cannot record pod %s: %s", self.node.name, metadata.get("name"), err)
+            _log.info("node %s: cannot record pod %s: %s", self.node.name, pod.key, err)
 
-    def _allocate_pod(self, uid: str, pod: Pod) -> dict[str, dict[str, Any]]:
-        spec = pod.get("spec") or {}
+    def _allocate_pod(self, uid: str, pod: PodView) -> dict[str, dict[str, Any]]:
         records: dict[str, dict[str, Any]] = {}
         reusable: dict[str, list[str]] = {}
         pre_starts: list[tuple[_Endpoint, list[str]]] = []
-        containers = [(c, True) for c in spec.get("initContainers") or []]
-        containers += [(c, False) for c in spec.get("containers") or []]
-        for container, is_init in containers:
+        for container in pod.containers:
             record: dict[str, Any] = {
                 "deviceIDs": {},
                 "envs": {},
@@ -446,14 +447,14 @@ class Kubelet:
                 response = self._call_allocate(endpoint, ids)
                 _merge_response(record, response)
                 record["deviceIDs"][resource] = ids
-                if is_init:
+                if container.init:
                     reusable[resource] += [device for device in ids if device not in reusable[resource]]
                 else:
                     reusable[resource] = [device for device in reusable[resource] if device not in ids]
                 if endpoint.options.pre_start_required:
                     pre_starts.append((endpoint, ids))
             if record["deviceIDs"]:
-                records[container.get("name", "")] = record
+                records[container.name] = record
         for endpoint, ids in pre_starts:
             try:
                 endpoint.stub.PreStartContainer(
@@ -464,9 +465,8 @@ class Kubelet:
                 raise KubeletError(f"PreStartContainer failed: {_rpc_message(err)}") from err
         return records
 
-    def _device_requests(self, container: Container) -> list[tuple[str, int]]:
-        resources = container.get("resources") or {}
-        wanted = {**(resources.get("requests") or {}), **(resources.get("limits") or {})}
+    def _device_requests(self, container: ContainerView) -> list[tuple[str, int]]:
+        wanted = {**container.requests, **container.limits}
         with self._lock:
             known = set(self._known_resources)
         requests = []
@@ -538,10 +538,8 @@ class Kubelet:
         result: deviceplugin_pb2.ContainerAllocateResponse = response.container_responses[0]
         return result
 
-    def _set_running(self, pod: Pod) -> None:
-        metadata = pod.get("metadata") or {}
-        spec = pod.get("spec") or {}
-        current = self._kube.get_pod(metadata["namespace"], metadata["name"])
+    def _set_running(self, pod: PodView) -> None:
+        current = self._kube.get_pod(pod.namespace, pod.name)
         now = _now()
         kept = [
             c
@@ -554,18 +552,18 @@ class Kubelet:
         ]
         statuses = [
             {
-                "name": container.get("name", ""),
-                "image": container.get("image", ""),
+                "name": container.name,
+                "image": container.spec.get("image", ""),
                 "ready": True,
                 "started": True,
                 "restartCount": 0,
                 "state": {"running": {"startedAt": now}},
             }
-            for container in spec.get("containers") or []
+            for container in pod.app_containers
         ]
         self._kube.patch_pod_status(
-            metadata["namespace"],
-            metadata["name"],
+            pod.namespace,
+            pod.name,
             {
                 "status": {
                     "phase": "Running",
@@ -578,17 +576,16 @@ class Kubelet:
             },
         )
 
-    def _set_failed(self, pod: Pod, reason: str, message: str) -> None:
-        metadata = pod.get("metadata") or {}
-        _log.info("node %s: pod %s rejected: %s", self.node.name, metadata.get("name"), message)
+    def _set_failed(self, pod: PodView, reason: str, message: str) -> None:
+        _log.info("node %s: pod %s rejected: %s", self.node.name, pod.key, message)
         try:
             self._kube.patch_pod_status(
-                metadata["namespace"],
-                metadata["name"],
+                pod.namespace,
+                pod.name,
                 {"status": {"phase": "Failed", "reason": reason, "message": message}},
             )
         except KubeError as err:
-            _log.info("node %s: cannot fail pod %s: %s", self.node.name, metadata.get("name"), err)
+            _log.info("node %s: cannot fail pod %s: %s", self.node.name, pod.key, err)
 
 
 def _merge_response(record: dict[str, Any], response: deviceplugin_pb2.ContainerAllocateResponse) -> None:

@@ -10,22 +10,15 @@ are not emulated. Quantities are compared exactly (``fractions.Fraction``), neve
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection
 from collections.abc import Iterable
 from collections.abc import Mapping
 from fractions import Fraction
 
-from hami_core.errors import ConfigError
-from hami_core.kube.objects import Container
 from hami_core.kube.objects import Node
-from hami_core.kube.objects import Pod
-
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "": Fraction(1)}
-_DECIMAL |= {"k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12)}
-_DECIMAL |= {"P": Fraction(10**15), "E": Fraction(10**18)}
-_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$")
+from hami_core.pods import ContainerView
+from hami_core.pods import PodView
+from hami_core.quantity import parse_quantity
 
 MAX_NODE_SCORE = 100
 UNSCHEDULABLE_NODE = "node(s) were unschedulable"
@@ -33,48 +26,27 @@ SELECTOR_MISMATCH = "node(s) didn't match Pod's node affinity/selector"
 TOO_MANY_PODS = "Too many pods"
 
 
-def parse_quantity(value: str | int | float) -> Fraction:
-    """A Kubernetes quantity (``"500m"``, ``"16Gi"``, ``"1e3"``, ``4``) as an exact number.
-
-    Raises:
-        ConfigError: the string is not a quantity.
-    """
-    if isinstance(value, int | float):
-        return Fraction(value)
-    match = _QUANTITY.match(value.strip())
-    if not match:
-        raise ConfigError(f"{value!r} is not a Kubernetes quantity")
-    number = Fraction(match.group(1))
-    if match.group(2):
-        return number * Fraction(10) ** int(match.group(2)[1:])
-    suffix = match.group(3) or ""
-    return number * (_BINARY[suffix] if suffix in _BINARY else _DECIMAL[suffix])
-
-
-def _container_requests(container: Container) -> dict[str, Fraction]:
-    resources = container.get("resources") or {}
-    limits = resources.get("limits") or {}
+def _container_requests(container: ContainerView) -> dict[str, Fraction]:
     # An unset request defaults to the limit (the API server's defaulting; extended resources rely on it).
-    merged = {**limits, **(resources.get("requests") or {})}
+    merged = {**container.limits, **container.requests}
     return {name: parse_quantity(quantity) for name, quantity in merged.items()}
 
 
-def pod_requests(pod: Pod) -> dict[str, Fraction]:
+def pod_requests(pod: PodView) -> dict[str, Fraction]:
     """Effective requests: the larger of the containers' sum and any single init container, plus overhead."""
-    spec = pod.get("spec") or {}
     total: dict[str, Fraction] = {}
-    for container in spec.get("containers") or []:
+    for container in pod.app_containers:
         for name, amount in _container_requests(container).items():
             total[name] = total.get(name, Fraction(0)) + amount
-    for container in spec.get("initContainers") or []:
+    for container in pod.init_containers:
         for name, amount in _container_requests(container).items():
             total[name] = max(total.get(name, Fraction(0)), amount)
-    for name, quantity in (spec.get("overhead") or {}).items():
+    for name, quantity in pod.overhead.items():
         total[name] = total.get(name, Fraction(0)) + parse_quantity(quantity)
     return total
 
 
-def requested_on_node(pods: Iterable[Pod]) -> dict[str, Fraction]:
+def requested_on_node(pods: Iterable[PodView]) -> dict[str, Fraction]:
     """Summed requests of the given pods, with ``pods`` counting one per pod."""
     total: dict[str, Fraction] = {"pods": Fraction(0)}
     for pod in pods:
@@ -85,7 +57,7 @@ def requested_on_node(pods: Iterable[Pod]) -> dict[str, Fraction]:
 
 
 def node_failures(
-    pod: Pod, node: Node, requested: Mapping[str, Fraction], *, ignored: Collection[str] = ()
+    pod: PodView, node: Node, requested: Mapping[str, Fraction], *, ignored: Collection[str] = ()
 ) -> list[str]:
     """Why ``pod`` cannot go to ``node``, in kube-scheduler's words; empty when it fits.
 
@@ -97,7 +69,7 @@ def node_failures(
     """
     if (node.get("spec") or {}).get("unschedulable"):
         return [UNSCHEDULABLE_NODE]
-    selector = (pod.get("spec") or {}).get("nodeSelector") or {}
+    selector = pod.node_selector
     labels = (node.get("metadata") or {}).get("labels") or {}
     if any(labels.get(key) != value for key, value in selector.items()):
         return [SELECTOR_MISMATCH]
@@ -116,7 +88,7 @@ def node_failures(
     return failures
 
 
-def least_allocated_score(pod: Pod, node: Node, requested: Mapping[str, Fraction]) -> int:
+def least_allocated_score(pod: PodView, node: Node, requested: Mapping[str, Fraction]) -> int:
     """NodeResourcesFit's default LeastAllocated score over cpu and memory, 0..100."""
     allocatable = (node.get("status") or {}).get("allocatable") or {}
     wanted = pod_requests(pod)

@@ -27,8 +27,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from typing import Literal
+from typing import cast
 
 from hami_core.errors import KubeError
+from hami_core.errors import PodFormatError
 from hami_core.kube.client import KubeClient
 from hami_core.kube.informer import Informer
 from hami_core.kube.informer import InformerEvent
@@ -45,12 +47,12 @@ from hami_core.localcluster.extender_client import HttpExtender
 from hami_core.localcluster.queueing import SchedulingQueue
 from hami_core.localcluster.scheduler_config import SchedulerConfig
 from hami_core.localcluster.scheduler_config import load_scheduler_config
+from hami_core.pods import PodView
 
 _log = logging.getLogger(__name__)
 
 EVENT_MESSAGE_LIMIT = 1024
 NO_NODES_MESSAGE = "no nodes available to schedule pods"
-_TERMINAL = ("Succeeded", "Failed")
 
 
 def pod_changed(old: Pod, new: Pod) -> bool:
@@ -99,14 +101,6 @@ def _now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _node_name(pod: Pod) -> str:
-    return (pod.get("spec") or {}).get("nodeName", "")
-
-
-def _terminal(pod: Pod) -> bool:
-    return (pod.get("status") or {}).get("phase") in _TERMINAL
-
-
 class Scheduler:
     """One kube-scheduler instance (all profiles of one KubeSchedulerConfiguration).
 
@@ -131,7 +125,8 @@ class Scheduler:
         self._ignored = self.config.ignored_resources
         self._cond = threading.Condition()
         self._queue = SchedulingQueue()
-        self._assumed: dict[str, tuple[str, Pod]] = {}
+        self._assumed: dict[str, tuple[str, PodView]] = {}
+        self._views: dict[str, PodView] = {}
         self._stopping = False
         self._thread: threading.Thread | None = None
         name = "/".join(self.config.scheduler_names)
@@ -189,36 +184,44 @@ class Scheduler:
 
     # ------------------------------------------------------------ informer handlers
 
-    def _responsible(self, pod: Pod) -> bool:
-        spec = pod.get("spec") or {}
+    def _responsible(self, pod: PodView) -> bool:
         return (
-            spec.get("schedulerName", "default-scheduler") in self.config.scheduler_names
-            and not spec.get("nodeName")
-            and "deletionTimestamp" not in (pod.get("metadata") or {})
-            and not _terminal(pod)
+            (pod.scheduler_name or "default-scheduler") in self.config.scheduler_names
+            and not pod.node_name
+            and not pod.deleting
+            and not pod.finished
         )
 
-    def _on_pod(self, event: InformerEvent, pod: Pod, old: Pod | None) -> None:
-        key = object_key(pod)
-        priority = int((pod.get("spec") or {}).get("priority") or 0)
+    def _on_pod(self, event: InformerEvent, raw: Pod, raw_old: Pod | None) -> None:
+        key = object_key(raw)
+        try:
+            pod = PodView.from_object(raw)
+        except PodFormatError as err:
+            _log.warning("ignoring unreadable pod %s: %s", key, err)
+            return
         with self._cond:
             now = self._clock()
+            old = self._views.get(key)
             if event == "DELETED":
+                self._views.pop(key, None)
                 self._queue.delete(key)
                 self._assumed.pop(key, None)
-                if _node_name(pod) and not _terminal(pod):
+                if pod.node_name and not pod.finished:
                     self._queue.move_all(now)
-            elif _node_name(pod):
+                self._cond.notify_all()
+                return
+            self._views[key] = pod
+            if pod.node_name:
                 self._queue.delete(key)
                 self._assumed.pop(key, None)
-                if _terminal(pod) and old is not None and not _terminal(old):
+                if pod.finished and old is not None and not old.finished:
                     self._queue.move_all(now)
             elif not self._responsible(pod):
                 self._queue.delete(key)
-            elif old is None:
-                self._queue.add(key, priority=priority, now=now)
+            elif raw_old is None:
+                self._queue.add(key, priority=pod.priority, now=now)
             else:
-                self._queue.update(key, priority=priority, now=now, changed=pod_changed(old, pod))
+                self._queue.update(key, priority=pod.priority, now=now, changed=pod_changed(raw_old, raw))
             self._cond.notify_all()
 
     def _on_node(self, event: InformerEvent, node: Node, old: Node | None) -> None:
@@ -242,7 +245,7 @@ class Scheduler:
                     due = self._queue.next_due(now)
                     self._cond.wait(None if due is None else max(0.001, due - now))
                     continue
-                pod = self._pods.get(key)
+                pod = self._views.get(key)
                 if pod is None or not self._responsible(pod):
                     self._queue.delete(key)
                     continue
@@ -254,20 +257,19 @@ class Scheduler:
                     self._queue.failed(key, self._clock())
 
     def _usage(self) -> dict[str, dict[str, Fraction]]:
-        by_node: dict[str, list[Pod]] = {}
+        by_node: dict[str, list[PodView]] = {}
         seen = set()
-        for pod in self._pods.items():
-            node = _node_name(pod)
-            if node and not _terminal(pod):
-                by_node.setdefault(node, []).append(pod)
-                seen.add(object_key(pod))
         with self._cond:
+            for pod in self._views.values():
+                if pod.node_name and not pod.finished:
+                    by_node.setdefault(pod.node_name, []).append(pod)
+                    seen.add(pod.key)
             for key, (node, pod) in self._assumed.items():
                 if key not in seen:
                     by_node.setdefault(node, []).append(pod)
         return {node: resource_fit.requested_on_node(pods) for node, pods in by_node.items()}
 
-    def _schedule_one(self, key: str, pod: Pod) -> None:
+    def _schedule_one(self, key: str, pod: PodView) -> None:
         nodes = self._nodes.items()
         if not nodes:
             self._fail(key, pod, NO_NODES_MESSAGE, unschedulable=False)
@@ -302,16 +304,10 @@ class Scheduler:
             return
         with self._cond:
             self._queue.done(key)
-        metadata = pod.get("metadata") or {}
-        self._record(
-            pod,
-            "Normal",
-            "Scheduled",
-            f"Successfully assigned {metadata.get('namespace')}/{metadata.get('name')} to {host}",
-        )
+        self._record(pod, "Normal", "Scheduled", f"Successfully assigned {pod.key} to {host}")
 
     def _filter_by_extenders(
-        self, pod: Pod, feasible: list[Node], reasons: dict[str, list[str]]
+        self, pod: PodView, feasible: list[Node], reasons: dict[str, list[str]]
     ) -> list[Node]:
         for extender in self._extenders:
             if not feasible:
@@ -331,7 +327,7 @@ class Scheduler:
         return feasible
 
     def _select_host(
-        self, pod: Pod, feasible: list[Node], usage: Mapping[str, Mapping[str, Fraction]]
+        self, pod: PodView, feasible: list[Node], usage: Mapping[str, Mapping[str, Fraction]]
     ) -> str:
         names = [node["metadata"]["name"] for node in feasible]
         if len(feasible) == 1:
@@ -362,17 +358,16 @@ class Scheduler:
         # max() keeps the first of equal scores: ties go to the first node by name.
         return max(names, key=lambda name: totals[name])
 
-    def _bind(self, pod: Pod, host: str) -> None:
+    def _bind(self, pod: PodView, host: str) -> None:
         for extender in self._extenders:
             if extender.config.bind_verb and extender.is_interested(pod):
                 extender.bind(pod, host)
                 return
-        metadata = pod.get("metadata") or {}
-        self._kube.bind_pod(metadata["namespace"], metadata["name"], host, uid=metadata.get("uid", ""))
+        self._kube.bind_pod(pod.namespace, pod.name, host, uid=pod.uid)
 
     # ------------------------------------------------------------ failure reporting
 
-    def _fail(self, key: str, pod: Pod, message: str, *, unschedulable: bool) -> None:
+    def _fail(self, key: str, pod: PodView, message: str, *, unschedulable: bool) -> None:
         with self._cond:
             if unschedulable:
                 self._queue.unschedulable(key, self._clock())
@@ -382,8 +377,8 @@ class Scheduler:
         self._record(pod, "Warning", "FailedScheduling", message)
         self._set_condition(key, pod, "Unschedulable" if unschedulable else "SchedulerError", message)
 
-    def _set_condition(self, key: str, pod: Pod, reason: str, message: str) -> None:
-        current = self._pods.get(key) or pod
+    def _set_condition(self, key: str, pod: PodView, reason: str, message: str) -> None:
+        current = self._pods.get(key) or cast(Pod, pod.raw)
         conditions = [
             c
             for c in (current.get("status") or {}).get("conditions") or []
@@ -397,32 +392,32 @@ class Scheduler:
             "lastProbeTime": None,
             "lastTransitionTime": _now_rfc3339(),
         }
-        metadata = pod.get("metadata") or {}
         try:
             self._kube.patch_pod_status(
-                metadata["namespace"], metadata["name"], {"status": {"conditions": [*conditions, condition]}}
+                pod.namespace, pod.name, {"status": {"conditions": [*conditions, condition]}}
             )
         except KubeError as err:
             _log.info("cannot set PodScheduled=False on %s: %s", key, err)
 
-    def _record(self, pod: Pod, event_type: Literal["Normal", "Warning"], reason: str, message: str) -> None:
-        metadata = pod.get("metadata") or {}
-        component = (pod.get("spec") or {}).get("schedulerName", "default-scheduler")
+    def _record(
+        self, pod: PodView, event_type: Literal["Normal", "Warning"], reason: str, message: str
+    ) -> None:
+        component = pod.scheduler_name or "default-scheduler"
         now = _now_rfc3339()
         event: Event = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
-                "name": f"{metadata.get('name')}.{time.time_ns():x}",
-                "namespace": metadata.get("namespace", ""),
+                "name": f"{pod.name}.{time.time_ns():x}",
+                "namespace": pod.namespace,
             },
             "involvedObject": {
                 "apiVersion": "v1",
                 "kind": "Pod",
-                "namespace": metadata.get("namespace", ""),
-                "name": metadata.get("name", ""),
-                "uid": metadata.get("uid", ""),
-                "resourceVersion": metadata.get("resourceVersion", ""),
+                "namespace": pod.namespace,
+                "name": pod.name,
+                "uid": pod.uid,
+                "resourceVersion": pod.resource_version,
             },
             "reason": reason,
             "message": truncate_message(message),
@@ -434,6 +429,6 @@ class Scheduler:
             "reportingComponent": component,
         }
         try:
-            self._kube.create_event(metadata.get("namespace", "default"), event)
+            self._kube.create_event(pod.namespace or "default", event)
         except KubeError as err:
-            _log.info("cannot record event %s on %s: %s", reason, metadata.get("name"), err)
+            _log.info("cannot record event %s on %s: %s", reason, pod.key, err)

@@ -24,10 +24,12 @@ from hami_core.backend import DeviceBackend
 from hami_core.devices import ContainerDevice
 from hami_core.errors import BackendError
 from hami_core.errors import CodecError
+from hami_core.errors import PodFormatError
 from hami_core.localcluster.kubelet import ALLOCATIONS_ANNOTATION
+from hami_core.pods import FINISHED_PHASES
+from hami_core.pods import PodView
 
 #: Pod phases whose devices are released.
-_TERMINAL = frozenset({"Succeeded", "Failed"})
 
 
 @attrs.frozen
@@ -128,9 +130,9 @@ def _annotations(obj: Mapping[str, Any]) -> Mapping[str, str]:
     return annotations if isinstance(annotations, Mapping) else {}
 
 
-def _recorded_env(pod: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+def _recorded_env(pod: PodView) -> dict[str, dict[str, str]]:
     """The envs the simulated kubelet recorded per container name."""
-    raw = _annotations(pod).get(ALLOCATIONS_ANNOTATION)
+    raw = pod.annotations.get(ALLOCATIONS_ANNOTATION)
     if not raw:
         return {}
     try:
@@ -146,46 +148,37 @@ def _recorded_env(pod: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     return envs
 
 
-def _placement(
-    pod: Mapping[str, Any], backends: Sequence[DeviceBackend], problems: list[str]
-) -> PodPlacement:
-    meta = pod.get("metadata", {})
-    spec = pod.get("spec", {})
-    annotations = _annotations(pod)
-    key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
-    containers = [(c, True) for c in spec.get("initContainers") or []] + [
-        (c, False) for c in spec.get("containers") or []
-    ]
-    shares: list[list[DeviceShare]] = [[] for _ in containers]
+def _placement(pod: PodView, backends: Sequence[DeviceBackend], problems: list[str]) -> PodPlacement:
+    shares: list[list[DeviceShare]] = [[] for _ in pod.containers]
     for backend in backends:
-        value = annotations.get(backend.keys.allocated)
+        value = pod.annotations.get(backend.keys.allocated)
         if value is None:
             continue
         try:
             decoded = codec.decode_pod_devices(value)
         except CodecError as err:
-            problems.append(f"pod {key}: {backend.keys.allocated}: {err}")
+            problems.append(f"pod {pod.key}: {backend.keys.allocated}: {err}")
             continue
-        for index, entry in enumerate(decoded[: len(containers)]):
+        for index, entry in enumerate(decoded[: len(pod.containers)]):
             shares[index].extend(
                 DeviceShare(backend.name, device.uuid, device.usedmem, device.usedcores) for device in entry
             )
     envs = _recorded_env(pod)
     return PodPlacement(
-        namespace=str(meta.get("namespace", "")),
-        name=str(meta.get("name", "")),
-        phase=str(pod.get("status", {}).get("phase", "")),
-        node=str(spec.get("nodeName") or ""),
-        scheduler=str(spec.get("schedulerName") or ""),
-        bind_phase=annotations.get(codec.BIND_PHASE, ""),
+        namespace=pod.namespace,
+        name=pod.name,
+        phase=pod.phase,
+        node=pod.node_name,
+        scheduler=pod.scheduler_name,
+        bind_phase=pod.annotations.get(codec.BIND_PHASE, ""),
         containers=tuple(
             ContainerPlacement(
-                name=str(container.get("name", "")),
-                init=init,
+                name=container.name,
+                init=container.init,
                 devices=tuple(shares[index]),
-                env=envs.get(str(container.get("name", "")), {}),
+                env=envs.get(container.name, {}),
             )
-            for index, (container, init) in enumerate(containers)
+            for index, container in enumerate(pod.containers)
         ),
     )
 
@@ -200,10 +193,16 @@ def sharing_report(
     their peak, app containers add up).
     """
     problems: list[str] = []
-    placements = tuple(_placement(pod, backends, problems) for pod in pods)
+    views = []
+    for raw in pods:
+        try:
+            views.append(PodView.from_object(raw))
+        except PodFormatError as err:
+            problems.append(f"unreadable pod: {err}")
+    placements = tuple(_placement(pod, backends, problems) for pod in views)
     booked: dict[tuple[str, str], list[tuple[str, DeviceBooking]]] = {}
     for placement in placements:
-        if placement.phase in _TERMINAL or not placement.node:
+        if placement.phase in FINISHED_PHASES or not placement.node:
             continue
         n_init = sum(container.init for container in placement.containers)
         for backend in backends:

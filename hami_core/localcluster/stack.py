@@ -45,6 +45,14 @@ class StackError(HamiError):
     """A hami component on the local cluster did not start or become ready."""
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` readable by this user only (``0600`` from creation: a key is never world-readable)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(data)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as probe:
@@ -212,9 +220,10 @@ class HamiStack:
             certs.ServingIdentity(dns_names=("localhost",), ip_addresses=("127.0.0.1",)), certs.utc_now()
         )
         tls = self.workdir / "tls"
-        tls.mkdir(parents=True, exist_ok=True)
+        tls.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tls.chmod(0o700)
         (tls / "tls.crt").write_bytes(self._bundle.serving.cert_pem)
-        (tls / "tls.key").write_bytes(self._bundle.serving.key_pem)
+        write_private(tls / "tls.key", self._bundle.serving.key_pem)
         document = dict(self.document)
         document["scheduler"] = {
             **(document.get("scheduler") or {}),

@@ -48,7 +48,6 @@ from hami_core import allocation
 from hami_core import codec
 from hami_core.allocation import DeviceBooking
 from hami_core.backend import DeviceBackend
-from hami_core.backend import parse_quantity
 from hami_core.devices import DeviceInfo
 from hami_core.devices import DeviceUsage
 from hami_core.errors import BackendError
@@ -56,6 +55,7 @@ from hami_core.errors import CodecError
 from hami_core.hookspecs import ScoringPolicy
 from hami_core.kube.objects import Node
 from hami_core.kube.objects import Pod
+from hami_core.quantity import parse_quantity
 from hami_core.scheduler import quota
 from hami_core.scheduler.capacity import ROOM_TIERS
 from hami_core.scheduler.capacity import BackendSummary

@@ -20,9 +20,9 @@ import attrs
 
 from hami_core.allocation import DeviceBooking
 from hami_core.backend import DeviceBackend
-from hami_core.backend import parse_quantity
 from hami_core.errors import BackendError
 from hami_core.kube.objects import ResourceQuota
+from hami_core.quantity import parse_quantity
 
 _LIMITS_PREFIX = "limits."
 

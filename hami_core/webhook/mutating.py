@@ -45,6 +45,7 @@ from hami_core.config import SchedulerConfig
 from hami_core.devices import DeviceRequest
 from hami_core.errors import BackendError
 from hami_core.errors import PodFormatError
+from hami_core.errors import echo
 from hami_core.pods import ContainerView
 from hami_core.pods import PodView
 
@@ -265,13 +266,13 @@ def _validate(container: _Container, backend: DeviceBackend, capacity: Capacity 
     for name, amount in amounts.items():
         if amount < 0:
             raise _Refused(
-                400, f"container {container.name}: {name} must not be negative, got {present[name]}"
+                400, f"container {container.name}: {name} must not be negative, got {echo(present[name])}"
             )
     if names.memory_percentage in amounts and amounts[names.memory_percentage] > 100:
         raise _Refused(
             400,
             f"container {container.name}: {names.memory_percentage} must be between 0 and 100, "
-            f"got {present[names.memory_percentage]}",
+            f"got {echo(present[names.memory_percentage])}",
         )
     shares = [
         name for name in (names.memory, names.memory_percentage, names.cores) if name and name in present
@@ -307,7 +308,7 @@ def _warnings(
     warnings: list[str] = []
     if request.coresreq > _WHOLE_DEVICE_CORES:
         warnings.append(
-            f"container {container.name}: {names.cores} {present.get(names.cores, request.coresreq)} is more "
+            f"container {container.name}: {names.cores} {echo(present.get(names.cores, request.coresreq))} is more "
             f"than a whole device and counts as {_WHOLE_DEVICE_CORES}"
         )
     if capacity is None:

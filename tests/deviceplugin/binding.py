@@ -19,7 +19,6 @@ import attrs
 from hami_core import allocation
 from hami_core import codec
 from hami_core.backend import DeviceBackend
-from hami_core.deviceplugin.allocating import pod_containers
 from hami_core.devices import ContainerDevices
 from hami_core.devices import DeviceRequest
 from hami_core.devices import DeviceUsage
@@ -29,7 +28,7 @@ from hami_core.devices import PodDevices
 from hami_core.errors import ConflictError
 from hami_core.kube.client import KubeClient
 from hami_core.kube.objects import Pod
-from hami_core.pods import ContainerView
+from hami_core.pods import PodView
 
 
 def filter_annotations(
@@ -139,10 +138,11 @@ class ProtocolScheduler:
     def place(self, pod: Pod, node_name: str) -> tuple[ContainerDevices, ...] | None:
         """Fit ``pod`` on ``node_name`` and book it; ``None`` when it does not fit."""
         requests: list[dict[str, DeviceRequest]] = []
-        for container in pod_containers(pod):
-            request = self.backend.parse_request(ContainerView.from_object(container))
+        view = PodView.from_object(pod)
+        for container in view.containers:
+            request = self.backend.parse_request(container)
             requests.append({self.backend.name: request} if request is not None else {})
-        n_init = len((pod.get("spec") or {}).get("initContainers") or [])
+        n_init = view.n_init
 
         def fit(
             backend: str, request: DeviceRequest, devices: Sequence[DeviceUsage], earlier: PodDevices

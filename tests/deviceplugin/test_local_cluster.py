@@ -23,13 +23,10 @@ from hami_backend_mock.backend import MockBackend
 
 from hami_core import codec
 from hami_core.config import load_config
-from hami_core.deviceplugin.allocating import pod_containers
 from hami_core.kube.client import RealKubeClient
-from hami_core.kube.objects import Container
 from hami_core.kube.objects import Pod
 from hami_core.localcluster.cluster import LocalCluster
 from hami_core.localcluster.kubelet import ALLOCATIONS_ANNOTATION
-from hami_core.pods import ContainerView
 from hami_core.pods import PodView
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_pod
@@ -119,14 +116,10 @@ def workload() -> list[Pod]:
 def expected_envs(backend: MockBackend, pod: Pod) -> dict[str, dict[str, str]]:
     """Per container with devices, the env the backend gives for what the scheduler assigned."""
     assigned = codec.decode_pod_devices(pod["metadata"]["annotations"][backend.keys.allocated])
-    containers: list[Container] = pod_containers(pod)
+    view = PodView.from_object(pod)
     return {
-        container["name"]: dict(
-            backend.allocate(
-                tuple(entry), ContainerView.from_object(container), PodView.from_object(pod)
-            ).envs
-        )
-        for container, entry in zip(containers, assigned, strict=False)
+        container.name: dict(backend.allocate(tuple(entry), container, view).envs)
+        for container, entry in zip(view.containers, assigned, strict=False)
         if entry
     }
 

@@ -11,6 +11,7 @@ import pytest
 from hami_core import codec
 from hami_core.deviceplugin import locking
 from hami_core.kube.objects import Pod
+from hami_core.pods import PodView
 from hami_core.testing.builders import make_pod
 
 NOW = datetime(2026, 8, 1, 6, 0, 0, tzinfo=UTC)
@@ -65,7 +66,12 @@ def _deleting() -> Pod:
 def test_stale_locks_are_those_whose_allocation_cannot_finish(
     pod: Pod | None, elapsed: float, action: locking.LockAction
 ) -> None:
-    assert locking.stale_lock_action(LOCK, pod, NOW + timedelta(seconds=elapsed), 300) == action
+    assert (
+        locking.stale_lock_action(
+            LOCK, None if pod is None else PodView.from_object(pod), NOW + timedelta(seconds=elapsed), 300
+        )
+        == action
+    )
 
 
 def test_legacy_and_malformed_locks_are_left_to_the_schedulers_expiry() -> None:

@@ -16,13 +16,14 @@ from hami_core.localcluster.extender_client import HttpExtender
 from hami_core.localcluster.scheduler_config import ExtenderConfig
 from hami_core.localcluster.scheduler_config import ManagedResource
 from hami_core.localcluster.scheduler_config import TLSConfig
+from hami_core.pods import PodView
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_node
 from hami_core.testing.builders import make_pod
 from tests.localcluster.fake_extender import FakeExtender
 from tests.localcluster.fake_extender import Reply
 
-POD = make_pod("p", containers=[make_container(limits={"nvidia.com/gpu": 1})])
+POD = PodView.from_object(make_pod("p", containers=[make_container(limits={"nvidia.com/gpu": 1})]))
 NODES = [make_node("node-a"), make_node("node-b")]
 
 
@@ -47,7 +48,7 @@ def test_full_filter_args_send_a_node_list_and_null_names() -> None:
 
 def test_binding_args_are_pascal_case() -> None:
     assert extender_client.go_json(extender_client.binding_args(POD, "node-a")) == (
-        f'{{"PodName":"p","PodNamespace":"default","PodUID":"{POD["metadata"]["uid"]}","Node":"node-a"}}'.encode()
+        f'{{"PodName":"p","PodNamespace":"default","PodUID":"{POD.uid}","Node":"node-a"}}'.encode()
     )
 
 
@@ -108,12 +109,14 @@ def test_unresolvable_failures_take_precedence_when_merging_reasons() -> None:
 @pytest.mark.parametrize(
     ("managed", "pod", "interested"),
     [
-        pytest.param((), make_pod("p"), True, id="manages-everything"),
+        pytest.param((), PodView.from_object(make_pod("p")), True, id="manages-everything"),
         pytest.param(("nvidia.com/gpu",), POD, True, id="limit"),
-        pytest.param(("nvidia.com/gpu",), make_pod("p"), False, id="not-requested"),
+        pytest.param(("nvidia.com/gpu",), PodView.from_object(make_pod("p")), False, id="not-requested"),
         pytest.param(
             ("nvidia.com/gpu",),
-            make_pod("p", init_containers=[make_container("i", requests={"nvidia.com/gpu": 1})]),
+            PodView.from_object(
+                make_pod("p", init_containers=[make_container("i", requests={"nvidia.com/gpu": 1})])
+            ),
             True,
             id="init-container-request",
         ),
@@ -176,7 +179,7 @@ def test_bind_sends_the_binding_args_and_reports_the_error() -> None:
     assert server.received[0].body == {
         "PodName": "p",
         "PodNamespace": "default",
-        "PodUID": POD["metadata"]["uid"],
+        "PodUID": POD.uid,
         "Node": "node-a",
     }
 

@@ -4,45 +4,24 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-import pytest
-
-from hami_core.errors import ConfigError
 from hami_core.kube import objects
 from hami_core.localcluster import resource_fit
+from hami_core.pods import PodView
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_node
 from hami_core.testing.builders import make_pod
 
 
-@pytest.mark.parametrize(
-    ("text", "value"),
-    [
-        pytest.param("500m", Fraction(1, 2), id="milli"),
-        pytest.param("2", Fraction(2), id="plain"),
-        pytest.param("16Gi", Fraction(16 * 2**30), id="binary"),
-        pytest.param("1k", Fraction(1000), id="decimal"),
-        pytest.param("1.5", Fraction(3, 2), id="fraction"),
-        pytest.param("1e3", Fraction(1000), id="exponent"),
-        pytest.param(4, Fraction(4), id="int"),
-    ],
-)
-def test_quantities_parse_exactly(text: str | int, value: Fraction) -> None:
-    assert resource_fit.parse_quantity(text) == value
-
-
-def test_a_malformed_quantity_is_refused() -> None:
-    with pytest.raises(ConfigError, match="not a Kubernetes quantity"):
-        resource_fit.parse_quantity("lots")
-
-
 def test_pod_requests_take_the_larger_of_containers_and_init_containers() -> None:
-    pod = make_pod(
-        "p",
-        init_containers=[make_container("init", requests={"cpu": "3"})],
-        containers=[
-            make_container("a", requests={"cpu": "1"}),
-            make_container("b", limits={"example.com/dev": 2}),
-        ],
+    pod = PodView.from_object(
+        make_pod(
+            "p",
+            init_containers=[make_container("init", requests={"cpu": "3"})],
+            containers=[
+                make_container("a", requests={"cpu": "1"}),
+                make_container("b", limits={"example.com/dev": 2}),
+            ],
+        )
     )
     assert resource_fit.pod_requests(pod) == {"cpu": Fraction(3), "example.com/dev": Fraction(2)}
 
@@ -52,20 +31,24 @@ def node(**allocatable: str | int) -> objects.Node:
 
 
 def test_a_pod_that_fits_has_no_failures() -> None:
-    pod = make_pod("p", containers=[make_container(requests={"cpu": "1", "memory": "1Gi"})])
+    pod = PodView.from_object(
+        make_pod("p", containers=[make_container(requests={"cpu": "1", "memory": "1Gi"})])
+    )
     used = resource_fit.requested_on_node([pod])
     assert resource_fit.node_failures(pod, node(cpu=2, memory="2Gi"), used) == []
 
 
 def test_resources_used_by_other_pods_count_against_allocatable() -> None:
-    pod = make_pod("p", containers=[make_container(requests={"cpu": "1", "example.com/dev": 1})])
+    pod = PodView.from_object(
+        make_pod("p", containers=[make_container(requests={"cpu": "1", "example.com/dev": 1})])
+    )
     used = resource_fit.requested_on_node([pod])
     failures = resource_fit.node_failures(pod, node(cpu=1), used)
     assert failures == ["Insufficient cpu", "Insufficient example.com/dev"]
 
 
 def test_resources_an_extender_manages_are_not_checked() -> None:
-    pod = make_pod("p", containers=[make_container(limits={"nvidia.com/gpumem": 4000})])
+    pod = PodView.from_object(make_pod("p", containers=[make_container(limits={"nvidia.com/gpumem": 4000})]))
     failures = resource_fit.node_failures(
         pod,
         node(),
@@ -76,16 +59,19 @@ def test_resources_an_extender_manages_are_not_checked() -> None:
 
 
 def test_a_full_node_has_too_many_pods() -> None:
-    pod = make_pod("p")
+    pod = PodView.from_object(make_pod("p"))
     assert resource_fit.node_failures(pod, node(pods=0), {}) == ["Too many pods"]
 
 
 def test_unschedulable_and_mismatched_nodes_are_reported_like_kube_scheduler() -> None:
     cordoned = make_node("n", allocatable={"pods": 10})
     cordoned["spec"] = {"unschedulable": True}
-    assert resource_fit.node_failures(make_pod("p"), cordoned, {}) == ["node(s) were unschedulable"]
-    picky = make_pod("p")
-    picky["spec"]["nodeSelector"] = {"gpu": "on"}
+    assert resource_fit.node_failures(PodView.from_object(make_pod("p")), cordoned, {}) == [
+        "node(s) were unschedulable"
+    ]
+    raw = make_pod("p")
+    raw["spec"]["nodeSelector"] = {"gpu": "on"}
+    picky = PodView.from_object(raw)
     assert resource_fit.node_failures(picky, make_node("n", allocatable={"pods": 10}), {}) == [
         "node(s) didn't match Pod's node affinity/selector"
     ]
@@ -106,7 +92,9 @@ def test_the_fit_error_counts_equal_reasons_and_sorts_them() -> None:
 
 
 def test_least_allocated_prefers_the_emptier_node() -> None:
-    pod = make_pod("p", containers=[make_container(requests={"cpu": "1", "memory": "1Gi"})])
+    pod = PodView.from_object(
+        make_pod("p", containers=[make_container(requests={"cpu": "1", "memory": "1Gi"})])
+    )
     big = make_node("big", allocatable={"cpu": 8, "memory": "8Gi"})
     small = make_node("small", allocatable={"cpu": 2, "memory": "2Gi"})
     assert resource_fit.least_allocated_score(pod, big, {}) == 87

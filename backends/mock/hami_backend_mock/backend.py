@@ -30,6 +30,7 @@ from hami_core import RequestRules
 from hami_core import ResourceNames
 from hami_core import VendorKeys
 from hami_core.backend import whole_quantity
+from hami_core.errors import echo
 from hami_core.pods import ContainerView
 from hami_core.pods import PodView
 
@@ -111,7 +112,7 @@ class MockBackend(DeviceBackend):
             and not 0 <= whole_quantity(container, names.memory_percentage, percentage) <= 100
         ):
             raise BackendError(
-                f"invalid {names.memory_percentage} value {percentage} in container "
+                f"invalid {names.memory_percentage} value {echo(percentage)} in container "
                 f"{container.label}: must be an integer between 0 and 100"
             )
         has_count = container.limit(names.count) is not None
