@@ -129,7 +129,7 @@ def plot(path: Path, runs: Sequence[RunSummary]) -> None:
     axes.plot(range(top), [max(0, 100 - x) for x in range(top)], "k:", label="ideal")
     axes.set_xlabel("arrived GPU demand, % of capacity")
     axes.set_ylabel("unallocated GPU, %")
-    axes.set_ylim(0, 30)
+    axes.set_ylim(bottom=0)
     axes.legend()
     axes.grid(alpha=0.3)
     try:

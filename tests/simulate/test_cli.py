@@ -138,3 +138,19 @@ def test_a_slice_of_the_real_trace(tmp_path: Path) -> None:
     }
     assert at_100["fgd"] < at_100["random"]
     assert at_100["fgd-guard"] < at_100["random"]
+
+
+def test_plot_needs_the_plot_extra_or_draws_the_file(files: tuple[Path, Path], tmp_path: Path) -> None:
+    cluster, workload = files
+    target = tmp_path / "out.png"
+    args = ["simulate", "--cluster", str(cluster), "--workload", str(workload), "--policy", "fgd"]
+    result = CliRunner().invoke(hami, [*args, "--plot", str(target)])
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert result.exit_code == 1
+        assert "pip install 'hami[plot]'" in result.output
+        assert not target.exists()
+    else:
+        assert result.exit_code == 0, result.output
+        assert target.read_bytes().startswith(b"\x89PNG")
