@@ -72,6 +72,7 @@ from hami_core.scheduler.placement import NodeState
 from hami_core.scheduler.placement import PodShape
 from hami_core.scheduler.placement import first_request
 from hami_core.scheduler.placement import placement_score
+from hami_core.scheduler.placement import single_fit
 from hami_core.scheduler.pod_requests import PodRequest
 from hami_core.scheduler.pod_requests import parse_pod_request
 from hami_core.scheduler.recording import EventKind
@@ -289,6 +290,10 @@ class Filtering:
         """Fit every container of the pod on one node view."""
         devices = {name: view.devices.get(name, ()) for name in plan.request.backends}
         fitter = _NodeFitter(self, plan, view)
+        if plan.policies.node.placement is not None:
+            single = single_fit(plan.request.containers, plan.request.n_init, devices, fitter)
+            if single is not None:
+                return single
         return allocation.fit_pod(
             plan.request.containers,
             plan.request.n_init,

@@ -15,15 +15,20 @@ module does I/O.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Protocol
 
 import attrs
 
+from hami_core import allocation
+from hami_core.allocation import PodFit
 from hami_core.devices import MEM_PERCENTAGE_UNSET
 from hami_core.devices import DeviceRequest
 from hami_core.devices import DeviceUsage
+from hami_core.devices import FitResult
+from hami_core.devices import PodDevices
 
 #: One whole device in milli-devices (the trace's unit: 1000 = one GPU).
 MILLI = 1000
@@ -178,3 +183,34 @@ def placement_score(
     old = tuple(device for backend in backends for device in before.get(backend, ()))
     new = tuple(device for backend in backends for device in after.get(backend, before.get(backend, ())))
     return float(placement.score(NodeState(devices=old), shape, NodeState(devices=new)))
+
+
+def single_fit(
+    containers: Sequence[Mapping[str, DeviceRequest]],
+    n_init: int,
+    devices: Mapping[str, Sequence[DeviceUsage]],
+    fit: Callable[[str, DeviceRequest, Sequence[DeviceUsage], PodDevices], FitResult],
+) -> PodFit | None:
+    """The fit of a one-container, one-backend pod without the device-policy sort; ``None`` otherwise.
+
+    A placement policy reorders the devices itself, so :func:`~hami_core.allocation.fit_pod`'s sort
+    by HAMi's device score would be thrown away; for the common pod shape this calls the same
+    per-request ``fit`` once on the node's devices and books its result as ``fit_pod`` does.
+    """
+    if n_init or len(containers) != 1 or len(containers[0]) != 1:
+        return None
+    ((backend, request),) = containers[0].items()
+    if request.nums <= 0:
+        return None
+    node = devices.get(backend, ())
+    result = fit(backend, request, node, PodDevices())
+    if not result.ok:
+        return PodFit(ok=False, reasons=dict(result.reasons), considered=result.considered)
+    booked = {booking.device.uuid: booking for booking in allocation.collapse_usage((result.devices,), 0)}
+    after = tuple(
+        device.add(booked[device.id].device, booked[device.id].slots) if device.id in booked else device
+        for device in node
+    )
+    usage = {name: tuple(listed) for name, listed in devices.items()}
+    usage[backend] = after
+    return PodFit(ok=True, devices=PodDevices({backend: (result.devices,)}), usage=usage)

@@ -34,6 +34,7 @@ from hami_core.pods import PodView
 from hami_core.scheduler.capacity import BackendSummary
 from hami_core.scheduler.placement import NodeState
 from hami_core.scheduler.placement import PodShape
+from hami_core.scheduler.placement import single_fit
 from hami_core.scheduler.pod_requests import PodRequest
 from hami_core.scheduler.pod_requests import parse_pod_request
 from hami_core.scheduler.policies.fragmentation import Workload
@@ -140,8 +141,7 @@ class Scheduler:
         """Fit the pod on one node with the shared fit, devices in the placement policy's order.
 
         A pod-aware policy replaces the device order anyway, so a one-container pod skips the
-        device-policy sort of :func:`~hami_core.allocation.fit_pod` and is fitted and booked
-        directly (the same :func:`~hami_core.allocation.fit_container` and booking).
+        device-policy sort (:func:`~hami_core.scheduler.placement.single_fit`, as the extender does).
         """
         if plan.request.empty:
             return PodFit(ok=True, usage={BACKEND: node.devices})
@@ -149,33 +149,21 @@ class Scheduler:
         rules = self._rules
         device_policy = plan.policies.device.policy
         containers = plan.request.containers
-        if placement is not None and len(containers) == 1 and plan.request.backends == (BACKEND,):
-            request = containers[0][BACKEND]
-            result = allocation.fit_container(
-                request, placement.order(node, plan.shape), rules, device_policy
-            )
-            if not result.ok:
-                return PodFit(ok=False, reasons=dict(result.reasons), considered=result.considered)
-            booked = {
-                booking.device.uuid: booking for booking in allocation.collapse_usage((result.devices,), 0)
-            }
-            usage = tuple(
-                device.add(booked[device.id].device, booked[device.id].slots)
-                if device.id in booked
-                else device
-                for device in node.devices
-            )
-            return PodFit(ok=True, devices=PodDevices({BACKEND: (result.devices,)}), usage={BACKEND: usage})
 
         def fitter(
             backend: str, request: DeviceRequest, devices: Sequence[DeviceUsage], earlier: PodDevices
         ) -> FitResult:
             if placement is not None:
-                devices = placement.order(attrs.evolve(node, devices=tuple(devices)), plan.shape)
+                state = node if devices is node.devices else attrs.evolve(node, devices=tuple(devices))
+                devices = placement.order(state, plan.shape)
             else:
                 devices = plan.policies.device.order(devices)
             return allocation.fit_container(request, devices, rules, device_policy)
 
+        if placement is not None:
+            single = single_fit(containers, plan.request.n_init, {BACKEND: node.devices}, fitter)
+            if single is not None:
+                return single
         return allocation.fit_pod(
             containers,
             plan.request.n_init,
