@@ -87,7 +87,15 @@ def table(runs: Sequence[RunSummary], arrive: float) -> Table:
     """Per policy: unallocated GPU % at 100 % and at the end, fragmentation rate, failures, time."""
     end = int(arrive)
     grid = Table(title=f"{runs[0].workload if runs else ''}: unallocated GPU %, mean (sd) over seeds")
-    for header in ("policy", "seeds", "@100 %", f"@{end} %", "frag rate @100 %", "failed pods", "s per run"):
+    for header in (
+        "policy",
+        "seeds",
+        "@100 %",
+        f"@{end} %",
+        "frag rate @100 %",
+        "failed pods",
+        "CPU s per run",
+    ):
         grid.add_column(header, justify="left" if header == "policy" else "right")
     for policy, group in by_policy(runs).items():
         grid.add_row(
