@@ -572,14 +572,28 @@ def scheduler_command(
 
 @hami.command(name="simulate")
 @click.option(
-    "--nodes", "nodes_path", type=click.Path(dir_okay=False, path_type=Path), help="Trace node CSV."
+    "--nodes",
+    "nodes_path",
+    type=click.Path(dir_okay=False, path_type=Path, resolve_path=True),
+    help="Trace node CSV.",
 )
-@click.option("--pods", "pods_path", type=click.Path(dir_okay=False, path_type=Path), help="Trace pod CSV.")
 @click.option(
-    "--cluster", "cluster_path", type=click.Path(dir_okay=False, path_type=Path), help="Cluster YAML/JSON."
+    "--pods",
+    "pods_path",
+    type=click.Path(dir_okay=False, path_type=Path, resolve_path=True),
+    help="Trace pod CSV.",
 )
 @click.option(
-    "--workload", "workload_path", type=click.Path(dir_okay=False, path_type=Path), help="Workload YAML/JSON."
+    "--cluster",
+    "cluster_path",
+    type=click.Path(dir_okay=False, path_type=Path, resolve_path=True),
+    help="Cluster YAML/JSON.",
+)
+@click.option(
+    "--workload",
+    "workload_path",
+    type=click.Path(dir_okay=False, path_type=Path, resolve_path=True),
+    help="Workload YAML/JSON.",
 )
 @click.option("--policy", "policy_text", default="all", show_default=True, metavar="NAME[,NAME...]|all")
 @click.option("--seeds", "seeds_text", default="42", show_default=True, metavar="42-51|42,43")
@@ -589,12 +603,15 @@ def scheduler_command(
 @click.option("--workers", type=click.IntRange(min=1), help="Processes (default: one per available core).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option(
-    "--csv", "csv_dir", type=click.Path(file_okay=False, path_type=Path), help="Write the paper's CSVs here."
+    "--csv",
+    "csv_dir",
+    type=click.Path(file_okay=False, path_type=Path, resolve_path=True),
+    help="Write the paper's CSVs here.",
 )
 @click.option(
     "--plot",
     "plot_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path, resolve_path=True),
     help="Draw a PNG (needs hami[plot]).",
 )
 def simulate_command(
