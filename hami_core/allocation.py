@@ -25,6 +25,7 @@ from typing import Protocol
 
 import attrs
 
+from hami_core import codec
 from hami_core.devices import MEM_PERCENTAGE_UNSET
 from hami_core.devices import ContainerDevice
 from hami_core.devices import ContainerDevices
@@ -34,21 +35,6 @@ from hami_core.devices import FitResult
 from hami_core.devices import PodDevices
 from hami_core.devices import ScoringWeights
 from hami_core.errors import BackendError
-
-# HAMi's filter reason keys (pkg/device/common/common.go), counted per rejected device.
-REASON_CARD_TYPE_MISMATCH = "CardTypeMismatch"
-REASON_CARD_UUID_MISMATCH = "CardUuidMismatch"
-REASON_CARD_TIME_SLICING_EXHAUSTED = "CardTimeSlicingExhausted"
-REASON_CARD_COMPUTE_UNITS_EXHAUSTED = "CardComputeUnitsExhausted"
-REASON_CARD_INSUFFICIENT_MEMORY = "CardInsufficientMemory"
-REASON_CARD_INSUFFICIENT_CORE = "CardInsufficientCore"
-REASON_CARD_NOT_HEALTH = "CardNotHealth"
-REASON_CARD_CORDONED = "CardCordoned"
-REASON_NUMA_NOT_FIT = "NumaNotFit"
-REASON_EXCLUSIVE_DEVICE_ALLOCATE_CONFLICT = "ExclusiveDeviceAllocateConflict"
-REASON_CARD_MIG_TOPOLOGY_INFEASIBLE = "CardMigTopologyInfeasible"
-REASON_NODE_INSUFFICIENT_DEVICE = "NodeInsufficientDevice"
-REASON_ALLOCATED_CARDS_INSUFFICIENT_REQUEST = "AllocatedCardsInsufficientRequest"
 
 # Device policy tokens (values of the pod's GPU scheduler policy annotation).
 POLICY_BINPACK = "binpack"
@@ -333,7 +319,7 @@ def fit_container(
         return FitResult(ok=True)
     typed = [device for device in devices if _belongs(device, rules.request_type)]
     if request.nums > len(typed):
-        return FitResult(ok=False, reasons={REASON_NODE_INSUFFICIENT_DEVICE: 1}, considered=0)
+        return FitResult(ok=False, reasons={codec.NODE_INSUFFICIENT_DEVICE: 1}, considered=0)
 
     reasons: Counter[str] = Counter()
     picked: list[ContainerDevice] = []
@@ -343,29 +329,29 @@ def fit_container(
     type_matches = request.type == rules.request_type
     for device in reversed(typed):
         if not device.health:
-            reasons[REASON_CARD_NOT_HEALTH] += 1
+            reasons[codec.CARD_NOT_HEALTH] += 1
             continue
         if device.id in rules.cordoned:
-            reasons[REASON_CARD_CORDONED] += 1
+            reasons[codec.CARD_CORDONED] += 1
             continue
         if not (type_matches and rules.type_ok(device)):
-            reasons[REASON_CARD_TYPE_MISMATCH] += 1
+            reasons[codec.CARD_TYPE_MISMATCH] += 1
             continue
         if rules.numa_bind and device.numa != prev_numa:
             # A new NUMA node starts a new run; what the previous run took does not count.
             if remaining != request.nums:
-                reasons[REASON_NUMA_NOT_FIT] += len(picked)
+                reasons[codec.NUMA_NOT_FIT] += len(picked)
             remaining = request.nums
             prev_numa = device.numa
             picked = []
         if not rules.uuid_ok(device.id):
-            reasons[REASON_CARD_UUID_MISMATCH] += 1
+            reasons[codec.CARD_UUID_MISMATCH] += 1
             continue
         if device.count <= device.used:
-            reasons[REASON_CARD_TIME_SLICING_EXHAUSTED] += 1
+            reasons[codec.CARD_TIME_SLICING_EXHAUSTED] += 1
             continue
         if policy.mutex and device.used > 0:
-            reasons[REASON_EXCLUSIVE_DEVICE_ALLOCATE_CONFLICT] += 1
+            reasons[codec.EXCLUSIVE_DEVICE_ALLOCATE_CONFLICT] += 1
             continue
         candidate = ContainerDevice(
             uuid=device.id,
@@ -380,20 +366,20 @@ def fit_container(
                 reasons[refusal] += 1
                 continue
         if device.free_mem < candidate.usedmem:
-            reasons[REASON_CARD_INSUFFICIENT_MEMORY] += 1
+            reasons[codec.CARD_INSUFFICIENT_MEMORY] += 1
             continue
         if device.free_cores < cores:
-            reasons[REASON_CARD_INSUFFICIENT_CORE] += 1
+            reasons[codec.CARD_INSUFFICIENT_CORE] += 1
             continue
         if device.totalcore == _FULL_CORES and cores == _FULL_CORES and device.used > 0:
-            reasons[REASON_EXCLUSIVE_DEVICE_ALLOCATE_CONFLICT] += 1
+            reasons[codec.EXCLUSIVE_DEVICE_ALLOCATE_CONFLICT] += 1
             continue
         # A container asking no cores would still compete on a device whose cores are all taken.
         if device.totalcore != 0 and device.usedcores == device.totalcore and cores == 0:
-            reasons[REASON_CARD_COMPUTE_UNITS_EXHAUSTED] += 1
+            reasons[codec.CARD_COMPUTE_UNITS_EXHAUSTED] += 1
             continue
         if device.mode == MODE_MIG:
-            reasons[REASON_CARD_MIG_TOPOLOGY_INFEASIBLE] += 1
+            reasons[codec.CARD_MIG_TOPOLOGY_INFEASIBLE] += 1
             continue
         picked.append(candidate)
         if not policy.topology_aware:
@@ -410,7 +396,7 @@ def fit_container(
             chosen = _best_group(picked, request.nums, rules)
         return FitResult(ok=True, devices=chosen, considered=len(typed))
     if picked:
-        reasons[REASON_ALLOCATED_CARDS_INSUFFICIENT_REQUEST] = len(picked)
+        reasons[codec.ALLOCATED_CARDS_INSUFFICIENT_REQUEST] = len(picked)
     return FitResult(ok=False, reasons=dict(reasons), considered=len(typed))
 
 

@@ -280,6 +280,20 @@ class DeviceBackend(abc.ABC):
             raise BackendError(f"no {self.name} device found on node ({self.keys.register} is empty)")
         return [attrs.evolve(device, device_vendor=self.name) for device in devices]
 
+    def node_health(self, handshake_healthy: bool, allocatable: int, peak_allocatable: int) -> bool:
+        """Whether a node's devices of this backend may take pods, given the handshake rule's answer.
+
+        The default is that answer (HAMi's generic ``CheckHealth``, ``specs/hami-wire.md`` 3.9).
+        A vendor whose scheduler side also tracks the kubelet's count (HAMi's NVIDIA backend)
+        overrides it.
+
+        Args:
+            handshake_healthy: the handshake rule's answer for the node.
+            allocatable: the node's allocatable count of the backend's count resource now.
+            peak_allocatable: the highest such count seen since the node registered these devices.
+        """
+        return handshake_healthy
+
     def fit_rules(self, context: FitContext) -> allocation.FitRules:
         """The vendor filters the shared fit applies for one pod on one node.
 
@@ -334,6 +348,18 @@ class DeviceBackend(abc.ABC):
     def encode_node_devices(self, devices: Sequence[DeviceInfo]) -> str:
         """The register annotation value for ``devices``; the default is HAMi's JSON format."""
         return codec.encode_node_devices(devices)
+
+    def extra_node_annotations(self, devices: Sequence[DeviceInfo]) -> Mapping[str, str]:
+        """Node annotations the device plugin publishes beside the register annotation.
+
+        The default is none; a vendor returns what its scheduler side reads from the node (HAMi's
+        NVIDIA plugin publishes GPU pair scores). They are written with the register annotation,
+        whenever one of them changes.
+
+        Args:
+            devices: the devices :meth:`discover` returned.
+        """
+        return {}
 
     def health(self, devices: Sequence[DeviceInfo]) -> Mapping[str, bool]:
         """Whether each device is healthy now, by device id.

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import TypeVar
 
 import click
-import yaml
 
 from hami_core import plugins
+from hami_core import yaml_documents
 from hami_core.config import HamiConfig
 from hami_core.config import load_config
+from hami_core.errors import ConfigError
 from hami_core.errors import HamiError
 
 _Command = TypeVar("_Command", bound=Callable[..., object])
@@ -56,6 +57,16 @@ kubeconfig_option = click.option(
     "--kubeconfig",
     type=click.Path(dir_okay=False, path_type=Path, resolve_path=True),
     help="Kubeconfig file; without it, in-cluster credentials, else $KUBECONFIG or ~/.kube/config.",
+)
+
+#: ``--api-timeout SECONDS`` for every command that talks to the API server (the kubelet sets no
+#: deadline on ``Allocate``, so the device plugin needs its own).
+api_timeout_option = click.option(
+    "--api-timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds allowed for each API server request.",
 )
 
 
@@ -174,6 +185,7 @@ def _table(installed: Sequence[plugins.InstalledBackend], enabled: set[str]) -> 
     help="MutatingWebhookConfiguration whose caBundle to keep; an empty value skips it.",
 )
 @kubeconfig_option
+@api_timeout_option
 @click.option(
     "--dns-name",
     "dns_names",
@@ -207,6 +219,7 @@ def certs_command(
     secret_name: str,
     webhook_config: str,
     kubeconfig: Path | None,
+    api_timeout: float,
     dns_names: tuple[str, ...],
     ip_addresses: tuple[str, ...],
     renew_before: str,
@@ -245,7 +258,7 @@ def certs_command(
         service, namespace, extra_dns_names=dns_names, ip_addresses=ip_addresses
     )
     target = CertTarget(namespace, secret_name, webhook_config, identity, policy, cert_dir)
-    with RealKubeClient(kubeconfig=kubeconfig) as kube:
+    with RealKubeClient(kubeconfig=kubeconfig, timeout=api_timeout) as kube:
         syncer = CertificateSync(kube, target)
         if not watch:
             click.echo(syncer.sync().describe())
@@ -281,13 +294,7 @@ def certs_command(
     type=click.Path(dir_okay=False, path_type=Path, resolve_path=True),
     help="The hami config file (YAML, version: v1): the backend's section and the node lock timeout.",
 )
-@click.option(
-    "--api-timeout",
-    type=click.FloatRange(min=0.1),
-    default=10.0,
-    show_default=True,
-    help="Seconds allowed for each API server request (the kubelet sets no deadline on Allocate).",
-)
+@api_timeout_option
 def device_plugin(
     backend_name: str,
     node_name: str,
@@ -446,9 +453,9 @@ def _config_document(path: Path | None) -> tuple[dict[str, object], str]:
     if path is None:
         return {"version": "v1", "backends": {"mock": {"enabled": True}}}, "<mock defaults>"
     try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise click.ClickException(f"cannot read config {path}: {err}") from err
+        document = yaml_documents.load_yaml(path, f"config {path}")
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from err
     if not isinstance(document, dict):
         raise click.ClickException(f"config {path}: expected a mapping")
     return document, str(path)
@@ -512,13 +519,7 @@ def _stopped_by_signals() -> Iterator[threading.Event]:
     show_default=True,
     help="Seconds a bind waits for another pod's node lock.",
 )
-@click.option(
-    "--api-timeout",
-    type=click.FloatRange(min=0.1),
-    default=10.0,
-    show_default=True,
-    help="Seconds allowed for each API server request.",
-)
+@api_timeout_option
 def scheduler_command(
     config_path: Path | None,
     backend_names: tuple[str, ...],

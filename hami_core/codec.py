@@ -3,8 +3,9 @@
 codec.py owns every core ``hami.io/...`` annotation and label key, the helpers backends use to
 build their own keys (in their ``resources.py``), and every annotation format of
 ``specs/hami-wire.md`` section 1.4: node registration (JSON and legacy colon forms), the pod
-device codec, node lock, handshake, GPU pair scores, MIG allocations, filter reasons and device
-scoring weights. Encoders write what HAMi's Go code writes, byte for byte (``encoding/json`` key
+device codec, node lock, handshake, filter reasons and device scoring weights. Backends with JSON
+annotations of their own (a vendor's pair scores or MIG reservations) build their codecs from the
+Go ``encoding/json`` building blocks at the end of this module. Encoders write what HAMi's Go code writes, byte for byte (``encoding/json`` key
 order, ``omitempty`` and HTML-safe escaping); decoders accept what Go accepts, use Go's error
 texts where HAMi shows them, and raise nothing but :class:`~hami_core.errors.CodecError`.
 
@@ -53,10 +54,8 @@ BIND_PHASE_FAILED = "failed"
 BIND_PHASE_SUCCESS = "success"
 #: Node annotation: the node lock shared by every vendor but MLU (:func:`format_node_lock`).
 NODE_LOCK = "hami.io/mutex.lock"
-#: Node annotation: the NVIDIA handshake (no vendor suffix in HAMi's code).
+#: Node annotation: the handshake of a backend whose key has no vendor suffix (as HAMi's first one).
 NODE_HANDSHAKE = "hami.io/node-handshake"
-#: Node annotation: GPU pair scores for topology-aware placement (:func:`decode_pair_scores`).
-NODE_NVIDIA_SCORE = "hami.io/node-nvidia-score"
 #: Node annotation: comma list of device UUIDs the admin took out of scheduling (:func:`parse_cordon`).
 DEVICE_CORDON = "hami.io/device-cordon"
 #: Pod annotation: node policy, ``binpack`` or ``spread``.
@@ -65,8 +64,6 @@ NODE_SCHEDULER_POLICY = "hami.io/node-scheduler-policy"
 GPU_SCHEDULER_POLICY = "hami.io/gpu-scheduler-policy"
 #: Pod annotation: ``slot=<n>,core=<n>,memory=<n>`` (:func:`parse_device_scoring_weights`).
 DEVICE_SCORING_WEIGHTS = "hami.io/device-scoring-weights"
-#: Pod annotation: dynamic MIG reservations (:func:`decode_mig_allocations`).
-VGPU_MIG_ALLOCATIONS = "hami.io/vgpu-mig-allocations"
 #: Pod and namespace label: ``ignore`` keeps the object away from the mutating webhook.
 WEBHOOK_LABEL = "hami.io/webhook"
 WEBHOOK_IGNORE = "ignore"
@@ -74,6 +71,11 @@ WEBHOOK_IGNORE = "ignore"
 SCHEDULER_ROLE_LABEL = "hami.io/scheduler-role"
 SCHEDULER_ROLE_LEADER = "leader"
 SCHEDULER_ROLE_FOLLOWER = "follower"
+
+
+def annotation_key(name: str) -> str:
+    """A ``hami.io/<name>`` annotation key, for a backend's own keys (e.g. a node score)."""
+    return f"{_PREFIX}{name}"
 
 
 def node_register_key(word: str) -> str:
@@ -844,18 +846,35 @@ def format_node_lock(when: datetime, namespace: str, name: str) -> str:
     return f"{_date_time(when, 'T')}{_format_offset(when, utc_as_z=True, colon=True)},{namespace},{name}"
 
 
-def parse_node_lock(value: str) -> tuple[datetime, str, str]:
+@attrs.frozen
+class NodeLockState:
+    """A parsed ``hami.io/mutex.lock``: when it was taken and by which pod (no pod for a legacy lock)."""
+
+    taken: datetime
+    namespace: str = ""
+    name: str = ""
+
+    @property
+    def owner(self) -> tuple[str, str] | None:
+        """``(namespace, name)`` of the pod holding the lock; ``None`` for a legacy timestamp-only lock."""
+        return (self.namespace, self.name) if self.name else None
+
+    def owned_by(self, namespace: str, name: str) -> bool:
+        return self.owner == (namespace, name)
+
+
+def parse_node_lock(value: str) -> NodeLockState:
     """The lock time and owner (``ParseNodeLock``); a legacy timestamp-only lock has ``""`` owner.
 
     Raises:
         CodecError: not three ``,``-separated parts, or the time is not RFC 3339.
     """
     if "," not in value:
-        return _parse_rfc3339(value), "", ""
+        return NodeLockState(_parse_rfc3339(value))
     parts = value.split(",")
     if len(parts) != 3:
         raise CodecError(f"malformed lock annotation: expected 3 parts, got {len(parts)} from {value}")
-    return _parse_rfc3339(parts[0]), parts[1], parts[2]
+    return NodeLockState(_parse_rfc3339(parts[0]), parts[1], parts[2])
 
 
 def node_lock_owned_by(value: str, namespace: str, name: str) -> bool:
@@ -942,189 +961,6 @@ def parse_handshake(value: str | None, tz: tzinfo | None = None) -> Handshake:
         _, found, stamp = value.partition("_")
         return Handshake("Deleted", _parse_date_time(stamp, tz) if found else None)
     return Handshake("")
-
-
-# --- GPU pair scores (1.4.6) ----------------------------------------------------------------------
-
-
-def _scores(value: object, where: _Where) -> dict[str, int]:
-    if value is None:
-        return {}
-    if not isinstance(value, _Object):
-        raise where.error(_kind(value), "map[string]int")
-    return {_clean(other): _int(score, where, "int", _INT64) for other, score in value}
-
-
-def decode_pair_scores(value: str) -> dict[str, dict[str, int]]:
-    """``hami.io/node-nvidia-score`` as {uuid: {other uuid: score}}; the first entry of a uuid wins.
-
-    Raises:
-        CodecError: invalid JSON or values of the wrong type (HAMi then drops the node's GPUs).
-    """
-    scores: dict[str, dict[str, int]] = {}
-    for item in _array(_load_json(value), _TOP, "device.DevicePairScores"):
-        if item is None:
-            uuid, pairs = "", {}
-        else:
-            found = _members(item, _TOP, "device.DevicePairScore", ("uuid", "score"), nullable=("score",))
-            uuid = _str(found.get("uuid"), _TOP.field("DevicePairScore", "uuid"))
-            pairs = _scores(found.get("score"), _TOP.field("DevicePairScore", "score"))
-        scores.setdefault(uuid, pairs)
-    return scores
-
-
-def encode_pair_scores(scores: Mapping[str, Mapping[str, int]]) -> str:
-    """The pair-score JSON as the NVIDIA plugin marshals it (map keys sorted, empty members omitted).
-
-    Raises:
-        CodecError: a score does not fit Go's int.
-    """
-    items = []
-    for uuid, pairs in scores.items():
-        members = []
-        if uuid:
-            members.append(f'"uuid":{_json_string(uuid)}')
-        if pairs:
-            inner = ",".join(
-                f"{_json_string(other)}:{_int_text(pairs[other], _INT64, 'pair score')}"
-                for other in sorted(pairs)
-            )
-            members.append(f'"score":{{{inner}}}')
-        items.append("{" + ",".join(members) + "}")
-    return "[" + ",".join(items) + "]"
-
-
-# --- MIG allocations (1.4.7) ----------------------------------------------------------------------
-
-
-@attrs.frozen
-class MigAllocation:
-    """One MIG instance the scheduler reserved, plus the identity the device plugin filled in.
-
-    ``container_index`` counts init containers first; ``device_index`` is the position inside
-    that container's device list. The runtime fields are all set or all unset.
-    """
-
-    container_index: int
-    device_index: int
-    gpu_uuid: str
-    profile: str
-    placement: MigPlacement
-    mig_uuid: str = ""
-    gpu_instance_id: int | None = None
-    compute_instance_id: int | None = None
-
-
-_ALLOCATION_FIELDS = (
-    "containerIndex",
-    "deviceIndex",
-    "gpuUUID",
-    "profile",
-    "placement",
-    "migUUID",
-    "gpuInstanceID",
-    "computeInstanceID",
-)
-
-
-def _check_mig_allocations(allocations: Sequence[MigAllocation]) -> None:
-    seen: set[tuple[int, int]] = set()
-    for position, allocation in enumerate(allocations):
-        if (
-            allocation.container_index < 0
-            or allocation.device_index < 0
-            or not allocation.gpu_uuid
-            or not allocation.profile
-            or allocation.placement.size == 0
-        ):
-            raise CodecError(f"MIG allocation {position} is incomplete")
-        runtime = (
-            allocation.mig_uuid != "",
-            allocation.gpu_instance_id is not None,
-            allocation.compute_instance_id is not None,
-        )
-        if any(runtime) and not all(runtime):
-            raise CodecError(f"MIG allocation {position} has partial runtime identity")
-        key = (allocation.container_index, allocation.device_index)
-        if key in seen:
-            raise CodecError(f"duplicate MIG allocation for container {key[0]} device {key[1]}")
-        seen.add(key)
-
-
-def _decode_mig_allocation(value: object) -> MigAllocation:
-    found = (
-        _members(
-            value, _TOP, "nvidia.MigAllocation", _ALLOCATION_FIELDS, ("gpuInstanceID", "computeInstanceID")
-        )
-        if value is not None
-        else {}
-    )
-
-    def at(name: str) -> _Where:
-        return _TOP.field("MigAllocation", name)
-
-    def instance_id(name: str) -> int | None:
-        raw = found.get(name)
-        return None if raw is None else _int(raw, at(name), "uint32", _UINT32)
-
-    placement = found.get("placement")
-    return MigAllocation(
-        container_index=_int(found.get("containerIndex"), at("containerIndex"), "int", _INT64),
-        device_index=_int(found.get("deviceIndex"), at("deviceIndex"), "int", _INT64),
-        gpu_uuid=_str(found.get("gpuUUID"), at("gpuUUID")),
-        profile=_str(found.get("profile"), at("profile")),
-        placement=_decode_placement(placement, at("placement")),
-        mig_uuid=_str(found.get("migUUID"), at("migUUID")),
-        gpu_instance_id=instance_id("gpuInstanceID"),
-        compute_instance_id=instance_id("computeInstanceID"),
-    )
-
-
-def decode_mig_allocations(value: str) -> list[MigAllocation]:
-    """``hami.io/vgpu-mig-allocations`` (``DecodeMigAllocations``); ``""`` means none.
-
-    Raises:
-        CodecError: invalid JSON, an incomplete entry, partial runtime identity or a duplicate
-            (container, device) pair, with HAMi's messages.
-    """
-    if value == "":
-        return []
-    allocations = [
-        _decode_mig_allocation(item) for item in _array(_load_json(value), _TOP, "[]nvidia.MigAllocation")
-    ]
-    _check_mig_allocations(allocations)
-    return allocations
-
-
-def encode_mig_allocations(allocations: Sequence[MigAllocation]) -> str:
-    """The MIG allocation JSON as Go marshals it; no allocations give ``""`` (HAMi writes nothing).
-
-    Raises:
-        CodecError: an allocation the decoder would refuse, or a number out of its Go type's range.
-    """
-    if not allocations:
-        return ""
-    _check_mig_allocations(allocations)
-    items = []
-    for a in allocations:
-        members = [
-            f'"containerIndex":{_int_text(a.container_index, _INT64, "containerIndex")}',
-            f'"deviceIndex":{_int_text(a.device_index, _INT64, "deviceIndex")}',
-            f'"gpuUUID":{_json_string(a.gpu_uuid)}',
-            f'"profile":{_json_string(a.profile)}',
-            f'"placement":{{"start":{_int_text(a.placement.start, _UINT32, "placement start")},'
-            f'"size":{_int_text(a.placement.size, _UINT32, "placement size")}}}',
-        ]
-        if a.mig_uuid:
-            members.append(f'"migUUID":{_json_string(a.mig_uuid)}')
-        if a.gpu_instance_id is not None:
-            members.append(f'"gpuInstanceID":{_int_text(a.gpu_instance_id, _UINT32, "gpuInstanceID")}')
-        if a.compute_instance_id is not None:
-            members.append(
-                f'"computeInstanceID":{_int_text(a.compute_instance_id, _UINT32, "computeInstanceID")}'
-            )
-        items.append("{" + ",".join(members) + "}")
-    return "[" + ",".join(items) + "]"
 
 
 # --- filter reasons (1.4.8) -----------------------------------------------------------------------
@@ -1268,3 +1104,37 @@ def check_type(annotations: Mapping[str, str], device_type: str, use_key: str, n
 #: time of the request with milliseconds, so every touch is a change and kube-scheduler requeues the
 #: pod at once instead of after its 5-minute unschedulable flush.
 SCHEDULING_RETRY = "hami.io/scheduling-retry"
+
+
+# --- Go encoding/json building blocks for backends' own annotation codecs -------------------------
+
+#: Where a decoded JSON value lands (Go struct and field path), for Go's ``UnmarshalTypeError`` text.
+JsonPlace = _Where
+#: The top-level place of a document.
+JSON_TOP = _TOP
+#: Go integer ranges for :func:`go_int` and :func:`go_int_text`.
+INT32 = _INT32
+INT64 = _INT64
+UINT32 = _UINT32
+#: Parse JSON as Go's decoder sees it (objects keep member order, numbers stay text); CodecError on bad JSON.
+load_go_json = _load_json
+#: A JSON string exactly as Go's ``json.Marshal`` writes it.
+go_json_string = _json_string
+#: An integer as Go writes it, CodecError when outside the Go type's range.
+go_int_text = _int_text
+#: The members of a JSON object landing in a Go struct (case-insensitive keys, unknown ones skipped).
+go_members = _members
+#: A JSON array landing in a Go slice (``null`` is empty).
+go_array = _array
+#: A JSON string landing in a Go string field (``null`` is ``""``).
+go_str = _str
+#: A JSON number landing in a Go integer field of the given range.
+go_int = _int
+#: A Go map key or string as Go's decoder cleans it (invalid UTF-16 becomes U+FFFD).
+go_clean = _clean
+#: The JSON kind of a parsed value, as Go names it in errors.
+go_kind = _kind
+#: A parsed JSON object (a list of members in document order).
+GoObject = _Object
+#: A MIG placement object as Go decodes it.
+decode_mig_placement = _decode_placement

@@ -12,16 +12,14 @@ One YAML file serves every process::
       mock:
         enabled: true
         devices: [{count: 4, memory_mib: 24576, type: MOCK-A100}]
-      nvidia:
+      acme:                         # any installed backend, by its name
         enabled: false
-        deviceSplitCount: 10        # HAMi's device-config keys (hami-wire.md section 2.1)
 
 Only backends with ``enabled: true`` (or named with ``--backend``, see
 :meth:`HamiConfig.with_enabled`) are ever imported. Without a file, :func:`load_config` returns
 the defaults with **no backend enabled**: which hardware a cluster has is the operator's
-statement, never a guess. The ``nvidia`` section is validated here against HAMi's
-device-config keys and filled with the chart's defaults; every other backend section is passed
-through to its backend, which validates it and reports problems with :meth:`HamiConfig.error`.
+statement, never a guess. Backend sections are passed through to their backend, which validates
+them and reports problems with :meth:`HamiConfig.error`.
 Every error is a :class:`~hami_core.errors.ConfigError` naming the file and the dotted key.
 This module reads files and nothing else: it imports no backend.
 """
@@ -37,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
 
+from hami_core import yaml_documents
 from hami_core.errors import ConfigError
 
 #: The only config format version this release reads.
@@ -48,8 +46,6 @@ DEFAULTS_SOURCE = "<defaults>"
 #: A backend name: the same word is the entry point, distribution suffix and Helm key.
 BACKEND_NAME = re.compile(r"[a-z][a-z0-9]*")
 
-_INT32_MAX = 2**31 - 1
-_UINT32_MAX = 2**32 - 1
 
 #: Checks a raw YAML value and returns it normalised, or raises ValueError with the problem.
 _Check = Callable[[object], object]
@@ -77,17 +73,6 @@ def _boolean(value: object) -> object:
     return value
 
 
-def _integer(low: int, high: int) -> _Check:
-    def check(value: object) -> object:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {_describe(value)}")
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}, got {value}")
-        return value
-
-    return check
-
-
 def _number(low: float) -> _Check:
     def check(value: object) -> object:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -106,21 +91,6 @@ def _positive_number(value: object) -> object:
     return number
 
 
-def _choice(*options: str) -> _Check:
-    def check(value: object) -> object:
-        if value not in options:
-            raise ValueError(f"expected one of {', '.join(options)}, got {_describe(value)}")
-        return value
-
-    return check
-
-
-def _string_list(value: object) -> object:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValueError(f"expected a list of strings, got {_describe(value)}")
-    return tuple(value)
-
-
 def _string_mapping(value: object) -> object:
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -128,46 +98,6 @@ def _string_mapping(value: object) -> object:
         raise ValueError(f"expected a mapping of strings to strings, got {_describe(value)}")
     return types.MappingProxyType(dict(value))
 
-
-def _mig_allowlist(value: object) -> object:
-    if not isinstance(value, list):
-        raise ValueError(f"expected a list of {{models, profiles}} entries, got {_describe(value)}")
-    entries = []
-    for position, entry in enumerate(value):
-        if not isinstance(entry, dict) or set(entry) != {"models", "profiles"}:
-            raise ValueError(f"entry {position} must have exactly the keys models and profiles")
-        entries.append(
-            types.MappingProxyType(
-                {"models": _string_list(entry["models"]), "profiles": _string_list(entry["profiles"])}
-            )
-        )
-    return tuple(entries)
-
-
-#: HAMi's chart default ``migProfileAllowlist`` (charts/hami/templates/scheduler/device-configmap.yaml).
-_DEFAULT_MIG_ALLOWLIST = [
-    {"models": ["A30"], "profiles": ["1g.6gb", "2g.12gb", "4g.24gb"]},
-    {
-        "models": ["A100-SXM4-40GB", "A100-40GB-PCIe", "A100-PCIE-40GB"],
-        "profiles": ["1g.5gb", "2g.10gb", "3g.20gb", "7g.40gb"],
-    },
-    {
-        "models": ["A100-SXM4-80GB", "A100-80GB-PCIe", "A100-PCIE-80GB"],
-        "profiles": ["1g.10gb", "2g.20gb", "3g.40gb", "7g.79gb"],
-    },
-    {
-        "models": ["H100-PCIE-80GB", "H100-SXM5-80GB"],
-        "profiles": ["1g.10gb", "2g.20gb", "3g.40gb", "7g.80gb"],
-    },
-    {
-        "models": ["H100-PCIE-94GB", "H100-SXM5-94GB"],
-        "profiles": ["1g.12gb", "2g.24gb", "3g.47gb", "7g.94gb"],
-    },
-    {"models": ["H20", "H100 on GH200"], "profiles": ["1g.12gb", "2g.24gb", "3g.48gb", "7g.96gb"]},
-    {"models": ["H200 NVL", "H200-SXM5"], "profiles": ["1g.18gb", "2g.35gb", "3g.71gb", "7g.141gb"]},
-    {"models": ["B200"], "profiles": ["1g.23gb", "2g.45gb", "3g.90gb", "7g.180gb"]},
-    {"models": ["RTX PRO 6000 Blackwell Server Edition"], "profiles": ["1g.24gb", "2g.48gb", "4g.96gb"]},
-]
 
 #: ``scheduler:`` keys and their checks; the defaults live on :class:`SchedulerConfig`.
 _SCHEDULER_CHECKS: dict[str, _Check] = {
@@ -185,35 +115,6 @@ _SCHEDULER_CHECKS: dict[str, _Check] = {
     "leader_elect_resource_namespace": _string,
     "node_label_selector": _string_mapping,
 }
-
-#: ``backends.nvidia:`` keys, spelled as in HAMi's device-config.yaml, with the chart's defaults
-#: (hami-wire.md section 2.1).
-_NVIDIA_SCHEMA: dict[str, tuple[object, _Check]] = {
-    "resourceCountName": ("nvidia.com/gpu", _non_empty_string),
-    "resourceMemoryName": ("nvidia.com/gpumem", _string),
-    "resourceMemoryPercentageName": ("nvidia.com/gpumem-percentage", _string),
-    "resourceCoreName": ("nvidia.com/gpucores", _string),
-    "resourcePriorityName": ("nvidia.com/priority", _string),
-    "overwriteEnv": (False, _boolean),
-    "defaultMemory": (0, _integer(0, _INT32_MAX)),
-    "defaultCores": (0, _integer(0, 100)),
-    "defaultGPUNum": (1, _integer(0, _INT32_MAX)),
-    "memoryFactor": (1, _integer(1, _INT32_MAX)),
-    "disableCoreLimit": (False, _boolean),
-    "gpuCorePolicy": ("default", _choice("default", "force", "disable")),
-    "runtimeClassName": ("", _string),
-    "migProfileAllowlist": (_DEFAULT_MIG_ALLOWLIST, _mig_allowlist),
-    "deviceSplitCount": (10, _integer(1, _UINT32_MAX)),
-    "deviceMemoryScaling": (1.0, _positive_number),
-    "deviceCoreScaling": (1.0, _positive_number),
-    "preConfiguredDeviceMemory": (0, _integer(0, 2**63 - 1)),
-    "libCudaLogLevel": ("1", _choice("0", "1", "2", "3", "4")),
-    "enableNumaTopology": (False, _boolean),
-}
-
-#: Backends whose whole section the core validates; the others validate their own.
-_BACKEND_SCHEMAS: dict[str, dict[str, tuple[object, _Check]]] = {"nvidia": _NVIDIA_SCHEMA}
-
 
 @attrs.frozen
 class SchedulerConfig:
@@ -258,7 +159,7 @@ class HamiConfig:
         source: the file it came from, or ``<defaults>``; every error message names it.
         scheduler: the ``scheduler:`` section.
         sections: the ``backends:`` sections by backend name, in file order, each with a boolean
-            ``enabled`` (and, for ``nvidia``, every device-config key with its default).
+            ``enabled``.
     """
 
     source: str = DEFAULTS_SOURCE
@@ -320,15 +221,6 @@ def _checked(
     return result
 
 
-def _with_defaults(
-    source: str, prefix: str, raw: Mapping[object, object], schema: Mapping[str, tuple[object, _Check]]
-) -> dict[str, object]:
-    """A schema-validated section: every key checked, absent keys set to their default."""
-    checks = {key: check for key, (_, check) in schema.items()}
-    defaults = {key: check(default) for key, (default, check) in schema.items()}
-    return {**defaults, **_checked(source, prefix, raw, checks)}
-
-
 def _backend_section(source: str, name: str, raw: object) -> Mapping[str, object]:
     prefix = f"backends.{name}"
     if not BACKEND_NAME.fullmatch(name):
@@ -344,9 +236,7 @@ def _backend_section(source: str, name: str, raw: object) -> Mapping[str, object
     for key in settings:
         if not isinstance(key, str):
             raise _error(source, f"{prefix}.{key}", "setting names are strings")
-    schema = _BACKEND_SCHEMAS.get(name)
-    section = _with_defaults(source, f"{prefix}.", settings, schema) if schema is not None else settings
-    section["enabled"] = enabled
+    section: dict[str, object] = {**settings, "enabled": enabled}
     return types.MappingProxyType(section)
 
 
@@ -395,12 +285,4 @@ def load_config(path: str | Path | None = None) -> HamiConfig:
     if path is None:
         return HamiConfig()
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"config {source}: cannot be read: {err.strerror or err}") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config {source}: not valid YAML: {err}") from err
-    return parse_config(data, source)
+    return parse_config(yaml_documents.load_yaml(Path(path), f"config {source}"), source)

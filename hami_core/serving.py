@@ -1,4 +1,4 @@
-"""HTTP server plumbing shared by hami's HTTP edges (the scheduler's extender and the webhook).
+"""HTTP server plumbing of hami's HTTP edge, the scheduler's server (extender verbs and ``/webhook``).
 
 :class:`TrackingHTTPServer` is a thread-per-connection server that tracks open connections, so
 ``stop()`` can end keep-alive clients instead of hanging, runs TLS handshakes in the connection's

@@ -119,3 +119,20 @@ def test_a_relative_plugin_dir_is_resolved(tmp_path: Path, monkeypatch: pytest.M
         "device-plugin", ["--backend", "mock", "--node-name", "n", "--plugin-dir", "plugins"]
     )
     assert context.params["plugin_dir"] == tmp_path / "plugins"
+
+
+def test_every_command_that_talks_to_the_api_server_takes_the_same_api_timeout() -> None:
+    talking = {
+        name: {param.name: param for param in command.params}
+        for name, command in _commands(hami)
+        if any(param.name == "kubeconfig" for param in command.params)
+    }
+    assert set(talking) >= {"hami certs", "hami device-plugin", "hami scheduler"}
+    for name, params in talking.items():
+        timeout = params.get("api_timeout")
+        assert isinstance(timeout, click.Option), f"{name} has --kubeconfig but no --api-timeout"
+        assert (timeout.opts, timeout.default, timeout.help) == (
+            ["--api-timeout"],
+            10.0,
+            "Seconds allowed for each API server request.",
+        )

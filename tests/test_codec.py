@@ -40,12 +40,10 @@ def dev(uuid: str, type_: str, mem: int, cores: int) -> ContainerDevice:
         pytest.param(codec.BIND_TIME, "hami.io/bind-time", id="bind-time"),
         pytest.param(codec.NODE_LOCK, "hami.io/mutex.lock", id="mutex-lock"),
         pytest.param(codec.NODE_HANDSHAKE, "hami.io/node-handshake", id="handshake"),
-        pytest.param(codec.NODE_NVIDIA_SCORE, "hami.io/node-nvidia-score", id="nvidia-score"),
         pytest.param(codec.DEVICE_CORDON, "hami.io/device-cordon", id="cordon"),
         pytest.param(codec.NODE_SCHEDULER_POLICY, "hami.io/node-scheduler-policy", id="node-policy"),
         pytest.param(codec.GPU_SCHEDULER_POLICY, "hami.io/gpu-scheduler-policy", id="gpu-policy"),
         pytest.param(codec.DEVICE_SCORING_WEIGHTS, "hami.io/device-scoring-weights", id="weights"),
-        pytest.param(codec.VGPU_MIG_ALLOCATIONS, "hami.io/vgpu-mig-allocations", id="mig-allocations"),
         pytest.param(codec.WEBHOOK_LABEL, "hami.io/webhook", id="webhook-label"),
         pytest.param(codec.SCHEDULER_ROLE_LABEL, "hami.io/scheduler-role", id="role-label"),
         pytest.param(codec.BIND_PHASE_ALLOCATING, "allocating", id="phase-allocating"),
@@ -603,18 +601,19 @@ def test_node_lock_is_written_as_rfc3339_namespace_name(when: datetime, expected
 
 
 def test_node_lock_with_owner_parses() -> None:
-    assert codec.parse_node_lock("2026-08-01T06:00:00Z,ns,pod-a") == (
-        datetime(2026, 8, 1, 6, 0, 0, tzinfo=UTC),
-        "ns",
-        "pod-a",
-    )
+    lock = codec.parse_node_lock("2026-08-01T06:00:00Z,ns,pod-a")
+    assert lock == codec.NodeLockState(datetime(2026, 8, 1, 6, 0, 0, tzinfo=UTC), "ns", "pod-a")
+    assert lock.owner == ("ns", "pod-a")
+    assert lock.owned_by("ns", "pod-a")
+    assert not lock.owned_by("ns", "pod-b")
 
 
 def test_legacy_timestamp_only_lock_has_no_owner() -> None:
-    when, namespace, name = codec.parse_node_lock("2026-07-03T15:35:10+08:00")
-    assert when == datetime(2026, 7, 3, 7, 35, 10, tzinfo=UTC)
-    assert when.utcoffset() == timedelta(hours=8)
-    assert (namespace, name) == ("", "")
+    lock = codec.parse_node_lock("2026-07-03T15:35:10+08:00")
+    assert lock.taken == datetime(2026, 7, 3, 7, 35, 10, tzinfo=UTC)
+    assert lock.taken.utcoffset() == timedelta(hours=8)
+    assert (lock.namespace, lock.name, lock.owner) == ("", "", None)
+    assert not lock.owned_by("", "")
 
 
 @pytest.mark.parametrize(
@@ -626,7 +625,7 @@ def test_node_lock_with_a_bad_time_is_a_codec_error(value: str) -> None:
 
 
 def test_node_lock_time_accepts_what_go_time_parse_accepts() -> None:
-    when, _, _ = codec.parse_node_lock("2026-08-01T6:00:00.123456789Z,ns,pod")
+    when = codec.parse_node_lock("2026-08-01T6:00:00.123456789Z,ns,pod").taken
     assert when == datetime(2026, 8, 1, 6, 0, 0, 123456, tzinfo=UTC)
 
 
@@ -706,102 +705,6 @@ def test_handshake_reported_is_written_like_go_time_string() -> None:
 def test_handshake_reported_without_fraction_and_zone_name_uses_the_numeric_offset() -> None:
     when = datetime(2024, 1, 23, 4, 30, 4, tzinfo=timezone(timedelta(hours=-7)))
     assert codec.format_handshake_reported(when) == "Reported 2024-01-23 04:30:04 -0700 -0700"
-
-
-# --- 1.4.6 pair scores ----------------------------------------------------------------------------
-
-PAIR_SCORES = '[{"uuid":"GPU-0","score":{"GPU-1":100}},{"uuid":"GPU-1","score":{"GPU-0":100}}]'
-
-
-def test_pair_scores_example_decodes() -> None:
-    assert codec.decode_pair_scores(PAIR_SCORES) == {"GPU-0": {"GPU-1": 100}, "GPU-1": {"GPU-0": 100}}
-
-
-def test_pair_scores_encode_byte_exact_with_sorted_map_keys() -> None:
-    assert codec.encode_pair_scores({"GPU-0": {"GPU-1": 100}, "GPU-1": {"GPU-0": 100}}) == PAIR_SCORES
-    assert codec.encode_pair_scores({"GPU-0": {"GPU-2": 20, "GPU-1": 100}}) == (
-        '[{"uuid":"GPU-0","score":{"GPU-1":100,"GPU-2":20}}]'
-    )
-
-
-def test_pair_scores_keep_the_first_entry_of_a_uuid_as_hami_looks_it_up() -> None:
-    value = '[{"uuid":"GPU-0","score":{"GPU-1":1}},{"uuid":"GPU-0","score":{"GPU-1":2}}]'
-    assert codec.decode_pair_scores(value) == {"GPU-0": {"GPU-1": 1}}
-
-
-@pytest.mark.parametrize("value", ["", "{", '[{"uuid":1}]', '[{"score":{"GPU-1":"high"}}]', '[{"score":[]}]'])
-def test_invalid_pair_scores_are_codec_errors(value: str) -> None:
-    with pytest.raises(CodecError):
-        codec.decode_pair_scores(value)
-
-
-# --- 1.4.7 MIG allocations ------------------------------------------------------------------------
-
-MIG_PLAIN = '[{"containerIndex":0,"deviceIndex":0,"gpuUUID":"GPU-live","profile":"1g.5gb","placement":{"start":6,"size":1}}]'
-MIG_RUNTIME = (
-    '[{"containerIndex":0,"deviceIndex":0,"gpuUUID":"GPU-a","profile":"2g.10gb","placement":{"start":0,"size":2},'
-    '"migUUID":"MIG-a","gpuInstanceID":4,"computeInstanceID":0}]'
-)
-
-
-def test_mig_allocation_without_runtime_identity_round_trips() -> None:
-    allocation = codec.MigAllocation(0, 0, "GPU-live", "1g.5gb", MigPlacement(6, 1))
-    assert codec.decode_mig_allocations(MIG_PLAIN) == [allocation]
-    assert codec.encode_mig_allocations([allocation]) == MIG_PLAIN
-
-
-def test_mig_allocation_with_runtime_identity_keeps_a_zero_instance_id() -> None:
-    allocation = codec.MigAllocation(0, 0, "GPU-a", "2g.10gb", MigPlacement(0, 2), "MIG-a", 4, 0)
-    assert codec.decode_mig_allocations(MIG_RUNTIME) == [allocation]
-    assert codec.encode_mig_allocations([allocation]) == MIG_RUNTIME
-
-
-@pytest.mark.parametrize("value", ["", "null", "[]"])
-def test_no_mig_allocations(value: str) -> None:
-    assert codec.decode_mig_allocations(value) == []
-
-
-def test_no_mig_allocations_encode_to_nothing() -> None:
-    assert codec.encode_mig_allocations([]) == ""
-
-
-@pytest.mark.parametrize(
-    ("value", "message"),
-    [
-        pytest.param(
-            MIG_RUNTIME.replace(',"gpuInstanceID":4,"computeInstanceID":0', ""),
-            "MIG allocation 0 has partial runtime identity",
-            id="partial-runtime",
-        ),
-        pytest.param(
-            MIG_PLAIN[:-1] + "," + MIG_PLAIN[1:].replace("GPU-live", "GPU-other"),
-            "duplicate MIG allocation for container 0 device 0",
-            id="duplicate",
-        ),
-        pytest.param(
-            MIG_PLAIN.replace('"size":1', '"size":0'), "MIG allocation 0 is incomplete", id="zero-size"
-        ),
-        pytest.param(
-            MIG_PLAIN.replace('"gpuUUID":"GPU-live",', ""), "MIG allocation 0 is incomplete", id="no-uuid"
-        ),
-        pytest.param(
-            MIG_PLAIN.replace('"containerIndex":0', '"containerIndex":-1'),
-            "MIG allocation 0 is incomplete",
-            id="neg",
-        ),
-        pytest.param("[null]", "MIG allocation 0 is incomplete", id="null-entry"),
-    ],
-)
-def test_invalid_mig_allocations_are_refused_with_hamis_messages(value: str, message: str) -> None:
-    with pytest.raises(CodecError) as caught:
-        codec.decode_mig_allocations(value)
-    assert str(caught.value) == message
-
-
-def test_mig_allocations_the_decoder_would_refuse_are_not_encoded() -> None:
-    partial = codec.MigAllocation(0, 0, "GPU-a", "1g.5gb", MigPlacement(0, 1), mig_uuid="MIG-a")
-    with pytest.raises(CodecError, match="partial runtime identity"):
-        codec.encode_mig_allocations([partial])
 
 
 # --- 1.4.8 filter reasons -------------------------------------------------------------------------

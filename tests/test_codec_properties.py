@@ -89,6 +89,9 @@ legacy_devices = st.lists(
     ),
     min_size=1,
     max_size=4,
+).filter(
+    # A value that starts with "[" is read as the JSON form (by HAMi too), so no legacy value does.
+    lambda devices: not devices[0].id.lstrip(" \t\n\r").startswith("[")
 )
 pod_containers = st.lists(
     st.lists(
@@ -103,30 +106,6 @@ pod_containers = st.lists(
     ),
     max_size=4,
 )
-pair_scores = st.dictionaries(JSON_TEXT, st.dictionaries(JSON_TEXT, INT64, max_size=3), max_size=3)
-
-
-@st.composite
-def mig_allocations(draw: st.DrawFn) -> list[codec.MigAllocation]:
-    indices = st.integers(0, 2**63 - 1)
-    keys = draw(st.lists(st.tuples(indices, indices), unique=True, max_size=4))
-    allocations = []
-    for container, device in keys:
-        runtime = draw(st.none() | st.tuples(text_without(min_size=1), UINT32, UINT32))
-        mig_uuid, gpu_instance, compute_instance = runtime if runtime is not None else ("", None, None)
-        allocations.append(
-            codec.MigAllocation(
-                container_index=container,
-                device_index=device,
-                gpu_uuid=draw(text_without(min_size=1)),
-                profile=draw(text_without(min_size=1)),
-                placement=MigPlacement(draw(UINT32), draw(st.integers(1, 2**32 - 1))),
-                mig_uuid=mig_uuid,
-                gpu_instance_id=gpu_instance,
-                compute_instance_id=compute_instance,
-            )
-        )
-    return allocations
 
 
 aware_seconds = st.builds(
@@ -211,23 +190,11 @@ def test_pod_devices_round_trip_plus_the_trailing_empty_container(
 
 
 @examples
-@given(mig_allocations())
-def test_mig_allocations_round_trip(allocations: list[codec.MigAllocation]) -> None:
-    assert codec.decode_mig_allocations(codec.encode_mig_allocations(allocations)) == allocations
-
-
-@examples
-@given(pair_scores)
-def test_pair_scores_round_trip(scores: dict[str, dict[str, int]]) -> None:
-    assert codec.decode_pair_scores(codec.encode_pair_scores(scores)) == scores
-
-
-@examples
 @given(aware_seconds, text_without(","), text_without(","))
 def test_node_lock_round_trips(when: datetime, namespace: str, name: str) -> None:
     value = codec.format_node_lock(when, namespace, name)
-    parsed, parsed_namespace, parsed_name = codec.parse_node_lock(value)
-    assert (parsed, parsed.utcoffset(), parsed_namespace, parsed_name) == (
+    lock = codec.parse_node_lock(value)
+    assert (lock.taken, lock.taken.utcoffset(), lock.namespace, lock.name) == (
         when,
         when.utcoffset(),
         namespace,
@@ -270,8 +237,6 @@ DECODERS: list[tuple[str, Decoder, st.SearchStrategy[str]]] = [
     ("node-devices-json", codec.decode_node_devices, json_devices.map(codec.encode_node_devices)),
     ("node-devices-legacy", codec.decode_node_devices, legacy_devices.map(codec.encode_node_devices_legacy)),
     ("pod-devices", codec.decode_pod_devices, pod_containers.map(codec.encode_pod_devices)),
-    ("mig-allocations", codec.decode_mig_allocations, mig_allocations().map(codec.encode_mig_allocations)),
-    ("pair-scores", codec.decode_pair_scores, pair_scores.map(codec.encode_pair_scores)),
     (
         "node-lock",
         codec.parse_node_lock,

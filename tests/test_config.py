@@ -60,9 +60,9 @@ backends:
   mock:
     enabled: true
     devices: [{count: 4, memory_mib: 24576}]
-  nvidia:
+  acme:
     enabled: false
-    deviceSplitCount: 4
+    splits: 4
 """,
     )
     config = load_config(path)
@@ -73,40 +73,7 @@ backends:
     assert dict(config.scheduler.node_label_selector) == {"gpu": "on"}
     assert config.enabled_backends == ("mock",)
     assert config.backend("mock")["devices"] == [{"count": 4, "memory_mib": 24576}]
-    assert config.backend("nvidia")["deviceSplitCount"] == 4
-
-
-def test_the_nvidia_section_gets_hamis_chart_defaults() -> None:
-    nvidia = parse_config({"version": "v1", "backends": {"nvidia": {"enabled": True}}}).backend("nvidia")
-    assert nvidia["enabled"] is True
-    assert nvidia["resourceCountName"] == "nvidia.com/gpu"
-    assert nvidia["resourceMemoryName"] == "nvidia.com/gpumem"
-    assert nvidia["resourceMemoryPercentageName"] == "nvidia.com/gpumem-percentage"
-    assert nvidia["resourceCoreName"] == "nvidia.com/gpucores"
-    assert nvidia["resourcePriorityName"] == "nvidia.com/priority"
-    assert (nvidia["defaultMemory"], nvidia["defaultCores"], nvidia["defaultGPUNum"]) == (0, 0, 1)
-    assert (nvidia["memoryFactor"], nvidia["deviceSplitCount"]) == (1, 10)
-    assert (nvidia["deviceMemoryScaling"], nvidia["deviceCoreScaling"]) == (1.0, 1.0)
-    assert (nvidia["gpuCorePolicy"], nvidia["libCudaLogLevel"], nvidia["runtimeClassName"]) == (
-        "default",
-        "1",
-        "",
-    )
-    assert (nvidia["overwriteEnv"], nvidia["disableCoreLimit"], nvidia["enableNumaTopology"]) == (
-        False,
-        False,
-        False,
-    )
-    allowlist = nvidia["migProfileAllowlist"]
-    assert isinstance(allowlist, tuple)
-    assert len(allowlist) == 9
-    assert allowlist[0] == {"models": ("A30",), "profiles": ("1g.6gb", "2g.12gb", "4g.24gb")}
-
-
-def test_an_absent_nvidia_section_still_has_its_defaults() -> None:
-    nvidia = HamiConfig().backend("nvidia")
-    assert nvidia["enabled"] is False
-    assert nvidia["deviceSplitCount"] == 10
+    assert config.backend("acme")["splits"] == 4
 
 
 def test_other_backend_sections_pass_through_to_their_backend() -> None:
@@ -123,10 +90,10 @@ def test_sections_are_read_only() -> None:
 
 def test_with_enabled_adds_backends_without_touching_the_original() -> None:
     base = parse_config({"version": "v1", "backends": {"mock": {"enabled": False, "default_cores": 5}}})
-    enabled = base.with_enabled(["mock", "nvidia"])
-    assert enabled.enabled_backends == ("mock", "nvidia")
+    enabled = base.with_enabled(["mock", "acme"])
+    assert enabled.enabled_backends == ("mock", "acme")
     assert enabled.backend("mock")["default_cores"] == 5
-    assert enabled.backend("nvidia")["memoryFactor"] == 1
+    assert dict(enabled.backend("acme")) == {"enabled": True}
     assert base.enabled_backends == ()
 
 
@@ -170,68 +137,13 @@ def test_with_enabled_adds_backends_without_touching_the_original() -> None:
         pytest.param({"version": "v1", "scheduler": []}, "scheduler", id="scheduler-not-a-mapping"),
         pytest.param({"version": "v1", "backends": []}, "backends", id="backends-not-a-mapping"),
         pytest.param(
-            {"version": "v1", "backends": {"Nvidia": {}}}, "backends.Nvidia", id="backend-name-not-lowercase"
+            {"version": "v1", "backends": {"Acme": {}}}, "backends.Acme", id="backend-name-not-lowercase"
         ),
         pytest.param({"version": "v1", "backends": {"mock": 3}}, "backends.mock", id="section-not-a-mapping"),
         pytest.param(
             {"version": "v1", "backends": {"mock": {"enabled": "true"}}},
             "backends.mock.enabled",
             id="enabled-not-a-bool",
-        ),
-        pytest.param(
-            {"version": "v1", "backends": {"nvidia": {"resourceCount": "x"}}},
-            "backends.nvidia.resourceCount",
-            id="nvidia-unknown-key",
-        ),
-        pytest.param(
-            {"version": "v1", "backends": {"nvidia": {"memoryFactor": "2"}}},
-            "backends.nvidia.memoryFactor",
-            id="nvidia-int-as-string",
-        ),
-        pytest.param(
-            {"version": "v1", "backends": {"nvidia": {"memoryFactor": 0}}},
-            "backends.nvidia.memoryFactor",
-            id="nvidia-factor-zero",
-        ),
-        pytest.param(
-            {"version": "v1", "backends": {"nvidia": {"defaultCores": 101}}},
-            "backends.nvidia.defaultCores",
-            id="nvidia-cores-above-100",
-        ),
-        pytest.param(
-            {"version": "v1", "backends": {"nvidia": {"deviceSplitCount": True}}},
-            "backends.nvidia.deviceSplitCount",
-            id="nvidia-bool-as-int",
-        ),
-        pytest.param(
-            {"version": "v1", "backends": {"nvidia": {"deviceMemoryScaling": -1}}},
-            "backends.nvidia.deviceMemoryScaling",
-            id="nvidia-negative-scaling",
-        ),
-        pytest.param(
-            {"version": "v1", "backends": {"nvidia": {"gpuCorePolicy": "sometimes"}}},
-            "backends.nvidia.gpuCorePolicy",
-            id="nvidia-unknown-policy",
-        ),
-        pytest.param(
-            {"version": "v1", "backends": {"nvidia": {"overwriteEnv": "false"}}},
-            "backends.nvidia.overwriteEnv",
-            id="nvidia-bool-as-string",
-        ),
-        pytest.param(
-            {"version": "v1", "backends": {"nvidia": {"libCudaLogLevel": 9}}},
-            "backends.nvidia.libCudaLogLevel",
-            id="nvidia-log-level",
-        ),
-        pytest.param(
-            {"version": "v1", "backends": {"nvidia": {"resourceCountName": ""}}},
-            "backends.nvidia.resourceCountName",
-            id="nvidia-empty-count-name",
-        ),
-        pytest.param(
-            {"version": "v1", "backends": {"nvidia": {"migProfileAllowlist": [{"models": ["A30"]}]}}},
-            "backends.nvidia.migProfileAllowlist",
-            id="nvidia-allowlist-entry",
         ),
     ],
 )

@@ -190,18 +190,18 @@ class Allocator:
         """
         with self._mutex:
             node = self._kube.get_node(self._node_name)
-            value = locking.lock_value(node)
-            owner = locking.lock_owner(value) if value is not None else None
-            if value is None or owner is None:
+            lock = locking.pod_lock(node)
+            owner = lock.owner if lock is not None else None
+            if lock is None or owner is None:
                 return
             try:
                 pod: PodView | None = PodView.from_object(self._kube.get_pod(*owner))
             except NotFoundError:
                 pod = None
-            action = locking.stale_lock_action(value, pod, now, self._lock.expiry)
+            action = locking.stale_lock_action(lock, pod, now, self._lock.expiry)
             if action == "keep":
                 return
-            _log.info("node %s: clearing stale node lock %r (%s)", self._node_name, value, action)
+            _log.info("node %s: clearing stale node lock %r (%s)", self._node_name, lock, action)
             if action == "fail":
                 self._set_phase(owner[0], owner[1], codec.BIND_PHASE_FAILED)
             self._lock.release(self._node_name, *owner)
@@ -215,8 +215,8 @@ class Allocator:
         Raises:
             NotFoundError: there is none; a lock naming a vanished pod is released first.
         """
-        value = locking.lock_value(node)
-        owner = locking.lock_owner(value) if value is not None else None
+        lock = locking.pod_lock(node)
+        owner = lock.owner if lock is not None else None
         if owner is not None:
             try:
                 holder = PodView.from_object(self._kube.get_pod(*owner))

@@ -36,6 +36,7 @@ from hami_core.deviceplugin.server import DevicePluginServicer
 from hami_core.deviceplugin.server import PluginServer
 from hami_core.kube.client import KubeClient
 from hami_core.kube.nodelock import NodeLock
+from hami_core.looping import Loop
 
 _log = logging.getLogger(__name__)
 
@@ -96,8 +97,14 @@ class DevicePlugin:
         self.options = PluginOptions()
         self._timings = timings
         self._now = now
-        self._stopped = threading.Event()
-        self._health_thread: threading.Thread | None = None
+        self._health = Loop(
+            f"node {node_name}: {backend.name} health check",
+            self._poll_health,
+            interval=timings.health_interval,
+            retry=timings.health_interval,
+            max_retry=timings.health_interval,
+            log=_log,
+        )
         self._discovered = backend.discover(node_name)
         self.state = DeviceState(self._discovered)
         self.allocator = Allocator(
@@ -132,17 +139,11 @@ class DevicePlugin:
         self.server.start()
         self.registration.start()
         self.register_loop.start()
-        self._health_thread = threading.Thread(
-            target=self._watch_health, name=f"health-{self.backend.name}-{self.node_name}", daemon=True
-        )
-        self._health_thread.start()
+        self._health.start(after=self._timings.health_interval)
 
     def stop(self) -> None:
         """Stop every loop, end the streams, stop serving and remove the socket."""
-        self._stopped.set()
-        if self._health_thread is not None:
-            self._health_thread.join()
-            self._health_thread = None
+        self._health.stop()
         self.registration.stop()
         self.register_loop.stop()
         self.state.close()
@@ -165,12 +166,8 @@ class DevicePlugin:
             self.register_loop.poke()
         return changed
 
-    def _watch_health(self) -> None:
-        while not self._stopped.wait(self._timings.health_interval):
-            try:
-                self.check_health()
-            except Exception:  # a vendor SDK error must not end health watching for good
-                _log.exception("node %s: %s health check failed", self.node_name, self.backend.name)
+    def _poll_health(self) -> None:
+        self.check_health()  # a vendor SDK error is logged by the loop and polled again next interval
 
     def _clear_stale_lock(self) -> None:
         self.allocator.clear_stale_lock(self._now())

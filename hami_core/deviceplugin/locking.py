@@ -15,7 +15,9 @@ from datetime import datetime
 from typing import Literal
 
 from hami_core import codec
+from hami_core.codec import NodeLockState
 from hami_core.errors import CodecError
+from hami_core.kube.nodelock import node_lock_state
 from hami_core.kube.objects import Node
 from hami_core.pods import PodView
 
@@ -23,25 +25,23 @@ from hami_core.pods import PodView
 LockAction = Literal["keep", "release", "fail"]
 
 
-def lock_value(node: Node) -> str | None:
-    """The node's lock annotation, ``None`` when it holds no lock."""
-    return ((node.get("metadata") or {}).get("annotations") or {}).get(codec.NODE_LOCK)
-
-
-def lock_owner(value: str) -> tuple[str, str] | None:
-    """The ``(namespace, name)`` a lock value names; ``None`` for a legacy or unreadable lock."""
+def pod_lock(node: Node) -> NodeLockState | None:
+    """The node's lock when it names a pod; ``None`` when unlocked, or for a legacy or unreadable lock,
+    which only the scheduler's expiry clears."""
     try:
-        _, namespace, name = codec.parse_node_lock(value)
+        state = node_lock_state(node)
     except CodecError:
         return None
-    return (namespace, name) if name else None
+    return state if state is not None and state.owner is not None else None
 
 
-def stale_lock_action(value: str, pod: PodView | None, now: datetime, expiry_seconds: float) -> LockAction:
+def stale_lock_action(
+    lock: NodeLockState, pod: PodView | None, now: datetime, expiry_seconds: float
+) -> LockAction:
     """Whether a lock on this node belongs to an allocation that can no longer finish.
 
     Args:
-        value: the lock annotation.
+        lock: the node's lock.
         pod: the pod the lock names, ``None`` when it no longer exists.
         now: the current time.
         expiry_seconds: the scheduler's node lock timeout.
@@ -50,17 +50,16 @@ def stale_lock_action(value: str, pod: PodView | None, now: datetime, expiry_sec
         ``fail`` when the pod is finished, failed or being deleted while its bind-phase still says
         ``allocating`` (a plugin died mid-allocation and the kubelet gave up); ``release`` when the
         pod is gone, its bind-phase was settled after this lock was taken, or the lock expired;
-        ``keep`` otherwise, including for unreadable or legacy locks, which only the scheduler's
-        expiry clears.
+        ``keep`` otherwise, including for legacy locks, which only the scheduler's expiry clears.
     """
-    if lock_owner(value) is None:
+    if lock.owner is None:
         return "keep"
     if pod is None:
         return "release"
     phase = pod.annotations.get(codec.BIND_PHASE, "")
     if pod.finished or pod.deleting:
         return "fail" if phase == codec.BIND_PHASE_ALLOCATING else "release"
-    locked_at, _, _ = codec.parse_node_lock(value)
+    locked_at = lock.taken
     if phase in (codec.BIND_PHASE_SUCCESS, codec.BIND_PHASE_FAILED) and _bound_since(pod, locked_at):
         return "release"
     if (now - locked_at).total_seconds() > expiry_seconds:

@@ -30,6 +30,7 @@ from hami_core.devices import DeviceInfo
 from hami_core.errors import HamiError
 from hami_core.kube.client import KubeClient
 from hami_core.kube.objects import Node
+from hami_core.looping import Loop
 
 _log = logging.getLogger(__name__)
 
@@ -44,7 +45,11 @@ def register_value(backend: DeviceBackend, devices: Sequence[DeviceInfo]) -> str
 
 
 def register_patch(
-    backend: DeviceBackend, value: str, node_annotations: Mapping[str, str], now: datetime
+    backend: DeviceBackend,
+    value: str,
+    node_annotations: Mapping[str, str],
+    now: datetime,
+    extra: Mapping[str, str] | None = None,
 ) -> dict[str, object] | None:
     """The node merge patch that publishes ``value``, or ``None`` when the node already holds it.
 
@@ -53,14 +58,19 @@ def register_patch(
         value: the register annotation value (:func:`register_value`).
         node_annotations: the node's current annotations.
         now: the time written into the handshake.
+        extra: the backend's other node annotations (:meth:`DeviceBackend.extra_node_annotations`).
     """
-    if node_annotations.get(backend.keys.register) == value:
+    extra = extra or {}
+    if node_annotations.get(backend.keys.register) == value and all(
+        node_annotations.get(key) == extra_value for key, extra_value in extra.items()
+    ):
         return None
     return {
         "metadata": {
             "annotations": {
                 backend.keys.register: value,
                 backend.keys.handshake: codec.format_handshake_reported(now),
+                **extra,
             }
         }
     }
@@ -102,32 +112,29 @@ class RegisterLoop:
         self._devices = devices
         self._now = now
         self._sweep = sweep
-        self._interval = interval
         self._retry_interval = retry_interval
-        self._wake = threading.Event()
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Loop(
+            f"register-{backend.name}-{node_name}",
+            self._pass,
+            interval=interval,
+            retry=retry_interval,
+            max_retry=retry_interval,
+            log=_log,
+        )
         self._passes = 0
         self._pass_done = threading.Condition()
 
     def start(self) -> None:
         """Run the first pass now and the next ones in a background thread."""
-        self._thread = threading.Thread(
-            target=self._run, name=f"register-{self._backend.name}-{self._node_name}", daemon=True
-        )
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop after the pass in progress, if any."""
-        self._stopped.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._loop.stop()
 
     def poke(self) -> None:
         """Run a pass now (the devices changed)."""
-        self._wake.set()
+        self._loop.wake()
 
     def wait_passes(self, count: int, timeout: float) -> bool:
         """Wait until ``count`` passes have completed since start; for callers that need the write done."""
@@ -140,26 +147,27 @@ class RegisterLoop:
         Raises:
             HamiError: reading or patching the node failed.
         """
-        value = register_value(self._backend, self._devices())
+        devices = self._devices()
+        value = register_value(self._backend, devices)
         node = self._kube.get_node(self._node_name)
-        patch = register_patch(self._backend, value, _annotations(node), self._now())
+        extra = self._backend.extra_node_annotations(devices)
+        patch = register_patch(self._backend, value, _annotations(node), self._now(), extra)
         if patch is not None:
             self._kube.patch_node(self._node_name, patch)
             _log.info("node %s: registered %s devices: %s", self._node_name, self._backend.name, value)
         self._sweep()
 
-    def _run(self) -> None:
-        while not self._stopped.is_set():
-            self._wake.clear()  # a poke during the pass below makes the next one start at once
-            try:
-                self.run_once()
-                delay = self._interval
-            except HamiError as err:
-                _log.warning(
-                    "node %s: registering %s devices failed: %s", self._node_name, self._backend.name, err
-                )
-                delay = self._retry_interval
+    def _pass(self) -> float | None:
+        """One pass of the loop; the next after ``interval``, or ``retry_interval`` after a failure."""
+        try:
+            self.run_once()
+        except HamiError as err:
+            _log.warning(
+                "node %s: registering %s devices failed: %s", self._node_name, self._backend.name, err
+            )
+            return self._retry_interval
+        finally:
             with self._pass_done:
                 self._passes += 1
                 self._pass_done.notify_all()
-            self._wake.wait(delay)
+        return None

@@ -23,6 +23,7 @@ import grpc
 from hami_core.deviceplugin import constants
 from hami_core.deviceplugin.proto import deviceplugin_pb2
 from hami_core.deviceplugin.proto import deviceplugin_pb2_grpc
+from hami_core.looping import Loop
 
 _log = logging.getLogger(__name__)
 
@@ -105,10 +106,16 @@ class KubeletRegistration:
         self._resource_name = resource_name
         self._options = options
         self._recreate_server = recreate_server
-        self._poll_interval = poll_interval
         self._register_timeout = register_timeout
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._registered_with: tuple[int, int, int] | None = None
+        self._loop = Loop(
+            f"kubelet-registration-{endpoint}",
+            self._poll,
+            interval=poll_interval,
+            retry=poll_interval,
+            max_retry=poll_interval,
+            log=_log,
+        )
         self._registrations = 0
         self._registered = threading.Condition()
 
@@ -125,48 +132,41 @@ class KubeletRegistration:
 
     def start(self) -> None:
         """Register as soon as the kubelet is there, and keep watching."""
-        self._thread = threading.Thread(
-            target=self._run, name=f"kubelet-registration-{self._endpoint}", daemon=True
-        )
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop watching (an ongoing ``Register`` call finishes first)."""
-        self._stopped.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._loop.stop()
 
-    def _run(self) -> None:
+    def _poll(self) -> None:
+        """Register again when the kubelet's socket is new or the plugin's own socket went away."""
         kubelet_socket = self._plugin_dir / constants.KUBELET_SOCKET_NAME
         own_socket = self._plugin_dir / self._endpoint
-        registered_with: tuple[int, int, int] | None = None
-        while not self._stopped.is_set():
-            kubelet = socket_identity(kubelet_socket)
-            own_missing = socket_identity(own_socket) is None
-            if kubelet is not None and (kubelet != registered_with or own_missing):
-                if own_missing:
-                    _log.info("%s: socket %s is gone; serving it again", self._resource_name, own_socket)
-                    self._recreate_server()
-                try:
-                    register(
-                        self._plugin_dir,
-                        self._endpoint,
-                        self._resource_name,
-                        self._options,
-                        self._register_timeout,
-                    )
-                except grpc.RpcError as err:
-                    _log.warning(
-                        "%s: registering with the kubelet at %s failed (retrying): %s",
-                        self._resource_name,
-                        kubelet_socket,
-                        err.details() if isinstance(err, grpc.Call) else err,
-                    )
-                else:
-                    registered_with = kubelet
-                    _log.info("%s: registered with the kubelet at %s", self._resource_name, kubelet_socket)
-                    with self._registered:
-                        self._registrations += 1
-                        self._registered.notify_all()
-            self._stopped.wait(self._poll_interval)
+        kubelet = socket_identity(kubelet_socket)
+        own_missing = socket_identity(own_socket) is None
+        if kubelet is None or (kubelet == self._registered_with and not own_missing):
+            return
+        if own_missing:
+            _log.info("%s: socket %s is gone; serving it again", self._resource_name, own_socket)
+            self._recreate_server()
+        try:
+            register(
+                self._plugin_dir,
+                self._endpoint,
+                self._resource_name,
+                self._options,
+                self._register_timeout,
+            )
+        except grpc.RpcError as err:
+            _log.warning(
+                "%s: registering with the kubelet at %s failed (retrying): %s",
+                self._resource_name,
+                kubelet_socket,
+                err.details() if isinstance(err, grpc.Call) else err,
+            )
+        else:
+            self._registered_with = kubelet
+            _log.info("%s: registered with the kubelet at %s", self._resource_name, kubelet_socket)
+            with self._registered:
+                self._registrations += 1
+                self._registered.notify_all()

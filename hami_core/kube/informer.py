@@ -21,6 +21,7 @@ from typing import TypeVar
 from hami_core.errors import KubeError
 from hami_core.kube.client import WatchExpiredError
 from hami_core.kube.client import WatchStream
+from hami_core.looping import Loop
 
 _log = logging.getLogger(__name__)
 
@@ -69,26 +70,23 @@ class Informer(Generic[T]):
         self._retry_delay = retry_delay
         self._store: dict[str, T] = {}
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self._synced = threading.Event()
         self._stream: WatchStream[T] | None = None
-        self._thread: threading.Thread | None = None
+        # A failure other than the API's (a bug in on_list) relists after retry_delay, then later.
+        self._loop = Loop(f"informer-{name}", self._list_and_watch, retry=retry_delay, log=_log)
 
     def start(self) -> None:
         """Start the list-and-watch thread."""
-        self._thread = threading.Thread(target=self._run, name=f"informer-{self.name}", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop the thread and its watch; returns once the thread has ended."""
-        self._stopping.set()
+        self._loop.request_stop()
         with self._lock:
             stream = self._stream
         if stream is not None:
             stream.stop()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._loop.join()
 
     @property
     def synced(self) -> bool:
@@ -111,23 +109,20 @@ class Informer(Generic[T]):
 
     # ------------------------------------------------------------ loop
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                version = self._relist()
-                self._synced.set()
-                while not self._stopping.is_set():
-                    version = self._watch(version)
-            except WatchExpiredError:
-                continue
-            except KubeError as err:
-                if not self._stopping.is_set():
-                    _log.info("informer %s: %s; relisting", self.name, err)
-                    self._stopping.wait(self._retry_delay)
-            except Exception:
-                # A bug in on_list must not end the informer: log it, relist and go on.
-                _log.exception("informer %s failed; relisting", self.name)
-                self._stopping.wait(self._retry_delay)
+    def _list_and_watch(self) -> float:
+        """List, then follow watches until one fails; returns how long to wait before relisting."""
+        try:
+            version = self._relist()
+            self._synced.set()
+            while not self._loop.stopping:
+                version = self._watch(version)
+        except WatchExpiredError:
+            return 0
+        except KubeError as err:
+            if not self._loop.stopping:
+                _log.info("informer %s: %s; relisting", self.name, err)
+            return self._retry_delay
+        return 0
 
     def _relist(self) -> str:
         items, version = self._lister()
@@ -154,7 +149,7 @@ class Informer(Generic[T]):
         stream = self._watcher(version)
         with self._lock:
             self._stream = stream
-        if self._stopping.is_set():
+        if self._loop.stopping:
             stream.stop()
         try:
             for event_type, obj in stream:

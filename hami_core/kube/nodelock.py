@@ -23,9 +23,8 @@ from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 
-import attrs
-
 from hami_core import codec
+from hami_core.codec import NodeLockState
 from hami_core.errors import CodecError
 from hami_core.errors import ConflictError
 from hami_core.errors import LockError
@@ -48,35 +47,29 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@attrs.frozen
-class LockState:
-    """A parsed lock value: when it was taken and by which pod (empty names for a legacy lock)."""
-
-    taken: datetime
-    namespace: str
-    name: str
-
-    def owned_by(self, namespace: str, name: str) -> bool:
-        return bool(self.name) and self.namespace == namespace and self.name == name
-
-
-def lock_state(annotations: Mapping[str, str]) -> LockState | None:
+def lock_state(annotations: Mapping[str, str]) -> NodeLockState | None:
     """The lock a node's annotations hold, ``None`` when unlocked.
 
     Raises:
         CodecError: the value is not in HAMi's format.
     """
     value = annotations.get(codec.NODE_LOCK)
-    if not value:
-        return None
-    taken, namespace, name = codec.parse_node_lock(value)
-    return LockState(taken, namespace, name)
+    return codec.parse_node_lock(value) if value else None
+
+
+def node_lock_state(node: Node) -> NodeLockState | None:
+    """The lock ``node`` holds, ``None`` when unlocked.
+
+    Raises:
+        CodecError: the value is not in HAMi's format.
+    """
+    return lock_state((node.get("metadata") or {}).get("annotations") or {})
 
 
 class LockHeldError(LockError):
     """The lock is held by another pod that still needs it (contention, not a failure of the API)."""
 
-    def __init__(self, message: str, *, holder: LockState) -> None:
+    def __init__(self, message: str, *, holder: NodeLockState) -> None:
         super().__init__(message)
         self.holder = holder
 
@@ -175,7 +168,7 @@ class NodeLock:
             f"node {node}: could not set the node lock for {namespace}/{name} after {self._attempts} attempts"
         )
 
-    def _check_replaceable(self, node: str, state: LockState, holder_gone: HolderGone | None) -> None:
+    def _check_replaceable(self, node: str, state: NodeLockState, holder_gone: HolderGone | None) -> None:
         age = self._clock() - state.taken
         if age > timedelta(seconds=self.expiry):
             _log.info(

@@ -31,7 +31,7 @@ import attrs
 import jsonpatch
 import jsonpointer
 
-from hami_core.localcluster import selectors
+from hami_core.kube import selectors
 from hami_core.localcluster import statuses
 from hami_core.localcluster.resources import JsonObj
 from hami_core.localcluster.resources import ResourceType
@@ -165,12 +165,16 @@ def webhook_matches(
     """Whether a webhook's rules and selectors select this write."""
     if not any(_rule_matches(rule, rt, operation) for rule in webhook.get("rules") or []):
         return False
-    if rt.namespaced and not selectors.label_selector_from_object(webhook.get("namespaceSelector")).matches(
-        namespace_labels
-    ):
+    if rt.namespaced and not _selector(webhook, "namespaceSelector").matches(namespace_labels):
         return False
-    labels = (obj.get("metadata") or {}).get("labels")
-    return selectors.label_selector_from_object(webhook.get("objectSelector")).matches(labels)
+    return _selector(webhook, "objectSelector").matches((obj.get("metadata") or {}).get("labels"))
+
+
+def _selector(webhook: JsonObj, key: str) -> selectors.LabelSelector:
+    try:
+        return selectors.label_selector_from_object(webhook.get(key))
+    except selectors.SelectorError as err:
+        raise statuses.bad_request(str(err)) from err
 
 
 def _rule_matches(rule: JsonObj, rt: ResourceType, operation: str) -> bool:

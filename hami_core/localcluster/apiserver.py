@@ -6,11 +6,14 @@ into Kubernetes ``Status`` bodies; it holds no API logic. One daemon thread per 
 client and ``kubectl`` can be pointed at it.
 
 What the emulator does not do, so nobody has to find out the hard way: request bodies must be
-JSON or YAML (kubectl's typed generators such as ``kubectl create namespace`` send protobuf and
-get 415; ``kubectl apply``/``create -f`` work), server-side apply is refused with 415, requests
-are not authenticated, ``limit``/``continue`` return everything at once, ``fieldValidation`` is
-accepted but not enforced, pod spec immutability is not enforced, deleting a namespace does not
-delete its contents, and webhooks are called once (no ``reinvocationPolicy``).
+JSON or YAML, or protobuf for the few kinds :mod:`protobuf_bodies` reads (Secrets, ConfigMaps and
+DeleteOptions, which Helm's release storage sends; kubectl's typed generators such as ``kubectl
+create namespace`` still get 415; ``kubectl apply``/``create -f`` work), server-side apply is
+refused with 415, requests are not authenticated (a ``serviceaccount:<ns>:<name>`` bearer token
+is authorized with RBAC, see :mod:`rbac`; any other token is unrestricted), ``limit``/``continue``
+return everything at once, ``fieldValidation`` is accepted but not enforced, pod spec immutability
+is not enforced, deleting a namespace does not delete its contents, and webhooks are called once
+(no ``reinvocationPolicy``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ from urllib.parse import urlsplit
 import attrs
 import yaml
 
+from hami_core import yaml_documents
 from hami_core.localcluster import discovery
+from hami_core.localcluster import protobuf_bodies
+from hami_core.localcluster import rbac
 from hami_core.localcluster import statuses
 from hami_core.localcluster import tables
 from hami_core.localcluster.admission import MutatingAdmission
@@ -121,12 +127,18 @@ class ApiServer:
         self._thread: threading.Thread | None = None
         self._store: Store | None = None
         self._writer: SnapshotWriter | None = None
+        self._authorizer: rbac.Authorizer | None = None
 
     @property
     def url(self) -> str:
         """The base URL clients use, e.g. ``http://127.0.0.1:43817``."""
         scheme = "https" if self._tls else "http"
         return f"{scheme}://{self._host}:{self._port}"
+
+    @property
+    def rbac_denials(self) -> list[str]:
+        """Every request made as a service account that RBAC refused, oldest first."""
+        return list(self._authorizer.denials) if self._authorizer is not None else []
 
     def map_service(self, namespace: str, name: str, port: int, url: str) -> None:
         """Point webhook calls for Service ``namespace/name:port`` at ``url``."""
@@ -141,7 +153,10 @@ class ApiServer:
             store.restore(snapshot)
         registry = Registry(store, self._admission, clock=self._clock)
         registry.ensure_default_namespaces()
-        httpd = _Server((self._host, self._port), registry, self._bookmark_interval, self._clock)
+        self._authorizer = rbac.Authorizer(registry)
+        httpd = _Server(
+            (self._host, self._port), registry, self._bookmark_interval, self._clock, self._authorizer
+        )
         if self._tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(self._tls.cert_file, self._tls.key_file)
@@ -219,9 +234,11 @@ class _Server(ThreadingHTTPServer):
         registry: Registry,
         bookmark_interval: float,
         clock: Callable[[], float],
+        authorizer: rbac.Authorizer,
     ) -> None:
         super().__init__(address, _Handler)
         self.registry = registry
+        self.authorizer = authorizer
         self.bookmark_interval = bookmark_interval
         self.clock = clock
         self.address = ""
@@ -318,6 +335,10 @@ class _Handler(BaseHTTPRequestHandler):
         registry = self.server.registry
         rt, namespace, name, sub = route.rt, route.namespace, route.name, route.subresource
         ns = namespace or ""
+        account = rbac.service_account(self.headers.get("Authorization"))
+        if account is not None:
+            verb = rbac.verb_of(method, named=name is not None, watch=query.get("watch") in ("true", "1"))
+            self.server.authorizer.check(rbac.Request(*account, verb, rt, sub, ns, name or ""))
         if name is None:
             if method == "GET" and query.get("watch") in ("true", "1"):
                 self._watch(route, query)
@@ -360,6 +381,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _decode(self, body: bytes) -> Any:
         """The request body as JSON (YAML is accepted too, as kube-apiserver does)."""
         media = self.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
+        if media == protobuf_bodies.MEDIA_TYPE:
+            return protobuf_bodies.decode(body)
         if media not in ("application/json", "application/yaml", "*/*", ""):
             # kubectl's typed clients (``kubectl create namespace``) send protobuf, which the
             # emulator cannot decode; ``kubectl create -f`` and ``apply`` send JSON.
@@ -369,8 +392,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
             raise statuses.ApiError(415, "UnsupportedMediaType", message)
         try:
-            return yaml.safe_load(body) if media == "application/yaml" else json.loads(body)
-        except (ValueError, yaml.YAMLError) as err:
+            return yaml_documents.parse_yaml(body, "body") if media == "application/yaml" else json.loads(body)
+        except ValueError as err:
             raise statuses.bad_request(f"couldn't get version/kind; json parse error: {err}") from err
 
     def _delete(self, rt: ResourceType, namespace: str, name: str, options: Any, dry_run: bool) -> None:
@@ -407,7 +430,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
-        self.close_connection = True
         # timeoutSeconds=0 means "no timeout", as for kube-apiserver's (randomised) default.
         deadline = time.monotonic() + int(timeout) if timeout and int(timeout) > 0 else None
         wants_bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
@@ -425,9 +447,12 @@ class _Handler(BaseHTTPRequestHandler):
                         else self._tabulate(route.rt, [event["object"]], "")
                     )
                     self._chunk(event if rows is None else {"type": event["type"], "object": rows})
+            # The stream is terminated properly, so the connection can carry the client's next request
+            # (a pooling client reuses it at once, as with kube-apiserver).
             self.wfile.write(b"0\r\n\r\n")
         except OSError:
             log.debug("watch client went away")
+            self.close_connection = True
         finally:
             if stream is not None:
                 stream.close()

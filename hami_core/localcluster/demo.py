@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
 
+from hami_core import yaml_documents
 from hami_core.errors import HamiError
 from hami_core.kube.client import RealKubeClient
 from hami_core.localcluster.sharing import SharingReport
@@ -60,11 +60,7 @@ def load_manifests(paths: Sequence[Path]) -> list[dict[str, Any]]:
     """
     pods = []
     for path in paths:
-        try:
-            documents = list(yaml.safe_load_all(path.read_text()))
-        except (OSError, yaml.YAMLError) as err:
-            raise HamiError(f"cannot read example {path}: {err}") from err
-        for document in documents:
+        for document in yaml_documents.load_yaml_all(path, f"example {path}"):
             if document is None:
                 continue
             if not isinstance(document, dict) or document.get("kind") != "Pod":

@@ -10,7 +10,8 @@ Format (YAML, or the same structure as a dict; every key but ``nodes`` optional)
       labels: {gpu: "on"}
       annotations: {}             # e.g. a device registration written by another HAMi implementation
       resources: {nvidia.com/gpu: 40}   # static extended resources (capacity = allocatable)
-      backend: nvidia             # any other key is kept in ``extra`` for tools that start device plugins
+      backends: [nvidia]          # any other key is kept in ``extra`` for tools that start device plugins
+      env: {HOOK_PATH: "{workdir}/hook"}   # e.g. the environment of the node's device plugins
 
 An int ``n`` means ``n`` default nodes ``node-0`` ... ``node-<n-1>``. Holds no state and does no I/O
 beyond reading the file it is given.
@@ -23,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
 
+from hami_core import yaml_documents
 from hami_core.errors import ConfigError
 from hami_core.quantity import parse_quantity
 
@@ -51,9 +52,10 @@ class NodeSpec:
 
 @attrs.frozen
 class Fleet:
-    """The nodes of a local cluster, in order."""
+    """The nodes of a local cluster, in order; ``source_dir`` is the folder of the file it came from."""
 
     nodes: tuple[NodeSpec, ...]
+    source_dir: Path | None = None
 
     @classmethod
     def of_size(cls, count: int) -> Fleet:
@@ -74,24 +76,20 @@ def load_fleet(source: Fleet | int | Mapping[str, Any] | str | Path) -> Fleet:
     if isinstance(source, int):
         return Fleet.of_size(source)
     where = "fleet"
+    source_dir = None
     if isinstance(source, Path):
         where = str(source)
-        try:
-            source = source.read_text()
-        except OSError as err:
-            raise ConfigError(f"{where}: cannot read: {err}") from err
+        source_dir = source.resolve().parent
+        source = yaml_documents.read_text(source, where)
     if isinstance(source, str):
-        try:
-            source = yaml.safe_load(source) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{where}: not YAML: {err}") from err
+        source = yaml_documents.parse_yaml(source, where) or {}
     if not isinstance(source, Mapping) or not isinstance(source.get("nodes"), list) or not source["nodes"]:
         raise ConfigError(f"{where}: nodes: expected a non-empty list")
     nodes = tuple(_node(entry, index, where) for index, entry in enumerate(source["nodes"]))
     names = [node.name for node in nodes]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: nodes: duplicate names in {names}")
-    return Fleet(nodes)
+    return Fleet(nodes, source_dir)
 
 
 def _node(entry: object, index: int, where: str) -> NodeSpec:

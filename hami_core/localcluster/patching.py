@@ -10,7 +10,6 @@ list is replaced. The directives ``$patch`` (replace / delete / merge), ``$retai
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import jsonpatch
@@ -45,29 +44,28 @@ def _pod_lists() -> dict[str, str]:
     return lists | {"status.podIPs": "ip", "status.hostIPs": "ip"}
 
 
+def _template_lists(prefix: str) -> dict[str, str]:
+    """A pod template's merging lists under ``prefix`` (its pod's ``metadata``/``spec`` lists)."""
+    return {prefix + path: key for path, key in _pod_lists().items() if not path.startswith("status.")}
+
+
 MERGE_KEYS: dict[str, dict[str, str]] = {
     "Pod": _COMMON_LISTS | _pod_lists(),
     "Node": _COMMON_LISTS | {"spec.podCIDRs": "", "status.addresses": "type"},
     "MutatingWebhookConfiguration": _COMMON_LISTS | {"webhooks": "name"},
+    # The workloads keep a pod template; its lists merge as a pod's do (helm upgrade patches them).
+    "Deployment": _COMMON_LISTS | _template_lists("spec.template."),
+    "DaemonSet": _COMMON_LISTS | _template_lists("spec.template."),
+    "Job": _COMMON_LISTS | _template_lists("spec.template."),
+    "CronJob": _COMMON_LISTS | _template_lists("spec.jobTemplate.spec.template."),
+    "Service": _COMMON_LISTS | {"spec.ports": "port"},
+    "ServiceAccount": _COMMON_LISTS | {"secrets": "name", "imagePullSecrets": "name"},
 }
 """Per kind, the dotted path of every list that merges (list indices omitted) to its merge key;
 "" marks a primitive list merged as a set (the Go types' ``patchStrategy:"merge"`` tags)."""
 
 _ORDER = "$setElementOrder/"
 _DELETE_FROM = "$deleteFromPrimitiveList/"
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """Apply an RFC 7386 JSON merge patch: maps merge recursively, null deletes, the rest replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def json_patch(target: JsonObj, operations: Any) -> JsonObj:

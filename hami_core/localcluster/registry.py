@@ -25,8 +25,9 @@ from typing import Any
 
 import attrs
 
+from hami_core.kube import selectors
+from hami_core.kube.merge_patch import merge_patch
 from hami_core.localcluster import patching
-from hami_core.localcluster import selectors
 from hami_core.localcluster import statuses
 from hami_core.localcluster.admission import MutatingAdmission
 from hami_core.localcluster.resources import JsonObj
@@ -298,7 +299,7 @@ class Registry:
             if patch_type == "json":
                 patched = patching.json_patch(current, document)
             elif patch_type == "merge":
-                patched = patching.merge_patch(current, document)
+                patched = merge_patch(current, document)
             else:
                 patched = patching.strategic_merge_patch(current, document, rt.kind)
             meta = patched.get("metadata")
@@ -432,8 +433,11 @@ def _updated(rt: ResourceType, current: JsonObj, new: JsonObj, subresource: str)
 def _matcher(
     rt: ResourceType, namespace: str | None, label_selector: str, field_selector: str
 ) -> Callable[[JsonObj], bool]:
-    labels = selectors.parse_label_selector(label_selector)
-    fields = selectors.parse_field_selector(field_selector, rt.field_labels)
+    try:
+        labels = selectors.parse_label_selector(label_selector)
+        fields = selectors.parse_field_selector(field_selector, rt.field_labels)
+    except selectors.SelectorError as err:
+        raise statuses.bad_request(str(err)) from err
 
     def matches(obj: JsonObj) -> bool:
         meta = obj.get("metadata") or {}

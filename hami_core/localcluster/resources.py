@@ -10,17 +10,11 @@ from typing import Any
 
 import attrs
 
+from hami_core.kube.selectors import CORE_FIELDS
+from hami_core.kube.selectors import META_FIELDS
+
 JsonObj = dict[str, Any]
 """A decoded JSON object as it travels on the wire (a Kubernetes object, a patch, a Status)."""
-
-# Every resource supports these field selectors (apimachinery's DefaultMetaV1FieldSelectorConversion).
-META_FIELDS = ("metadata.name", "metadata.namespace")
-
-# Field labels whose Go type is bool: an unset field selects as "false", not "".
-BOOL_FIELDS = frozenset({"spec.unschedulable", "spec.hostNetwork"})
-
-# Field labels that do not spell their JSON path (core/v1 Event: "source" is source.component).
-FIELD_PATHS = {"source": "source.component"}
 
 CRUD_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 SUBRESOURCE_VERBS = {"status": ("get", "patch", "update"), "binding": ("create",)}
@@ -74,30 +68,6 @@ class ResourceType:
         return "status" in self.subresources
 
 
-_POD_FIELDS = (
-    "spec.nodeName",
-    "spec.schedulerName",
-    "spec.restartPolicy",
-    "spec.serviceAccountName",
-    "spec.hostNetwork",
-    "status.phase",
-    "status.podIP",
-    "status.nominatedNodeName",
-)
-_EVENT_FIELDS = (
-    "involvedObject.kind",
-    "involvedObject.namespace",
-    "involvedObject.name",
-    "involvedObject.uid",
-    "involvedObject.apiVersion",
-    "involvedObject.resourceVersion",
-    "involvedObject.fieldPath",
-    "reason",
-    "reportingComponent",
-    "source",
-    "type",
-)
-
 RESOURCES: tuple[ResourceType, ...] = (
     ResourceType(
         "",
@@ -107,16 +77,16 @@ RESOURCES: tuple[ResourceType, ...] = (
         False,
         ("ns",),
         ("status",),
-        ("status.phase",),
+        CORE_FIELDS["namespaces"],
         returns_deleted=True,
     ),
-    ResourceType("", "v1", "nodes", "Node", False, ("no",), ("status",), ("spec.unschedulable",)),
+    ResourceType("", "v1", "nodes", "Node", False, ("no",), ("status",), CORE_FIELDS["nodes"]),
     ResourceType(
-        "", "v1", "pods", "Pod", True, ("po",), ("status", "binding"), _POD_FIELDS, returns_deleted=True
+        "", "v1", "pods", "Pod", True, ("po",), ("status", "binding"), CORE_FIELDS["pods"], returns_deleted=True
     ),
     ResourceType("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
-    ResourceType("", "v1", "secrets", "Secret", True, (), (), ("type",)),
-    ResourceType("", "v1", "events", "Event", True, ("ev",), (), _EVENT_FIELDS),
+    ResourceType("", "v1", "secrets", "Secret", True, (), (), CORE_FIELDS["secrets"]),
+    ResourceType("", "v1", "events", "Event", True, ("ev",), (), CORE_FIELDS["events"]),
     ResourceType(
         "", "v1", "resourcequotas", "ResourceQuota", True, ("quota",), ("status",), returns_deleted=True
     ),
@@ -129,6 +99,19 @@ RESOURCES: tuple[ResourceType, ...] = (
         False,
     ),
     ResourceType("events.k8s.io", "v1", "events", "Event", True, ("ev",)),
+    # What a Helm chart install creates (charts/hami): stored and served, not acted on; no
+    # controller runs Deployments, DaemonSets or Jobs.
+    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+    ResourceType("", "v1", "services", "Service", True, ("svc",), ("status",)),
+    ResourceType("apps", "v1", "deployments", "Deployment", True, ("deploy",), ("status",)),
+    ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), ("status",)),
+    ResourceType("batch", "v1", "jobs", "Job", True, (), ("status",)),
+    ResourceType("batch", "v1", "cronjobs", "CronJob", True, ("cj",), ("status",)),
+    ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",), ("status",)),
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
+    ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
 )
 
 

@@ -47,6 +47,7 @@ from hami_core.localcluster.extender_client import HttpExtender
 from hami_core.localcluster.queueing import SchedulingQueue
 from hami_core.localcluster.scheduler_config import SchedulerConfig
 from hami_core.localcluster.scheduler_config import load_scheduler_config
+from hami_core.looping import Loop
 from hami_core.pods import PodView
 
 _log = logging.getLogger(__name__)
@@ -123,12 +124,11 @@ class Scheduler:
         self._clock = clock
         self._extenders = [HttpExtender(extender) for extender in self.config.extenders]
         self._ignored = self.config.ignored_resources
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()
         self._queue = SchedulingQueue()
         self._assumed: dict[str, tuple[str, PodView]] = {}
         self._views: dict[str, PodView] = {}
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._loop = Loop("scheduler-loop", self._step, log=_log)
         name = "/".join(self.config.scheduler_names)
         self._pods: Informer[Pod] = Informer(
             f"{name}-pods",
@@ -158,28 +158,21 @@ class Scheduler:
             raise KubeError(
                 f"scheduler {self.config.scheduler_names}: informers did not sync in {sync_timeout}s"
             )
-        self._thread = threading.Thread(target=self._run, name="scheduler-loop", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop scheduling and the informers; returns when every thread has ended."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._loop.stop()
         self._pods.stop()
         self._nodes.stop()
 
     def wake(self) -> None:
         """Re-read the clock now (after a virtual clock moved) and schedule whatever became due."""
-        with self._cond:
-            self._cond.notify_all()
+        self._loop.wake()
 
     def queue_state(self, namespace: str, name: str) -> str | None:
         """Where a pending pod waits: "active", "backoff", "unschedulable", "in-flight" or ``None``."""
-        with self._cond:
+        with self._lock:
             return self._queue.state(f"{namespace}/{name}")
 
     # ------------------------------------------------------------ informer handlers
@@ -199,7 +192,7 @@ class Scheduler:
         except PodFormatError as err:
             _log.warning("ignoring unreadable pod %s: %s", key, err)
             return
-        with self._cond:
+        with self._lock:
             now = self._clock()
             old = self._views.get(key)
             if event == "DELETED":
@@ -208,7 +201,7 @@ class Scheduler:
                 self._assumed.pop(key, None)
                 if pod.node_name and not pod.finished:
                     self._queue.move_all(now)
-                self._cond.notify_all()
+                self._loop.wake()
                 return
             self._views[key] = pod
             if pod.node_name:
@@ -222,44 +215,42 @@ class Scheduler:
                 self._queue.add(key, priority=pod.priority, now=now)
             else:
                 self._queue.update(key, priority=pod.priority, now=now, changed=pod_changed(raw_old, raw))
-            self._cond.notify_all()
+            self._loop.wake()
 
     def _on_node(self, event: InformerEvent, node: Node, old: Node | None) -> None:
         if event == "DELETED":
             return
         if event == "ADDED" or old is None or node_scheduling_changed(old, node):
-            with self._cond:
+            with self._lock:
                 self._queue.move_all(self._clock())
-                self._cond.notify_all()
+                self._loop.wake()
 
     # ------------------------------------------------------------ scheduling loop
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if self._stopping:
-                    return
-                now = self._clock()
-                key = self._queue.pop(now)
-                if key is None:
-                    due = self._queue.next_due(now)
-                    self._cond.wait(None if due is None else max(0.001, due - now))
-                    continue
-                pod = self._views.get(key)
-                if pod is None or not self._responsible(pod):
-                    self._queue.delete(key)
-                    continue
-            try:
-                self._schedule_one(key, pod)
-            except Exception:
-                _log.exception("scheduling %s failed unexpectedly", key)
-                with self._cond:
-                    self._queue.failed(key, self._clock())
+    def _step(self) -> float | None:
+        """Schedule the next due pod; with none due, wait until one is (or until woken)."""
+        with self._lock:
+            now = self._clock()
+            key = self._queue.pop(now)
+            if key is None:
+                due = self._queue.next_due(now)
+                return None if due is None else max(0.001, due - now)
+            pod = self._views.get(key)
+            if pod is None or not self._responsible(pod):
+                self._queue.delete(key)
+                return 0
+        try:
+            self._schedule_one(key, pod)
+        except Exception:
+            _log.exception("scheduling %s failed unexpectedly", key)
+            with self._lock:
+                self._queue.failed(key, self._clock())
+        return 0
 
     def _usage(self) -> dict[str, dict[str, Fraction]]:
         by_node: dict[str, list[PodView]] = {}
         seen = set()
-        with self._cond:
+        with self._lock:
             for pod in self._views.values():
                 if pod.node_name and not pod.finished:
                     by_node.setdefault(pod.node_name, []).append(pod)
@@ -293,16 +284,16 @@ class Scheduler:
             self._fail(key, pod, resource_fit.fit_error_message(len(nodes), reasons), unschedulable=True)
             return
         host = self._select_host(pod, feasible, usage)
-        with self._cond:
+        with self._lock:
             self._assumed[key] = (host, pod)
         try:
             self._bind(pod, host)
         except (ExtenderError, KubeError) as err:
-            with self._cond:
+            with self._lock:
                 self._assumed.pop(key, None)
             self._fail(key, pod, str(err), unschedulable=False)
             return
-        with self._cond:
+        with self._lock:
             self._queue.done(key)
         self._record(pod, "Normal", "Scheduled", f"Successfully assigned {pod.key} to {host}")
 
@@ -368,12 +359,12 @@ class Scheduler:
     # ------------------------------------------------------------ failure reporting
 
     def _fail(self, key: str, pod: PodView, message: str, *, unschedulable: bool) -> None:
-        with self._cond:
+        with self._lock:
             if unschedulable:
                 self._queue.unschedulable(key, self._clock())
             else:
                 self._queue.failed(key, self._clock())
-            self._cond.notify_all()
+            self._loop.wake()
         self._record(pod, "Warning", "FailedScheduling", message)
         self._set_condition(key, pod, "Unschedulable" if unschedulable else "SchedulerError", message)
 

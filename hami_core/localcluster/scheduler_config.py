@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
 
+from hami_core import yaml_documents
 from hami_core.errors import ConfigError
 
 DEFAULT_SCHEDULER_NAME = "default-scheduler"
@@ -147,15 +147,9 @@ def load_scheduler_config(source: SchedulerConfig | Mapping[str, Any] | str | Pa
     where = "KubeSchedulerConfiguration"
     if isinstance(source, Path):
         where = str(source)
-        try:
-            source = source.read_text()
-        except OSError as err:
-            raise ConfigError(f"{where}: cannot read: {err}") from err
+        source = yaml_documents.read_text(source, where)
     if isinstance(source, str):
-        try:
-            source = yaml.safe_load(source) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{where}: not YAML: {err}") from err
+        source = yaml_documents.parse_yaml(source, where) or {}
     if not isinstance(source, Mapping):
         raise ConfigError(f"{where}: expected a mapping at the top level")
     try:

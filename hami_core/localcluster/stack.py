@@ -91,7 +91,9 @@ class HamiStack:
             ``scheduler:`` section gets the stack's address, certificate and metrics port.
         source: where ``document`` came from, for error messages.
         fleet: the cluster's nodes; a node's ``backends`` key (a list) limits which plugins run on
-            it, by default every enabled backend.
+            it, by default every enabled backend; its ``env`` key (a mapping) is added to the
+            environment of its device plugins, with ``{workdir}`` replaced by ``workdir`` and
+            ``{fleet}`` by the fleet file's folder (a vendor SDK's fake, say).
         workdir: where the certificates, configs, logs and the cluster's sockets go.
         state_file: the API server's snapshot file, if it should survive restarts.
     """
@@ -143,25 +145,40 @@ class HamiStack:
             self._register_webhook()
             for node in self.fleet.nodes:
                 for backend in self._node_backends(node.extra):
-                    self._launch(
-                        f"device-plugin-{node.name}-{backend}",
-                        [
-                            "device-plugin",
-                            "--backend",
-                            backend,
-                            "--node-name",
-                            node.name,
-                            "--plugin-dir",
-                            str(self.cluster.plugin_dir(node.name)),
-                            "--config",
-                            str(config_file),
-                        ],
-                    )
+                    self.start_device_plugin(node.name, backend)
             self._wait_devices(time.monotonic() + timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def start_device_plugin(self, node_name: str, backend: str) -> None:
+        """Start (or start again) the device plugin of ``backend`` on ``node_name`` as its own process."""
+        node = next(spec for spec in self.fleet.nodes if spec.name == node_name)
+        self._launch(
+            self.device_plugin_name(node_name, backend),
+            [
+                "device-plugin",
+                "--backend",
+                backend,
+                "--node-name",
+                node_name,
+                "--plugin-dir",
+                str(self.cluster.plugin_dir(node_name)),
+                "--config",
+                str(self.config_path),
+            ],
+            env=self._plugin_env(node.extra),
+        )
+
+    def device_plugin_process(self, node_name: str, backend: str) -> subprocess.Popen[bytes]:
+        """The running process of a device plugin (recovery tests signal it)."""
+        return self._processes[self.device_plugin_name(node_name, backend)]
+
+    @staticmethod
+    def device_plugin_name(node_name: str, backend: str) -> str:
+        """The name of a device plugin's process and log."""
+        return f"device-plugin-{node_name}-{backend}"
 
     def stop(self) -> None:
         """Stop every process (SIGTERM, then SIGKILL after 10 s) and the cluster; idempotent."""
@@ -199,6 +216,11 @@ class HamiStack:
             raise StackError("the stack has not been started")
         return self._bundle.ca.cert_pem
 
+    @property
+    def config_path(self) -> Path:
+        """The hami config file the scheduler and device-plugin processes run with."""
+        return self.workdir / "hami-config.yaml"
+
     def log_path(self, name: str) -> Path:
         return self.workdir / "logs" / f"{name}.log"
 
@@ -213,6 +235,16 @@ class HamiStack:
         if unknown:
             raise StackError(f"fleet names backends that are not enabled: {', '.join(map(str, unknown))}")
         return [str(name) for name in listed]
+
+    def _plugin_env(self, extra: Mapping[str, Any]) -> dict[str, str]:
+        raw = extra.get("env") or {}
+        if not isinstance(raw, Mapping):
+            raise StackError(f"a fleet node's env must be a mapping, got {raw!r}")
+        folder = str(self.fleet.source_dir or Path.cwd())
+        return {
+            str(key): str(value).replace("{workdir}", str(self.workdir)).replace("{fleet}", folder)
+            for key, value in raw.items()
+        }
 
     def _write_scheduler_config(self) -> Path:
         """The hami config with the scheduler pointed at this stack's port and certificate."""
@@ -233,15 +265,15 @@ class HamiStack:
             "metrics_bind": f"127.0.0.1:{self.metrics_port}",
             "leader_elect": False,
         }
-        path = self.workdir / "hami-config.yaml"
+        path = self.config_path
         path.write_text(yaml.safe_dump(document, sort_keys=False))
         return path
 
-    def _launch(self, name: str, args: list[str]) -> None:
+    def _launch(self, name: str, args: list[str], env: Mapping[str, str] | None = None) -> None:
         self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path(name).open("wb")
+        log = self.log_path(name).open("ab")
         self._logs.append(log)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         command = [sys.executable, "-m", "hami_core", *args, "--kubeconfig", str(self.cluster.kubeconfig)]
         self._processes[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
 
@@ -287,7 +319,9 @@ class HamiStack:
             timeout_seconds=max(1, int(deadline - time.monotonic())),
         )
         try:
-            for _, node in watch:
+            for event_type, node in watch:
+                if event_type == "BOOKMARK":
+                    continue  # a resourceVersion only, sent when registration takes a while
                 ready |= self._ready_backends(node)
                 if expected <= ready:
                     return

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import os
 import queue
 import threading
@@ -30,6 +31,9 @@ import attrs
 from hami_core.localcluster import statuses
 from hami_core.localcluster.resources import JsonObj
 from hami_core.localcluster.resources import ResourceType
+from hami_core.looping import Loop
+
+_log = logging.getLogger(__name__)
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 Key = tuple[str, str]
@@ -263,8 +267,8 @@ class SnapshotWriter:
         self._store = store
         self._path = path
         self._delay = delay
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="apiserver-snapshot", daemon=True)
+        self._pending = False
+        self._loop = Loop("apiserver-snapshot", self._step, log=_log)
 
     @staticmethod
     def load(path: Path) -> JsonObj | None:
@@ -276,13 +280,13 @@ class SnapshotWriter:
 
     def start(self) -> None:
         """Start writing in the background."""
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop the writer and write the final snapshot."""
-        self._stopping.set()
+        self._loop.request_stop()
         self._store.changed.set()
-        self._thread.join()
+        self._loop.join()
         self.write()
 
     def write(self) -> None:
@@ -293,9 +297,12 @@ class SnapshotWriter:
         tmp.write_text(data)
         os.replace(tmp, self._path)
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._store.changed.wait()
-            self._stopping.wait(self._delay)
-            self._store.changed.clear()
-            self.write()
+    def _step(self) -> float:
+        if not self._pending:
+            self._store.changed.wait()  # set by every commit, and by stop()
+            self._pending = True
+            return self._delay  # commits made meanwhile go into the same write
+        self._pending = False
+        self._store.changed.clear()
+        self.write()
+        return 0

@@ -269,6 +269,7 @@ class _Node:
     registered: dict[str, str] = attrs.field(factory=dict)
     warned: dict[str, str] = attrs.field(factory=dict)
     healthy: dict[str, bool] = attrs.field(factory=dict)
+    peak_allocatable: dict[str, int] = attrs.field(factory=dict)
     built: tuple[object, ...] | None = None
 
     def signature(self, backends: Sequence[DeviceBackend]) -> tuple[object, ...]:
@@ -531,14 +532,12 @@ class ClusterCache:
         for backend in self._backends:
             if backend.name not in entry.infos or not entry.selected:
                 entry.healthy.pop(backend.name, None)
+                entry.peak_allocatable.pop(backend.name, None)
                 continue
-            verdict = assess_handshake(
-                entry.annotations.get(backend.keys.handshake),
-                _count(entry.allocatable.get(backend.resource_names.count)),
-                now,
-                self._grace,
-            )
-            entry.healthy[backend.name] = verdict.healthy
+            count = _count(entry.allocatable.get(backend.resource_names.count))
+            verdict = assess_handshake(entry.annotations.get(backend.keys.handshake), count, now, self._grace)
+            peak = entry.peak_allocatable[backend.name] = max(entry.peak_allocatable.get(backend.name, 0), count)
+            entry.healthy[backend.name] = backend.node_health(verdict.healthy, count, peak)
             if verdict.request:
                 requests.append((entry.name, backend.name))
         return tuple(requests)

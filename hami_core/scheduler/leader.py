@@ -13,7 +13,6 @@ tests call :meth:`LeaderElector.step` under a virtual clock instead of starting 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC
@@ -25,6 +24,7 @@ from hami_core.errors import NotFoundError
 from hami_core.kube.client import KubeClient
 from hami_core.kube.objects import Lease
 from hami_core.kube.objects import LeaseSpec
+from hami_core.looping import Loop
 
 _log = logging.getLogger(__name__)
 
@@ -74,7 +74,6 @@ class LeaderElector:
         self.identity = identity
         self._duration = lease_duration
         self._deadline = renew_deadline
-        self._period = retry_period
         self._monotonic = monotonic
         self._wall = wall
         self._on_change = on_change
@@ -82,31 +81,31 @@ class LeaderElector:
         self._observed: LeaseSpec | None = None
         self._observed_at = 0.0
         self._renewed_at = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Loop(
+            "hami-leader",
+            self._campaign,
+            interval=retry_period,
+            retry=retry_period,
+            max_retry=retry_period,
+            log=_log,
+        )
 
     @property
     def is_leader(self) -> bool:
         return self._leading
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="hami-leader", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop campaigning; a leader releases the lease so another replica takes over at once."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._loop.stop()
         if self._leading:
             self._release()
             self._set_leading(False)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.step()
-            self._stop.wait(self._period)
+    def _campaign(self) -> None:
+        self.step()  # then wait the retry period
 
     def step(self) -> bool:
         """One attempt to acquire or renew; returns whether this replica leads afterwards."""

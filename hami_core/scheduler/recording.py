@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC
@@ -22,6 +21,7 @@ import attrs
 from hami_core.errors import KubeError
 from hami_core.kube.client import KubeClient
 from hami_core.kube.objects import Event
+from hami_core.looping import Loop
 
 _log = logging.getLogger(__name__)
 
@@ -72,20 +72,18 @@ class EventRecorder:
         self._component = component
         self._clock = clock
         self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=capacity)
-        self._thread: threading.Thread | None = None
+        self._loop = Loop("hami-events", self._write_next, log=_log)
         self.dropped = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="hami-events", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         """Write what is queued, then stop the thread."""
-        if self._thread is None:
+        if not self._loop.running:
             return
         self._queue.put(None)
-        self._thread.join()
-        self._thread = None
+        self._loop.join()
 
     def record(self, ref: ObjectRef, kind: EventKind, reason: str, message: str) -> None:
         """Queue an event about ``ref``; never blocks."""
@@ -112,12 +110,14 @@ class EventRecorder:
         except queue.Full:
             self.dropped += 1
 
-    def _run(self) -> None:
-        while True:
-            event = self._queue.get()
-            if event is None:
-                return
-            try:
-                self._kube.create_event(event["metadata"]["namespace"], event)
-            except KubeError as err:
-                _log.info("cannot record event %s: %s", event.get("reason"), err)
+    def _write_next(self) -> float:
+        """Write the next queued event (waiting for one); the stop marker ends the loop."""
+        event = self._queue.get()
+        if event is None:
+            self._loop.request_stop()
+            return 0
+        try:
+            self._kube.create_event(event["metadata"]["namespace"], event)
+        except KubeError as err:
+            _log.info("cannot record event %s: %s", event.get("reason"), err)
+        return 0

@@ -27,6 +27,7 @@ from hami_core import codec
 from hami_core.errors import KubeError
 from hami_core.errors import NotFoundError
 from hami_core.kube.client import KubeClient
+from hami_core.looping import Loop
 from hami_core.scheduler.cache import Changes
 from hami_core.scheduler.cache import ClusterCache
 from hami_core.scheduler.cache import NodeView
@@ -158,22 +159,15 @@ class Retrier:
         self._is_leader = is_leader
         self._clock = clock
         self._wall = wall
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._loop = Loop("hami-retrier", self._step, log=_log)
         self.touches = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="hami-retrier", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._loop.stop()
 
     # --- inputs (any thread) -----------------------------------------------------------------------
 
@@ -181,30 +175,30 @@ class Retrier:
         self, namespace: str, name: str, uid: str, request: PodRequest, *, quota_limited: bool = False
     ) -> None:
         """Filtering found no node for the pod."""
-        with self._cond:
+        with self._lock:
             self._book.rejected(namespace, name, uid, request, quota_limited=quota_limited)
 
     def scheduled(self, namespace: str, name: str) -> None:
         """Filtering found a node for the pod."""
-        with self._cond:
+        with self._lock:
             self._book.settled(pod_key(namespace, name))
 
     def notify(self, changes: Changes) -> None:
         """React to a cache change: forget settled pods, mark those freed capacity may help."""
         if not (changes.freed_nodes or changes.freed_namespaces or changes.settled_pods):
             return
-        with self._cond:
+        with self._lock:
             for key in changes.settled_pods:
                 self._book.settled(key)
             if changes.freed_nodes or changes.freed_namespaces:
                 self._book.freed(changes, self._cache.view)
-                self._cond.notify_all()
+                self._loop.wake()
 
     # --- the loop ------------------------------------------------------------------------------------
 
     def run_once(self) -> float | None:
         """Touch every pod that is due; returns when the next deferred one is due."""
-        with self._cond:
+        with self._lock:
             ready, later = self._book.due(self._clock())
             for pod in ready:
                 self._book.touched(pod, self._clock())
@@ -217,7 +211,7 @@ class Retrier:
     def _touch(self, pod: Rejected) -> None:
         state = self._cache.pod(pod.namespace, pod.name)
         if state is None or state.uid != pod.uid or not state.pending:
-            with self._cond:
+            with self._lock:
                 self._book.settled(pod.key)
             return
         stamp = f"{self._wall().timestamp():.3f}"
@@ -229,19 +223,16 @@ class Retrier:
             if self._on_touch is not None:
                 self._on_touch()
         except NotFoundError:
-            with self._cond:
+            with self._lock:
                 self._book.settled(pod.key)
         except KubeError as err:
             _log.info("cannot ask for a retry of %s: %s", pod.key, err)
 
-    def _run(self) -> None:
-        while True:
-            self.run_once()
-            with self._cond:
-                if self._stopping:
-                    return
-                ready, later = self._book.due(self._clock())
-                if not ready:
-                    self._cond.wait(None if later is None else max(0.01, later - self._clock()))
-                if self._stopping:
-                    return
+    def _step(self) -> float | None:
+        """Touch what is due; wait until the next deferred pod is due, or until woken."""
+        self.run_once()
+        with self._lock:
+            ready, later = self._book.due(self._clock())
+        if ready:
+            return 0
+        return None if later is None else max(0.01, later - self._clock())

@@ -5,8 +5,9 @@ matched case-insensitively like Go's decoder, ``specs/kube-wire.md`` 3b), ``POST
 the admission handler as bytes), ``GET /healthz`` (200 while the process serves), ``GET /readyz`` (200
 only on the synced leader) and ``GET /metrics`` (Prometheus text from the scheduler's own registry).
 
-A body that is not the extender's JSON is answered with HTTP 400 and a message, a body over the cap
-with 413; logical failures are HTTP 200 with the ``Error`` field, as kube-scheduler expects. With a
+A body that is not the extender's JSON is answered with HTTP 400 and a message; a request refused
+before its body is read (unknown route, no ``Content-Length``, a body over the cap: 404, 411, 413)
+also closes the connection; logical failures are HTTP 200 with the ``Error`` field, as kube-scheduler expects. With a
 TLS context provider every accepted connection is wrapped with the provider's current context, so a
 rotated certificate is served without a restart; the handshake runs in the connection's own thread
 and every connection has a read timeout, so no client can stall the server. The webhook handler and
@@ -150,6 +151,10 @@ def parse_binding_args(body: bytes) -> tuple[str, str, str, str]:
     return values[0], values[1], values[2], values[3]
 
 
+#: The extender verbs (``/webhook`` is served when an admission handler is mounted).
+_POST_ROUTES = frozenset({"/filter", "/prioritize", "/bind"})
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body go out in separate writes: without TCP_NODELAY a keep-alive client waits
@@ -174,27 +179,38 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, value: object) -> None:
         self._send(status, json.dumps(value, separators=(",", ":")).encode())
 
-    def _body(self) -> bytes | None:
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
-            self._json(411, {"Error": "a Content-Length header is required"})
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer without reading the body; the connection then cannot carry another request."""
+        self.send_response(status)
+        self.send_header("Connection", "close")  # also makes the handler end the connection
+        data = json.dumps({"Error": message}).encode()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self, route: str) -> bytes | None:
+        """The request body, or ``None`` after refusing the request before reading it."""
+        if route not in _POST_ROUTES and not (route == "/webhook" and self.server.admission is not None):
+            self._refuse(404, f"no route POST {route}")
             return None
-        try:
-            length = int(length_text)
-        except ValueError:
-            self._json(400, {"Error": f"bad Content-Length {length_text!r}"})
+        length_text = self.headers.get("Content-Length", "")
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower() or not length_text.isdigit():
+            self._refuse(411, "a Content-Length header with the body's size is required")
             return None
-        if length < 0 or length > self.server.max_body:
-            self.close_connection = True
-            self._json(
-                413, {"Error": f"the body has {length} bytes; at most {self.server.max_body} are accepted"}
-            )
+        length = int(length_text)
+        if length > self.server.max_body:
+            self._refuse(413, f"the body has {length} bytes; at most {self.server.max_body} are accepted")
             return None
-        return self.rfile.read(length)
+        body = self.rfile.read(length)
+        if len(body) < length:
+            self.close_connection = True  # the client went away mid-body
+            return None
+        return body
 
     def do_POST(self) -> None:
         route = self.path.split("?", 1)[0].rstrip("/")
-        body = self._body()
+        body = self._body(route)
         if body is None:
             return
         service = self.server.service

@@ -27,6 +27,7 @@ from hami_core.kube.informer import Informer
 from hami_core.kube.informer import listed
 from hami_core.kube.objects import Node
 from hami_core.kube.objects import Pod
+from hami_core.looping import Loop
 from hami_core.scheduler.cache import Changes
 from hami_core.scheduler.cache import ClusterCache
 from hami_core.scheduler.quota import limits_from_quotas
@@ -72,7 +73,6 @@ class ClusterWatch:
         self._dispatch = dispatch
         self._is_leader = is_leader
         self._clock = clock
-        self._resync = resync
         selector = ",".join(f"{key}={value}" for key, value in sorted((node_selector or {}).items()))
         self._nodes: Informer[Node] = Informer(
             "nodes",
@@ -90,11 +90,16 @@ class ClusterWatch:
             on_list=lambda items: self._dispatch(cache.replace_pods(items)),
             retry_delay=RETRY_SECONDS,
         )
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._handshakes: set[tuple[str, str]] = set()
-        self._woken = False
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._loop = Loop(
+            "hami-housekeeping",
+            self._housekeeping_round,
+            interval=resync,
+            retry=min(1.0, resync),
+            max_retry=resync,
+            log=_log,
+        )
 
     @property
     def synced(self) -> bool:
@@ -107,30 +112,22 @@ class ClusterWatch:
     def start(self) -> None:
         self._nodes.start()
         self._pods.start()
-        self._thread = threading.Thread(target=self._run, name="hami-housekeeping", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._loop.stop()
         self._nodes.stop()
         self._pods.stop()
 
     def wake(self) -> None:
         """Run a housekeeping round now (e.g. on becoming the leader)."""
-        with self._cond:
-            self._woken = True
-            self._cond.notify_all()
+        self._loop.wake()
 
     def request_handshakes(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Queue ``Requesting_<now>`` writes for (node, backend) pairs; the housekeeping thread writes."""
-        with self._cond:
+        with self._lock:
             self._handshakes.update(pairs)
-            self._cond.notify_all()
+        self._loop.wake()
 
     def housekeeping(self) -> None:
         """One round: age handshakes, write the due ones (leader only), re-read quotas."""
@@ -148,7 +145,7 @@ class ClusterWatch:
             )
 
     def _write_handshakes(self) -> None:
-        with self._cond:
+        with self._lock:
             pending, self._handshakes = self._handshakes, set()
         if not pending or not self._is_leader():
             return
@@ -160,17 +157,6 @@ class ClusterWatch:
             except KubeError as err:
                 _log.info("cannot write the handshake of node %s (%s): %s", node, backend, err)
 
-    def _run(self) -> None:
-        while True:
-            try:
-                self.housekeeping()
-            except Exception:
-                _log.exception("housekeeping failed")
-            with self._cond:
-                if self._stopping:
-                    return
-                if not self._handshakes and not self._woken:
-                    self._cond.wait(self._resync)
-                self._woken = False
-                if self._stopping:
-                    return
+    def _housekeeping_round(self) -> float | None:
+        self.housekeeping()
+        return None  # the next round after ``resync``, or when woken

@@ -5,15 +5,15 @@ raises ``NotFoundError`` for missing objects; applies JSON merge patches (RFC 73
 subresource split of a real API server (a main-resource write ignores ``.status`` of pods and nodes, a
 status write changes only ``.status``); binds pods through ``pods/binding`` rules; and serves watches fed
 on commit, with replay from a bounded history, 410 for versions older than it, and the label and field
-selectors of ``specs/kube-wire.md`` section 1.2. Integration tests use the local cluster's API server
-emulator instead.
+selectors of ``specs/kube-wire.md`` section 1.2; merge patches and selectors go through the same code as the
+local cluster's API server emulator (:mod:`hami_core.kube.merge_patch`, :mod:`hami_core.kube.selectors`),
+which integration tests use instead.
 """
 
 from __future__ import annotations
 
 import copy
 import queue
-import re
 import secrets
 import threading
 import time
@@ -30,8 +30,10 @@ from typing import cast
 from hami_core.errors import ConflictError
 from hami_core.errors import KubeError
 from hami_core.errors import NotFoundError
+from hami_core.kube import selectors
 from hami_core.kube.client import WatchExpiredError
 from hami_core.kube.client import with_resource_version
+from hami_core.kube.merge_patch import merge_patch
 from hami_core.kube.objects import ConfigMap
 from hami_core.kube.objects import Event
 from hami_core.kube.objects import EventList
@@ -64,22 +66,6 @@ _LIST_KINDS = {
 _CLUSTER_SCOPED = frozenset({"namespaces", "nodes", "mutatingwebhookconfigurations"})
 _DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _WITH_STATUS = frozenset({"pods", "nodes"})
-_FIELDS = {
-    "pods": (
-        "metadata.name",
-        "metadata.namespace",
-        "spec.nodeName",
-        "spec.schedulerName",
-        "spec.restartPolicy",
-        "spec.serviceAccountName",
-        "spec.hostNetwork",
-        "status.phase",
-        "status.podIP",
-        "status.nominatedNodeName",
-    ),
-    "nodes": ("metadata.name", "spec.unschedulable"),
-}
-_DEFAULT_FIELDS = ("metadata.name", "metadata.namespace")
 _STOP = object()
 
 
@@ -87,99 +73,15 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def merge_patch(target: object, patch: object) -> object:
-    """Apply an RFC 7386 JSON merge patch: maps merge recursively, ``None`` deletes, the rest replaces."""
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    result: _Obj = dict(target) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-class _LabelRequirement:
-    """One term of a label selector: ``k=v``, ``k!=v``, ``k in (..)``, ``k notin (..)``, ``k``, ``!k``."""
-
-    _SET = re.compile(r"^\s*([^\s!=()]+)\s+(in|notin)\s*\(([^)]*)\)\s*$")
-    _EQ = re.compile(r"^\s*([^\s!=()]+)\s*(==|=|!=)\s*([^\s!=()]*)\s*$")
-    _EXISTS = re.compile(r"^\s*(!?)\s*([^\s!=()]+)\s*$")
-
-    def __init__(self, term: str) -> None:
-        if match := self._SET.match(term):
-            self.key, self.op = match.group(1), match.group(2)
-            self.values = frozenset(v.strip() for v in match.group(3).split(",") if v.strip())
-        elif match := self._EQ.match(term):
-            self.key, self.op = match.group(1), "!=" if match.group(2) == "!=" else "="
-            self.values = frozenset({match.group(3)})
-        elif match := self._EXISTS.match(term):
-            self.key, self.op, self.values = match.group(2), "!" if match.group(1) else "exists", frozenset()
-        else:
-            raise KubeError(f"unable to parse requirement: {term!r}", status=400, reason="BadRequest")
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        present = self.key in labels
-        value = labels.get(self.key, "")
-        if self.op in ("=", "in"):
-            return present and value in self.values
-        if self.op in ("!=", "notin"):
-            return not present or value not in self.values
-        return present if self.op == "exists" else not present
-
-
-def _split_label_selector(selector: str) -> list[str]:
-    terms: list[str] = []
-    depth = 0
-    current = ""
-    for char in selector:
-        depth += (char == "(") - (char == ")")
-        if char == "," and depth == 0:
-            terms.append(current)
-            current = ""
-        else:
-            current += char
-    terms.append(current)
-    return [term for term in terms if term.strip()]
-
-
-def _field_value(obj: _Obj, path: str) -> str:
-    value: object = obj
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None and path in ("spec.hostNetwork", "spec.unschedulable"):
-        return "false"
-    return "" if value is None else str(value)
-
-
 class _Selector:
     """Label and field selectors of one list or watch call, parsed once."""
 
     def __init__(self, kind: str, label_selector: str, field_selector: str) -> None:
-        self.labels = [_LabelRequirement(term) for term in _split_label_selector(label_selector)]
-        known = _FIELDS.get(kind, _DEFAULT_FIELDS)
-        self.fields: list[tuple[str, bool, str]] = []
-        for term in filter(None, (t.strip() for t in field_selector.split(","))):
-            match = re.match(r"^([^!=]+)(==|=|!=)(.*)$", term)
-            if not match:
-                raise KubeError(f"invalid field selector: {term!r}", status=400, reason="BadRequest")
-            field, op, value = match.group(1).strip(), match.group(2), match.group(3).strip()
-            if field not in known:
-                raise KubeError(
-                    f'"{field}" is not a known field selector: only "{", ".join(known)}"',
-                    status=400,
-                    reason="BadRequest",
-                )
-            self.fields.append((field, op != "!=", value))
+        self.labels = selectors.parse_label_selector(label_selector)
+        self.fields = selectors.parse_field_selector(field_selector, selectors.field_labels(kind))
 
     def matches(self, obj: _Obj) -> bool:
-        labels = obj.get("metadata", {}).get("labels") or {}
-        if not all(requirement.matches(labels) for requirement in self.labels):
-            return False
-        return all((_field_value(obj, field) == value) == equal for field, equal, value in self.fields)
+        return self.labels.matches(obj.get("metadata", {}).get("labels")) and self.fields.matches(obj)
 
 
 class _FakeWatch:

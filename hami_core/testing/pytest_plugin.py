@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from hami_core.config import HamiConfig
     from hami_core.plugins import Backends
+    from hami_core.testing.fake_kube import FakeKube
 
 pytest.register_assert_rewrite("hami_core.testing")
 
@@ -29,6 +30,14 @@ def hami_config() -> HamiConfig:
     from hami_core.config import HamiConfig
 
     return HamiConfig()
+
+
+@pytest.fixture
+def fake_kube() -> FakeKube:
+    """A fresh, empty in-memory API server (:class:`~hami_core.testing.fake_kube.FakeKube`) for one test."""
+    from hami_core.testing.fake_kube import FakeKube
+
+    return FakeKube()
 
 
 @pytest.fixture

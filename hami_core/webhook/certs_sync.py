@@ -39,6 +39,7 @@ from hami_core.errors import NotFoundError
 from hami_core.kube.client import KubeClient
 from hami_core.kube.objects import MutatingWebhook
 from hami_core.kube.objects import Secret
+from hami_core.looping import Loop
 from hami_core.webhook import certs
 from hami_core.webhook.certs import CertificateBundle
 from hami_core.webhook.certs import KeyPair
@@ -355,17 +356,24 @@ class CertificateSync:
             stop: set it to end the loop.
             on_result: called with each successful sync's result.
         """
-        while not stop.is_set():
-            wait = min(interval, _RETRY_AFTER)
+        retry = min(interval, _RETRY_AFTER)
+
+        def step() -> float:
+            wait = retry
             try:
                 result = self.sync()
             except HamiError as err:
                 log.warning("syncing the webhook certificate failed, retrying: %s", err)
-            except Exception:
-                log.exception("syncing the webhook certificate failed unexpectedly; retrying")
             else:
                 if on_result is not None:
                     on_result(result)
                 due = (result.renew_at - self._clock()).total_seconds()
                 wait = min(interval, max(due, 0.0) + 1.0)
-            stop.wait(wait)
+            if stop.is_set():
+                loop.request_stop()  # no further sync once the caller asked to stop
+            return wait
+
+        loop = Loop("syncing the webhook certificate", step, retry=retry, max_retry=_RETRY_AFTER, log=log)
+        loop.start()
+        stop.wait()
+        loop.stop()

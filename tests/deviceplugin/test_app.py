@@ -40,11 +40,6 @@ CORES = resources.RESOURCE_NAMES.cores
 
 
 @pytest.fixture
-def kube() -> FakeKube:
-    return FakeKube()
-
-
-@pytest.fixture
 def plugin_dir() -> Iterator[Path]:
     directory = Path(tempfile.mkdtemp(prefix="h"))
     yield directory
@@ -52,16 +47,16 @@ def plugin_dir() -> Iterator[Path]:
 
 
 @pytest.fixture
-def kubelet(kube: FakeKube, plugin_dir: Path) -> Iterator[Kubelet]:
-    node = Kubelet(kube, NodeSpec(NODE), plugin_dir)
+def kubelet(fake_kube: FakeKube, plugin_dir: Path) -> Iterator[Kubelet]:
+    node = Kubelet(fake_kube, NodeSpec(NODE), plugin_dir)
     node.start()
     yield node
     node.stop()
 
 
 @pytest.fixture
-def fleet(kube: FakeKube, plugin_dir: Path) -> Iterator[PluginFleet]:
-    plugins = PluginFleet(lambda: kube, lambda _: plugin_dir, plugin_dir)
+def fleet(fake_kube: FakeKube, plugin_dir: Path) -> Iterator[PluginFleet]:
+    plugins = PluginFleet(lambda: fake_kube, lambda _: plugin_dir, plugin_dir)
     yield plugins
     plugins.close()
 
@@ -79,125 +74,129 @@ def plugin(fleet: PluginFleet, kubelet: Kubelet, backend: MockBackend) -> Device
     return started
 
 
-def allocatable(kube: FakeKube) -> str | None:
-    return kube.get_node(NODE)["status"]["allocatable"].get(GPU)
+def allocatable(fake_kube: FakeKube) -> str | None:
+    return fake_kube.get_node(NODE)["status"]["allocatable"].get(GPU)
 
 
-def registered(kube: FakeKube, backend: MockBackend) -> list[bool]:
-    value = kube.get_node(NODE)["metadata"].get("annotations", {}).get(backend.keys.register)
+def registered(fake_kube: FakeKube, backend: MockBackend) -> list[bool]:
+    value = fake_kube.get_node(NODE)["metadata"].get("annotations", {}).get(backend.keys.register)
     return [device.health for device in codec.decode_node_devices(value)] if value else []
 
 
-def phase(kube: FakeKube, name: str) -> str:
-    return str(kube.get_pod("default", name)["status"].get("phase", ""))
+def phase(fake_kube: FakeKube, name: str) -> str:
+    return str(fake_kube.get_pod("default", name)["status"].get("phase", ""))
 
 
 def test_the_plugin_registers_its_split_devices_and_the_node_annotation(
-    kube: FakeKube, backend: MockBackend, plugin: DevicePlugin, kubelet: Kubelet, plugin_dir: Path
+    fake_kube: FakeKube, backend: MockBackend, plugin: DevicePlugin, kubelet: Kubelet, plugin_dir: Path
 ) -> None:
     assert endpoint_name(backend) == "mock-gpu.sock"
     assert (plugin_dir / "mock-gpu.sock").is_socket()
-    eventually(lambda: allocatable(kube) == "8", what="2 devices x split 4 allocatable")
-    eventually(lambda: registered(kube, backend) == [True, True], what="register annotation")
+    eventually(lambda: allocatable(fake_kube) == "8", what="2 devices x split 4 allocatable")
+    eventually(lambda: registered(fake_kube, backend) == [True, True], what="register annotation")
     assert kubelet.registered_resources() == [GPU]
 
 
 def test_a_bound_pod_is_allocated_recorded_by_the_kubelet_and_ends_success(
-    kube: FakeKube, backend: MockBackend, plugin: DevicePlugin
+    fake_kube: FakeKube, backend: MockBackend, plugin: DevicePlugin
 ) -> None:
-    eventually(lambda: registered(kube, backend) == [True, True])
-    pod = kube.create_pod(
+    eventually(lambda: registered(fake_kube, backend) == [True, True])
+    pod = fake_kube.create_pod(
         "default", make_pod("p", containers=[make_container(limits={GPU: 1, MEM: 2048, CORES: 25})])
     )
-    assert ProtocolScheduler(kube, backend).schedule(pod, [NODE]) == NODE
-    eventually(lambda: phase(kube, "p") == "Running", what="p Running")
-    annotations = kube.get_pod("default", "p")["metadata"]["annotations"]
+    assert ProtocolScheduler(fake_kube, backend).schedule(pod, [NODE]) == NODE
+    eventually(lambda: phase(fake_kube, "p") == "Running", what="p Running")
+    annotations = fake_kube.get_pod("default", "p")["metadata"]["annotations"]
     record = json.loads(annotations[ALLOCATIONS_ANNOTATION])["main"]
     assert record["envs"]["CUDA_DEVICE_MEMORY_LIMIT_0"] == "2048m"
     assert record["envs"]["CUDA_DEVICE_SM_LIMIT"] == "25"
     assert annotations[codec.BIND_PHASE] == codec.BIND_PHASE_SUCCESS
-    assert codec.NODE_LOCK not in kube.get_node(NODE)["metadata"]["annotations"]
+    assert codec.NODE_LOCK not in fake_kube.get_node(NODE)["metadata"]["annotations"]
 
 
 def test_an_injected_unhealthy_device_leaves_allocatable_and_the_scheduler_stops_placing_on_it(
-    kube: FakeKube, backend: MockBackend, plugin: DevicePlugin, kubelet: Kubelet
+    fake_kube: FakeKube, backend: MockBackend, plugin: DevicePlugin, kubelet: Kubelet
 ) -> None:
-    eventually(lambda: allocatable(kube) == "8")
+    eventually(lambda: allocatable(fake_kube) == "8")
     sick = plugin.state.devices[1].id
     backend.set_health(sick, False)
-    eventually(lambda: allocatable(kube) == "4", what="the sick device's replicas leave allocatable")
+    eventually(lambda: allocatable(fake_kube) == "4", what="the sick device's replicas leave allocatable")
     eventually(
-        lambda: registered(kube, backend) == [True, False], what="health false in the register annotation"
+        lambda: registered(fake_kube, backend) == [True, False],
+        what="health false in the register annotation",
     )
     assert sum(not healthy for healthy in kubelet.devices(GPU).values()) == 4
-    scheduler = ProtocolScheduler(kube, backend)
+    scheduler = ProtocolScheduler(fake_kube, backend)
     for index in range(3):
-        pod = kube.create_pod(
+        pod = fake_kube.create_pod(
             "default", make_pod(f"p{index}", containers=[make_container(limits={GPU: 1, MEM: 1024})])
         )
         assert scheduler.schedule(pod, [NODE]) == NODE
-        eventually(lambda index=index: phase(kube, f"p{index}") == "Running")  # type: ignore[misc]
-        entry = kube.get_pod("default", f"p{index}")["metadata"]["annotations"][backend.keys.allocated]
+        eventually(lambda index=index: phase(fake_kube, f"p{index}") == "Running")  # type: ignore[misc]
+        entry = fake_kube.get_pod("default", f"p{index}")["metadata"]["annotations"][backend.keys.allocated]
         assert sick not in entry
-    two = kube.create_pod("default", make_pod("two", containers=[make_container(limits={GPU: 2, MEM: 1024})]))
+    two = fake_kube.create_pod(
+        "default", make_pod("two", containers=[make_container(limits={GPU: 2, MEM: 1024})])
+    )
     assert scheduler.schedule(two, [NODE]) is None
     backend.set_health(sick, True)
-    eventually(lambda: allocatable(kube) == "8", what="the device comes back")
+    eventually(lambda: allocatable(fake_kube) == "8", what="the device comes back")
 
 
 def test_a_restarted_kubelet_gets_the_plugin_registered_again(
-    kube: FakeKube, backend: MockBackend, plugin: DevicePlugin, kubelet: Kubelet
+    fake_kube: FakeKube, backend: MockBackend, plugin: DevicePlugin, kubelet: Kubelet
 ) -> None:
-    eventually(lambda: allocatable(kube) == "8")
+    eventually(lambda: allocatable(fake_kube) == "8")
     kubelet.restart()
     assert plugin.registration.wait_registered(2)
     eventually(lambda: len(kubelet.devices(GPU)) == 8, what="devices listed again")
-    pod = kube.create_pod(
+    pod = fake_kube.create_pod(
         "default", make_pod("after", containers=[make_container(limits={GPU: 1, MEM: 1024})])
     )
-    assert ProtocolScheduler(kube, backend).schedule(pod, [NODE]) == NODE
-    eventually(lambda: phase(kube, "after") == "Running", what="a pod runs after the restart")
+    assert ProtocolScheduler(fake_kube, backend).schedule(pod, [NODE]) == NODE
+    eventually(lambda: phase(fake_kube, "after") == "Running", what="a pod runs after the restart")
 
 
 def test_a_plugin_started_before_its_kubelet_registers_once_the_kubelet_is_up(
-    kube: FakeKube, backend: MockBackend, fleet: PluginFleet, plugin_dir: Path
+    fake_kube: FakeKube, backend: MockBackend, fleet: PluginFleet, plugin_dir: Path
 ) -> None:
     plugin = fleet.start_plugin(NODE, backend)
     assert not plugin.registration.wait_registered(1, timeout=0.2)
-    kubelet = Kubelet(kube, NodeSpec(NODE), plugin_dir)
+    kubelet = Kubelet(fake_kube, NodeSpec(NODE), plugin_dir)
     kubelet.start()
     try:
         assert plugin.registration.wait_registered(1)
-        eventually(lambda: allocatable(kube) == "8")
+        eventually(lambda: allocatable(fake_kube) == "8")
     finally:
         kubelet.stop()
 
 
 def test_stopping_the_plugin_removes_its_socket_and_its_devices_go_unhealthy(
-    kube: FakeKube, fleet: PluginFleet, plugin: DevicePlugin, plugin_dir: Path
+    fake_kube: FakeKube, fleet: PluginFleet, plugin: DevicePlugin, plugin_dir: Path
 ) -> None:
-    eventually(lambda: allocatable(kube) == "8")
+    eventually(lambda: allocatable(fake_kube) == "8")
     fleet.stop_plugin(NODE)
     assert not (plugin_dir / "mock-gpu.sock").exists()
-    eventually(lambda: allocatable(kube) == "0", what="kubelet sees the stream end")
+    eventually(lambda: allocatable(fake_kube) == "0", what="kubelet sees the stream end")
 
 
 def test_a_malformed_annotation_fails_the_pod_through_the_kubelet_and_frees_the_node(
-    kube: FakeKube, backend: MockBackend, plugin: DevicePlugin
+    fake_kube: FakeKube, backend: MockBackend, plugin: DevicePlugin
 ) -> None:
-    eventually(lambda: allocatable(kube) == "8")
-    pod = kube.create_pod("default", make_pod("bad", containers=[make_container(limits={GPU: 1})]))
-    bind(kube, backend, pod, NODE, [], to_allocate="x,MOCK,1,y:;")
-    eventually(lambda: phase(kube, "bad") == "Failed", what="bad Failed")
-    status = kube.get_pod("default", "bad")["status"]
+    eventually(lambda: allocatable(fake_kube) == "8")
+    pod = fake_kube.create_pod("default", make_pod("bad", containers=[make_container(limits={GPU: 1})]))
+    bind(fake_kube, backend, pod, NODE, [], to_allocate="x,MOCK,1,y:;")
+    eventually(lambda: phase(fake_kube, "bad") == "Failed", what="bad Failed")
+    status = fake_kube.get_pod("default", "bad")["status"]
     assert (
         "code = InvalidArgument desc = pod default/bad: malformed hami.io/mock-devices-to-allocate"
         in status["message"]
     )
     assert (
-        kube.get_pod("default", "bad")["metadata"]["annotations"][codec.BIND_PHASE] == codec.BIND_PHASE_FAILED
+        fake_kube.get_pod("default", "bad")["metadata"]["annotations"][codec.BIND_PHASE]
+        == codec.BIND_PHASE_FAILED
     )
-    assert codec.NODE_LOCK not in kube.get_node(NODE)["metadata"]["annotations"]
+    assert codec.NODE_LOCK not in fake_kube.get_node(NODE)["metadata"]["annotations"]
 
 
 def test_only_the_named_backend_is_enabled_for_a_device_plugin() -> None:
@@ -218,9 +217,9 @@ class _FlakyHealthBackend(MockBackend):
 
 
 def test_a_failing_health_poll_is_logged_and_polling_goes_on(
-    kube: FakeKube, fleet: PluginFleet, kubelet: Kubelet, caplog: pytest.LogCaptureFixture
+    fake_kube: FakeKube, fleet: PluginFleet, kubelet: Kubelet, caplog: pytest.LogCaptureFixture
 ) -> None:
     backend = _FlakyHealthBackend(MockSettings(devices=(DeviceGroup(count=2, memory_mib=1024, split=1),)))
     fleet.start_plugin(NODE, backend)
-    eventually(lambda: registered(kube, backend) == [False, True], what="device 0 reported unhealthy")
+    eventually(lambda: registered(fake_kube, backend) == [False, True], what="device 0 reported unhealthy")
     assert "mock health check failed" in caplog.text

@@ -12,6 +12,7 @@ from hami_core import codec
 from hami_core.deviceplugin import locking
 from hami_core.kube.objects import Pod
 from hami_core.pods import PodView
+from hami_core.testing.builders import make_node
 from hami_core.testing.builders import make_pod
 
 NOW = datetime(2026, 8, 1, 6, 0, 0, tzinfo=UTC)
@@ -28,7 +29,12 @@ LOCK = codec.format_node_lock(NOW, "ns", "pod-a")
     ],
 )
 def test_a_lock_names_its_owner_unless_legacy_or_malformed(value: str, owner: tuple[str, str] | None) -> None:
-    assert locking.lock_owner(value) == owner
+    lock = locking.pod_lock(make_node("n", annotations={codec.NODE_LOCK: value}))
+    assert (lock.owner if lock is not None else None) == owner
+
+
+def test_an_unlocked_node_has_no_pod_lock() -> None:
+    assert locking.pod_lock(make_node("n")) is None
 
 
 def _pod(phase: str = "Pending", bind_phase: str | None = "allocating", bind_time: datetime = NOW) -> Pod:
@@ -68,14 +74,15 @@ def test_stale_locks_are_those_whose_allocation_cannot_finish(
 ) -> None:
     assert (
         locking.stale_lock_action(
-            LOCK, None if pod is None else PodView.from_object(pod), NOW + timedelta(seconds=elapsed), 300
+            codec.parse_node_lock(LOCK),
+            None if pod is None else PodView.from_object(pod),
+            NOW + timedelta(seconds=elapsed),
+            300,
         )
         == action
     )
 
 
-def test_legacy_and_malformed_locks_are_left_to_the_schedulers_expiry() -> None:
-    assert (
-        locking.stale_lock_action("2026-07-03T15:35:10+08:00", None, NOW + timedelta(days=1), 300) == "keep"
-    )
-    assert locking.stale_lock_action("lock", None, NOW, 300) == "keep"
+def test_legacy_locks_are_left_to_the_schedulers_expiry() -> None:
+    legacy = codec.parse_node_lock("2026-07-03T15:35:10+08:00")
+    assert locking.stale_lock_action(legacy, None, NOW + timedelta(days=1), 300) == "keep"

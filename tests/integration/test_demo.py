@@ -103,3 +103,60 @@ def test_impossible_request_is_admitted_with_a_warning_and_left_pending_with_the
     assert result["warnings"]["too-big"], "admission warned about the impossible request"
     assert "CardInsufficientMemory" in result["unschedulable"]["too-big"]
     assert set(result["unschedulable"]) == {"too-big"}
+
+
+# --- the NVIDIA nodes on the fake NVML (plugins/nvidia, native/fakes/nvml) ---------------------------
+
+NVIDIA_EXAMPLES = (
+    "nvidia-type-select",
+    "nvidia-uuid-select",
+    "nvidia-numa-bind",
+    "nvidia-topology-pair",
+    "nvidia-exclusive",
+)
+
+
+def _a100_layout() -> dict[str, tuple[int, int]]:
+    """Per A100 UUID of the fake preset: (NUMA node, NVLink island)."""
+    from pathlib import Path
+
+    preset = Path(__file__).resolve().parents[2] / "native/fakes/nvml/presets/a100-8-nvlink.json"
+    devices = json.loads(preset.read_text())["devices"]
+    return {device["uuid"]: (device["numa"], index // 4) for index, device in enumerate(devices)}
+
+
+def test_nvidia_examples_run_on_the_nvidia_nodes_with_hamis_env(result: dict[str, Any]) -> None:
+    assert {"gpu-a100", "gpu-t4"} <= set(result["nodes"])
+    for name in NVIDIA_EXAMPLES:
+        pod = _pod(result, name)
+        assert (pod["phase"], pod["bind_phase"], pod["scheduler"]) == ("Running", "success", "hami-scheduler"), pod
+        (container,) = pod["containers"]
+        env = container["env"]
+        uuids = [device["uuid"] for device in container["devices"]]
+        assert env["NVIDIA_VISIBLE_DEVICES"] == ",".join(uuids)
+        for index, device in enumerate(container["devices"]):
+            assert env[f"CUDA_DEVICE_MEMORY_LIMIT_{index}"] == f"{device['memory_mib']}m"
+        assert "/hook/" in env["CUDA_DEVICE_MEMORY_SHARED_CACHE"]
+
+
+def test_nvidia_type_and_uuid_selection(result: dict[str, Any]) -> None:
+    assert _pod(result, "nvidia-type-select")["node"] == "gpu-t4"
+    assert _shares(_pod(result, "nvidia-type-select")) == [(_shares(_pod(result, "nvidia-type-select"))[0][0], 4096, 25)]
+    (uuid, _, _) = _shares(_pod(result, "nvidia-uuid-select"))[0]
+    assert uuid == "GPU-a2ecdd44-f1c9-5d7a-b34f-8998f57ef28d"
+
+
+def test_nvidia_numa_binding_and_topology_aware_pair(result: dict[str, Any]) -> None:
+    layout = _a100_layout()
+    numa = {layout[uuid][0] for uuid, _, _ in _shares(_pod(result, "nvidia-numa-bind"))}
+    assert len(numa) == 1
+    pair = [uuid for uuid, _, _ in _shares(_pod(result, "nvidia-topology-pair"))]
+    assert len(pair) == 2
+    assert layout[pair[0]][1] == layout[pair[1]][1], "the pair shares an NVLink island"
+
+
+def test_nvidia_exclusive_card_is_held_alone(result: dict[str, Any]) -> None:
+    ((uuid, memory, cores),) = _shares(_pod(result, "nvidia-exclusive"))
+    assert (memory, cores) == (81920, 100)
+    (device,) = [d for d in result["devices"] if d["uuid"] == uuid]
+    assert device["holders"] == ["default/nvidia-exclusive"]

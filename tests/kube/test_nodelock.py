@@ -10,11 +10,11 @@ from datetime import timedelta
 import pytest
 
 from hami_core import codec
+from hami_core.codec import NodeLockState
 from hami_core.errors import ConflictError
 from hami_core.errors import LockError
 from hami_core.errors import NotFoundError
 from hami_core.kube.nodelock import LockHeldError
-from hami_core.kube.nodelock import LockState
 from hami_core.kube.nodelock import NodeLock
 from hami_core.kube.nodelock import lock_state
 from hami_core.kube.objects import Node
@@ -54,7 +54,7 @@ def test_a_live_lock_of_another_pod_is_contention_naming_the_holder() -> None:
     kube = locked_kube("2026-08-01T05:59:00Z,ns,pod-b")
     with pytest.raises(LockHeldError, match="locked by ns/pod-b") as caught:
         node_lock(kube).acquire("n", "ns", "pod-a")
-    assert caught.value.holder == LockState(datetime(2026, 8, 1, 5, 59, tzinfo=UTC), "ns", "pod-b")
+    assert caught.value.holder == NodeLockState(datetime(2026, 8, 1, 5, 59, tzinfo=UTC), "ns", "pod-b")
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,10 @@ import json
 import os
 import ssl
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,8 +22,10 @@ import trustme
 from hami_core.localcluster import ApiServer
 from hami_core.localcluster import admission
 from hami_core.localcluster.resources import require
+from hami_core.scheduler.server import ExtenderServer
 from tests.tools import KUBECTL
 from tests.tools import kubectl_binary  # noqa: F401 (a fixture)
+from tests.webhook.fakes import WebhookOnly
 
 Review = dict[str, Any]
 Responder = Callable[[Review], Any]
@@ -47,56 +46,34 @@ def patching(*ops: dict[str, Any], warnings: tuple[str, ...] = ()) -> Responder:
 
 
 class Webhook:
-    """An HTTPS AdmissionReview endpoint; each test decides the answer and sees the reviews."""
+    """An HTTPS AdmissionReview endpoint at ``/webhook``; each test decides the answer and sees the reviews.
+
+    Served by the server production serves the webhook with (the scheduler's), as an admission handler.
+    """
 
     def __init__(self, cert: trustme.LeafCert) -> None:
         self.reviews: list[Review] = []
         self.respond: Responder = allow
         self.delay = 0.0
-        hook = self
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        cert.configure_cert(self._context)
+        self._server = ExtenderServer(WebhookOnly(), admission=self, tls=self).start()
+        self.url = self._server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                hook.reviews.append(review)
-                time.sleep(hook.delay)
-                answer = hook.respond(review)
-                if isinstance(answer, dict):
-                    answer = {
-                        "apiVersion": review["apiVersion"],
-                        "kind": "AdmissionReview",
-                        "response": answer,
-                    }
-                data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def context(self) -> ssl.SSLContext:
+        return self._context
 
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet."""
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                """A caller that timed out closed the socket; nothing to report."""
-
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        cert.configure_cert(context)
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+    def handle(self, body: bytes) -> tuple[int, bytes]:
+        review = json.loads(body)
+        self.reviews.append(review)
+        time.sleep(self.delay)
+        answer = self.respond(review)
+        if isinstance(answer, dict):
+            answer = {"apiVersion": review["apiVersion"], "kind": "AdmissionReview", "response": answer}
+        return 200, answer if isinstance(answer, bytes) else json.dumps(answer).encode()
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.thread.join()
-        self.httpd.server_close()
+        self._server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +205,7 @@ def test_a_url_client_config_is_called_directly(
     server: ApiServer, webhook: Webhook, configure: Callable[..., None], ca: trustme.CA, ns: str
 ) -> None:
     bundle = base64.b64encode(ca.cert_pem.bytes()).decode()
-    configure(clientConfig={"url": f"{webhook.url}/mutate", "caBundle": bundle})
+    configure(clientConfig={"url": f"{webhook.url}/webhook", "caBundle": bundle})
     assert create_pod(server, ns)[0] == 201
     assert len(webhook.reviews) == 1
 

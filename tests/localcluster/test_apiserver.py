@@ -107,6 +107,10 @@ class TestDiscovery:
             "coordination.k8s.io": "coordination.k8s.io/v1",
             "admissionregistration.k8s.io": "admissionregistration.k8s.io/v1",
             "events.k8s.io": "events.k8s.io/v1",
+            "apps": "apps/v1",
+            "batch": "batch/v1",
+            "policy": "policy/v1",
+            "rbac.authorization.k8s.io": "rbac.authorization.k8s.io/v1",
         }
         assert raw(server, "GET", "/apis/coordination.k8s.io")[2]["kind"] == "APIGroup"
 
@@ -127,6 +131,9 @@ class TestDiscovery:
             "namespaces/status",
             "resourcequotas",
             "resourcequotas/status",
+            "serviceaccounts",
+            "services",
+            "services/status",
         }
 
     def test_the_python_client_reads_group_resource_lists(self, api: client.ApiClient) -> None:
@@ -139,7 +146,7 @@ class TestDiscovery:
         for path in (
             "/api/v1/widgets",
             "/apis/nope/v1",
-            "/apis/apps/v1/namespaces/default/deployments",
+            "/apis/apps/v1/namespaces/default/statefulsets",
             "/x",
         ):
             code, _, body = raw(server, "GET", path)

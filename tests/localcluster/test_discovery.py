@@ -25,11 +25,11 @@ def test_binding_is_a_create_only_subresource() -> None:
 
 
 def test_unknown_groups_and_versions_have_no_document() -> None:
-    assert discovery.resource_list("apps", "v1") is None
+    assert discovery.resource_list("apps", "v1beta1") is None
     assert discovery.resource_list("", "v2") is None
-    assert discovery.api_group("apps") is None
+    assert discovery.api_group("networking.k8s.io") is None
     assert discovery.api_group("") is None
-    assert discovery.openapi_v3_document("apis/apps/v1") is None
+    assert discovery.openapi_v3_document("apis/apps/v1beta1") is None
 
 
 def test_the_openapi_index_points_at_documents_describing_every_patch() -> None:
@@ -39,6 +39,10 @@ def test_the_openapi_index_points_at_documents_describing_every_patch() -> None:
         "apis/coordination.k8s.io/v1",
         "apis/admissionregistration.k8s.io/v1",
         "apis/events.k8s.io/v1",
+        "apis/apps/v1",
+        "apis/batch/v1",
+        "apis/policy/v1",
+        "apis/rbac.authorization.k8s.io/v1",
     }
     for path, entry in index["paths"].items():
         url = urlsplit(entry["serverRelativeURL"])

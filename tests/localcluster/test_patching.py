@@ -1,4 +1,4 @@
-"""JSON merge, strategic merge and JSON patch as kube-apiserver applies them."""
+"""Strategic merge and JSON patch as kube-apiserver applies them (JSON merge: tests/kube/test_merge_patch.py)."""
 
 from __future__ import annotations
 
@@ -17,28 +17,6 @@ def pod(**spec: Any) -> dict[str, Any]:
 
 def container(name: str, **fields: Any) -> dict[str, Any]:
     return {"name": name, **fields}
-
-
-class TestMergePatch:
-    @pytest.mark.parametrize(
-        ("target", "patch", "expected"),
-        [
-            pytest.param({"a": "b"}, {"a": "c"}, {"a": "c"}, id="replace-value"),
-            pytest.param({"a": "b"}, {"b": "c"}, {"a": "b", "b": "c"}, id="add-key"),
-            pytest.param({"a": "b"}, {"a": None}, {}, id="null-deletes"),
-            pytest.param({"a": {"b": "c"}}, {"a": {"b": "d", "c": None}}, {"a": {"b": "d"}}, id="nested"),
-            pytest.param({"a": [{"b": "c"}]}, {"a": [1]}, {"a": [1]}, id="lists-replace"),
-            pytest.param({"a": "foo"}, {"a": {"b": None}}, {"a": {}}, id="scalar-becomes-map"),
-        ],
-    )
-    def test_follows_rfc_7386(self, target: Any, patch: Any, expected: Any) -> None:
-        assert patching.merge_patch(target, patch) == expected
-
-    def test_inputs_are_left_untouched(self) -> None:
-        target, patch = {"a": {"b": 1}}, {"a": {"c": 2}}
-        patching.merge_patch(target, patch)
-        assert target == {"a": {"b": 1}}
-        assert patch == {"a": {"c": 2}}
 
 
 class TestStrategicMergePatch:
@@ -198,3 +176,34 @@ class TestJsonPatch:
             patching.json_patch(target, ops)
         assert caught.value.code == code
         assert target == pod()
+
+
+class TestWorkloadTemplates:
+    """Helm upgrades patch Deployments and DaemonSets strategically: pod-template lists merge by key."""
+
+    def deployment(self) -> dict[str, Any]:
+        template = pod(
+            containers=[container("a", image="a:1", args=["x"]), container("b", image="b:1")],
+            volumes=[{"name": "config", "configMap": {"name": "c"}}],
+        )
+        return {"metadata": {"name": "d"}, "spec": {"replicas": 1, "template": template}}
+
+    @pytest.mark.parametrize("kind", ["Deployment", "DaemonSet", "Job"])
+    def test_a_named_container_is_patched_in_place(self, kind: str) -> None:
+        patch = {"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "b:2"}]}}}}
+        merged = patching.strategic_merge_patch(self.deployment(), patch, kind)
+        containers = merged["spec"]["template"]["spec"]["containers"]
+        assert containers == [container("a", image="a:1", args=["x"]), container("b", image="b:2")]
+        assert merged["spec"]["template"]["spec"]["volumes"] == [
+            {"name": "config", "configMap": {"name": "c"}}
+        ]
+
+    def test_service_ports_merge_by_port(self) -> None:
+        service = {
+            "metadata": {"name": "s"},
+            "spec": {"ports": [{"port": 443, "name": "https"}, {"port": 80}]},
+        }
+        merged = patching.strategic_merge_patch(
+            service, {"spec": {"ports": [{"port": 80, "name": "http"}]}}, "Service"
+        )
+        assert merged["spec"]["ports"] == [{"port": 443, "name": "https"}, {"port": 80, "name": "http"}]

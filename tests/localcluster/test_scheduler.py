@@ -39,11 +39,10 @@ def clock() -> VirtualClock:
 
 
 @pytest.fixture
-def kube() -> FakeKube:
-    kube = FakeKube()
-    kube.create_node(make_node("node-a", allocatable={"cpu": 1, "memory": "1Gi", "pods": 10}))
-    kube.create_node(make_node("node-b", allocatable={"cpu": 4, "memory": "4Gi", "pods": 10}))
-    return kube
+def kube(fake_kube: FakeKube) -> FakeKube:
+    fake_kube.create_node(make_node("node-a", allocatable={"cpu": 1, "memory": "1Gi", "pods": 10}))
+    fake_kube.create_node(make_node("node-b", allocatable={"cpu": 4, "memory": "4Gi", "pods": 10}))
+    return fake_kube
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ carrying a registration; ``Harness`` wires a FakeKube, a cache and the scheduler
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -69,6 +70,8 @@ USE_UUID = "nvidia.com/use-gpuuuid"
 NOUSE_UUID = "nvidia.com/nouse-gpuuuid"
 NUMA_BIND = "nvidia.com/numa-bind"
 VGPU_MODE = "nvidia.com/vgpu-mode"
+#: The fake's pair-score node annotation (plain JSON {uuid: {uuid: score}}; the real one is the NVIDIA backend's).
+PAIR_SCORES = codec.annotation_key("node-pair-scores")
 
 MOCK_GPU = "mock.hami.io/gpu"
 MOCK_MEM = "mock.hami.io/gpumem"
@@ -111,9 +114,7 @@ class NvidiaLikeBackend(DeviceBackend):
             type_ok=type_ok,
             uuid_ok=lambda uuid: codec.check_uuid(pod, uuid, USE_UUID, NOUSE_UUID),
             numa_bind=pod.get(NUMA_BIND) in ("1", "t", "T", "TRUE", "true", "True"),
-            pair_scores=codec.decode_pair_scores(context.node_annotations[codec.NODE_NVIDIA_SCORE])
-            if codec.NODE_NVIDIA_SCORE in context.node_annotations
-            else {},
+            pair_scores=json.loads(context.node_annotations.get(PAIR_SCORES, "{}")),
         )
 
     def discover(self, node_name: str) -> list[DeviceInfo]:

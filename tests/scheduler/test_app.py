@@ -50,10 +50,9 @@ def started(kube: FakeKube, **kwargs: object) -> SchedulerApp:
 
 
 @pytest.fixture
-def kube() -> FakeKube:
-    made = FakeKube()
-    mock_node(made, "node-0")
-    return made
+def kube(fake_kube: FakeKube) -> FakeKube:
+    mock_node(fake_kube, "node-0")
+    return fake_kube
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 
@@ -31,6 +32,7 @@ from tests.scheduler.fakes import MOCK_PCT
 from tests.scheduler.fakes import NOUSE_TYPE
 from tests.scheduler.fakes import NOUSE_UUID
 from tests.scheduler.fakes import NUMA_BIND
+from tests.scheduler.fakes import PAIR_SCORES
 from tests.scheduler.fakes import USE_TYPE
 from tests.scheduler.fakes import USE_UUID
 from tests.scheduler.fakes import VGPU_MODE
@@ -252,7 +254,7 @@ def test_topology_aware_picks_the_best_connected_pair() -> None:
     made = harness()
     made.add_node(
         registered_node(
-            "node-a", gpus("GPU", 3), annotations={codec.NODE_NVIDIA_SCORE: codec.encode_pair_scores(scores)}
+            "node-a", gpus("GPU", 3), annotations={PAIR_SCORES: json.dumps(scores)}
         )
     )
     pod = gpu_pod("p", count=2, memory=100, annotations={codec.GPU_SCHEDULER_POLICY: "topology-aware"})

@@ -31,6 +31,7 @@ from hami_core.config import HamiConfig
 from hami_core.kube.client import RealKubeClient
 from hami_core.localcluster import ApiServer
 from hami_core.plugins import load_backends
+from hami_core.scheduler.server import ExtenderServer
 from hami_core.webhook import certs
 from hami_core.webhook.certs import RenewalPolicy
 from hami_core.webhook.certs import ServingIdentity
@@ -39,11 +40,11 @@ from hami_core.webhook.certs_sync import CertTarget
 from hami_core.webhook.mutating import WebhookSettings
 from hami_core.webhook.registration import webhook_configuration
 from hami_core.webhook.server import AdmissionHandler
-from hami_core.webhook.server import WebhookServer
 from hami_core.webhook.tls import ReloadingCertificate
 from tests.tools import KUBECTL
 from tests.tools import kubectl_binary  # noqa: F401 (a fixture)
 from tests.webhook.fakes import FixedCapacity
+from tests.webhook.fakes import webhook_server
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +64,7 @@ class Cluster:
     cert_dir: Path
     core: client.CoreV1Api
     certificate: ReloadingCertificate
-    webhook: WebhookServer
+    webhook: ExtenderServer
     kube: RealKubeClient
     certs_output: str
 
@@ -100,7 +101,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         certificate = ReloadingCertificate(cert_dir / "tls.crt", cert_dir / "tls.key")
         backends = load_backends(HamiConfig().with_enabled(["mock"]))
         handler = AdmissionHandler(backends, WebhookSettings(), FixedCapacity(memory=16384, count=2))
-        with WebhookServer(handler, certificate) as webhook:
+        with webhook_server(handler, certificate) as webhook:
             server.map_service(NAMESPACE, SERVICE, 443, webhook.url)
             configuration = client.Configuration()
             configuration.host = server.url

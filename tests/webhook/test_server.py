@@ -24,6 +24,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from hami_core import codec
+from hami_core.scheduler.server import ExtenderServer
 from hami_core.testing import make_container
 from hami_core.testing import make_pod
 from hami_core.webhook import certs
@@ -31,8 +32,8 @@ from hami_core.webhook.certs import CertificateBundle
 from hami_core.webhook.certs import ServingIdentity
 from hami_core.webhook.mutating import WebhookSettings
 from hami_core.webhook.server import AdmissionHandler
-from hami_core.webhook.server import WebhookServer
 from hami_core.webhook.tls import ReloadingCertificate
+from tests.webhook.fakes import webhook_server
 from tests.webhook.test_mutating import BrokenMock
 
 GPU = resources.RESOURCE_NAMES.count
@@ -206,13 +207,13 @@ def bundle() -> CertificateBundle:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, bundle: CertificateBundle) -> Iterator[WebhookServer]:
+def server(tmp_path_factory: pytest.TempPathFactory, bundle: CertificateBundle) -> Iterator[ExtenderServer]:
     directory: Path = tmp_path_factory.mktemp("tls")
     (directory / "tls.crt").write_bytes(bundle.serving.cert_pem)
     (directory / "tls.key").write_bytes(bundle.serving.key_pem)
     certificate = ReloadingCertificate(directory / "tls.crt", directory / "tls.key")
     handler = AdmissionHandler([MockBackend()], WebhookSettings())
-    with WebhookServer(handler, certificate, request_timeout=1.0) as running:
+    with webhook_server(handler, certificate, request_timeout=1.0) as running:
         yield running
 
 
@@ -220,7 +221,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, bundle: CertificateBundle) 
 class Client:
     """One keep-alive HTTPS connection to the webhook server, verifying its certificate."""
 
-    server: WebhookServer
+    server: ExtenderServer
     bundle: CertificateBundle
     connection: http.client.HTTPSConnection | None = None
 
@@ -245,7 +246,7 @@ class Client:
 
 
 @pytest.fixture
-def client(server: WebhookServer, bundle: CertificateBundle) -> Iterator[Client]:
+def client(server: ExtenderServer, bundle: CertificateBundle) -> Iterator[Client]:
     connection = Client(server, bundle)
     yield connection
     connection.close()
@@ -263,7 +264,7 @@ def test_the_server_answers_reviews_at_webhook_and_health_at_healthz(client: Cli
     assert client.request("POST", "/other", b"{}")[0] == 404
 
 
-def _raw_exchange(server: WebhookServer, bundle: CertificateBundle, head: bytes) -> bytes:
+def _raw_exchange(server: ExtenderServer, bundle: CertificateBundle, head: bytes) -> bytes:
     """Send ``head`` as it is over TLS and read the reply until the server closes."""
     host, port = server.url.removeprefix("https://").split(":")
     context = ssl.create_default_context(cadata=bundle.ca.cert_pem.decode())
@@ -290,7 +291,7 @@ def _raw_exchange(server: WebhookServer, bundle: CertificateBundle, head: bytes)
     ],
 )
 def test_a_post_refused_before_its_body_is_read_closes_the_connection(
-    server: WebhookServer, bundle: CertificateBundle, head: bytes, status: bytes
+    server: ExtenderServer, bundle: CertificateBundle, head: bytes, status: bytes
 ) -> None:
     reply = _raw_exchange(server, bundle, head)
     assert reply.startswith(b"HTTP/1.1 " + status)
@@ -302,7 +303,7 @@ def test_an_empty_body_is_not_an_admissionreview(client: Client) -> None:
 
 
 def test_a_silent_or_non_tls_client_neither_blocks_nor_stops_the_server(
-    server: WebhookServer, client: Client
+    server: ExtenderServer, client: Client
 ) -> None:
     host, port = server.url.removeprefix("https://").split(":")
     with (

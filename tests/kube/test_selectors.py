@@ -6,12 +6,11 @@ from typing import Any
 
 import pytest
 
-from hami_core.localcluster import selectors
-from hami_core.localcluster.resources import require
-from hami_core.localcluster.statuses import ApiError
+from hami_core.kube import selectors
+from hami_core.kube.selectors import SelectorError
 
 LABELS = {"app": "web", "tier": "front", "size": "5"}
-POD_FIELDS = require("", "v1", "pods").field_labels
+POD_FIELDS = selectors.field_labels("pods")
 
 
 @pytest.mark.parametrize(
@@ -60,9 +59,9 @@ def test_an_empty_value_is_a_valid_label_value() -> None:
     ],
 )
 def test_malformed_label_selectors_are_bad_requests(text: str) -> None:
-    with pytest.raises(ApiError, match="unable to parse requirement") as caught:
+    with pytest.raises(SelectorError, match="unable to parse requirement") as caught:
         selectors.parse_label_selector(text)
-    assert caught.value.code == 400
+    assert (caught.value.status, caught.value.reason) == (400, "BadRequest")
 
 
 def test_label_selector_objects_combine_match_labels_and_expressions() -> None:
@@ -87,7 +86,7 @@ def test_an_absent_label_selector_object_matches_everything() -> None:
 
 
 def test_an_unknown_expression_operator_is_a_bad_request() -> None:
-    with pytest.raises(ApiError, match="not a valid label selector operator"):
+    with pytest.raises(SelectorError, match="not a valid label selector operator"):
         selectors.label_selector_from_object({"matchExpressions": [{"key": "a", "operator": "Near"}]})
 
 
@@ -116,7 +115,7 @@ def test_field_selector_on_pods(text: str, matches: bool) -> None:
 
 
 def test_unset_bool_fields_select_as_false() -> None:
-    node_fields = require("", "v1", "nodes").field_labels
+    node_fields = selectors.field_labels("nodes")
     assert selectors.parse_field_selector("spec.unschedulable=false", node_fields).matches({"metadata": {}})
 
 
@@ -126,19 +125,19 @@ def test_escaped_commas_belong_to_the_value() -> None:
 
 
 def test_event_source_selects_the_reporting_component() -> None:
-    event_fields = require("", "v1", "events").field_labels
+    event_fields = selectors.field_labels("events")
     selector = selectors.parse_field_selector("source=kubelet,involvedObject.name=p1", event_fields)
     assert selector.matches({"source": {"component": "kubelet"}, "involvedObject": {"name": "p1"}})
 
 
 def test_unknown_fields_are_rejected_with_the_known_list() -> None:
     with pytest.raises(
-        ApiError, match=r'"spec.color" is not a known field selector: only "metadata.name"'
+        SelectorError, match=r'"spec.color" is not a known field selector: only "metadata.name"'
     ) as caught:
         selectors.parse_field_selector("spec.color=red", POD_FIELDS)
-    assert caught.value.code == 400
+    assert (caught.value.status, caught.value.reason) == (400, "BadRequest")
 
 
 def test_a_field_requirement_without_an_operator_is_a_bad_request() -> None:
-    with pytest.raises(ApiError, match="invalid selector"):
+    with pytest.raises(SelectorError, match="invalid selector"):
         selectors.parse_field_selector("metadata.name", POD_FIELDS)

@@ -1,9 +1,10 @@
-"""Label and field selectors, parsed and matched as kube-apiserver does.
+"""Label and field selectors, parsed and matched as kube-apiserver does (``specs/kube-wire.md`` 1.2).
 
 Label selectors take the query-string grammar (``=``, ``==``, ``!=``, ``in``, ``notin``,
 ``key``, ``!key``, ``>``, ``<``) or a ``metav1.LabelSelector`` object (``matchLabels`` and
 ``matchExpressions``, as webhooks use). Field selectors take ``=``, ``==`` and ``!=`` on the
-labels a resource declares. Parse errors are 400 ``ApiError``s.
+labels a resource declares (:func:`field_labels`). Parse errors are :class:`SelectorError`, a
+400 ``BadRequest``. Pure: the API server emulator and ``FakeKube`` both select through here.
 """
 
 from __future__ import annotations
@@ -15,10 +16,60 @@ from typing import Any
 
 import attrs
 
-from hami_core.localcluster import statuses
-from hami_core.localcluster.resources import BOOL_FIELDS
-from hami_core.localcluster.resources import FIELD_PATHS
-from hami_core.localcluster.resources import JsonObj
+from hami_core.errors import KubeError
+
+JsonObj = dict[str, Any]
+
+#: Every resource supports these field selectors (apimachinery's DefaultMetaV1FieldSelectorConversion).
+META_FIELDS = ("metadata.name", "metadata.namespace")
+#: Field labels whose Go type is bool: an unset field selects as "false", not "".
+BOOL_FIELDS = frozenset({"spec.unschedulable", "spec.hostNetwork"})
+#: Field labels that do not spell their JSON path (core/v1 Event: "source" is source.component).
+FIELD_PATHS = {"source": "source.component"}
+
+POD_FIELDS = (
+    "spec.nodeName",
+    "spec.schedulerName",
+    "spec.restartPolicy",
+    "spec.serviceAccountName",
+    "spec.hostNetwork",
+    "status.phase",
+    "status.podIP",
+    "status.nominatedNodeName",
+)
+EVENT_FIELDS = (
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+)
+#: The field labels of core/v1 resources beyond :data:`META_FIELDS`, by plural.
+CORE_FIELDS: dict[str, tuple[str, ...]] = {
+    "namespaces": ("status.phase",),
+    "nodes": ("spec.unschedulable",),
+    "pods": POD_FIELDS,
+    "secrets": ("type",),
+    "events": EVENT_FIELDS,
+}
+
+
+def field_labels(plural: str) -> tuple[str, ...]:
+    """Every field-selector label a core/v1 resource accepts."""
+    return META_FIELDS + CORE_FIELDS.get(plural, ())
+
+
+class SelectorError(KubeError):
+    """A selector that does not parse, or names a field the resource has no label for (400 BadRequest)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=400, reason="BadRequest")
 
 _NAME = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _KEY = rf"(?:[a-z0-9](?:[-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_NAME}"
@@ -92,7 +143,7 @@ def parse_label_selector(text: str) -> LabelSelector:
     """Parse a ``labelSelector`` query value.
 
     Raises:
-        ApiError: 400 when the text is not a valid selector.
+        SelectorError: when the text is not a valid selector.
     """
     if not text.strip():
         return LabelSelector()
@@ -123,21 +174,21 @@ def _parse_requirement(part: str) -> Requirement:
             return Requirement(m[1], operator, (m[3],))
     elif m := _EXISTS.fullmatch(part):
         return Requirement(m[1], "exists")
-    raise statuses.bad_request(f"unable to parse requirement: invalid label selector {part.strip()!r}")
+    raise SelectorError(f"unable to parse requirement: invalid label selector {part.strip()!r}")
 
 
 def label_selector_from_object(selector: JsonObj | None) -> LabelSelector:
     """Build a selector from a ``metav1.LabelSelector`` (``matchLabels`` + ``matchExpressions``).
 
     Raises:
-        ApiError: 400 for an unknown operator.
+        SelectorError: for an unknown operator.
     """
     selector = selector or {}
     reqs = [Requirement(k, "=", (str(v),)) for k, v in (selector.get("matchLabels") or {}).items()]
     for expr in selector.get("matchExpressions") or []:
         operator = _EXPRESSION_OPERATORS.get(expr.get("operator", ""))
         if operator is None:
-            raise statuses.bad_request(f"{expr.get('operator')!r} is not a valid label selector operator")
+            raise SelectorError(f"{expr.get('operator')!r} is not a valid label selector operator")
         reqs.append(Requirement(expr.get("key", ""), operator, tuple(expr.get("values") or ())))
     return LabelSelector(tuple(reqs))
 
@@ -146,7 +197,7 @@ def parse_field_selector(text: str, allowed: Sequence[str]) -> FieldSelector:
     """Parse a ``fieldSelector`` query value against the labels a resource supports.
 
     Raises:
-        ApiError: 400 for bad syntax or a field the resource does not support.
+        SelectorError: for bad syntax or a field the resource does not support.
     """
     if not text.strip():
         return FieldSelector()
@@ -154,11 +205,11 @@ def parse_field_selector(text: str, allowed: Sequence[str]) -> FieldSelector:
     for part in re.split(r"(?<!\\),", text):
         m = re.fullmatch(r"\s*([^=!\s]+)\s*(!=|==|=)(.*)", part)
         if m is None:
-            raise statuses.bad_request(f"invalid selector: '{text}'; can't understand '{part}'")
+            raise SelectorError(f"invalid selector: '{text}'; can't understand '{part}'")
         field, operator, value = m[1], m[2], re.sub(r"\\(.)", r"\1", m[3])
         if field not in allowed:
             known = ", ".join(f'"{name}"' for name in allowed)
-            raise statuses.bad_request(f'"{field}" is not a known field selector: only {known}')
+            raise SelectorError(f'"{field}" is not a known field selector: only {known}')
         reqs.append(FieldRequirement(field, value, operator == "!="))
     return FieldSelector(tuple(reqs))
 

@@ -1,0 +1,1 @@
+"""hami backend for NVIDIA GPUs (imports nothing heavy: NVML is loaded only by the device plugin)."""

@@ -1,0 +1,288 @@
+"""``helm install`` / ``upgrade`` / ``uninstall`` into the local cluster, then the installed objects run.
+
+The chart is installed by the real ``helm`` into the API server emulator. The processes its objects
+describe are then started from the objects read back from the API server: the scheduler pod's init
+container and containers through the real ``hami`` CLI with the installed ConfigMaps mounted, the
+kube-scheduler stand-in from the installed KubeSchedulerConfiguration, the webhook as the installed
+MutatingWebhookConfiguration registers it (with the caBundle ``hami certs`` set), and each
+DaemonSet's device plugin on the nodes its selector picks. A pod asking for a mock device must then
+be mutated, scheduled, bound and allocated. ``hami monitor`` does not exist yet, so the monitor is
+disabled here (test_render checks its container is still the only pending one).
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hami_core.errors import KubeError
+from hami_core.kube.client import RealKubeClient
+from hami_core.kube.selectors import label_selector_from_object
+from hami_core.localcluster.cluster import LocalCluster
+from hami_core.localcluster.kubelet import ALLOCATIONS_ANNOTATION
+from hami_core.localcluster.resources import RESOURCES
+from hami_core.localcluster.scheduler import Scheduler
+from hami_core.localcluster.scheduler_config import load_scheduler_config
+from tests.chart.chart import CHART
+from tests.chart.chart import helm
+from tests.chart.chart import set_args
+from tests.chart.sandbox import PodSandbox
+from tests.chart.sandbox import service_account_kubeconfig
+
+NAMESPACE = "kube-system"
+RELEASE = "hami"
+#: The second backend beside the mock: NVIDIA when its distribution is installed. Its DaemonSet
+#: selects gpu=on nodes, which this fleet does not have, so no NVML is needed.
+SECOND = "nvidia" if importlib.util.find_spec("hami_backend_nvidia") else None
+VALUES: dict[str, object] = {
+    "backends.mock.enabled": True,
+    "backends.nvidia.enabled": SECOND == "nvidia",
+    "monitor.enabled": False,
+}
+FLEET = {
+    "nodes": [
+        {"name": "mock-0", "labels": {"hami.io/mock-devices": "on"}},
+        {"name": "mock-1", "labels": {"hami.io/mock-devices": "on"}},
+        {"name": "plain-0"},
+    ]
+}
+
+pytestmark = pytest.mark.slow
+
+
+def api(cluster: LocalCluster, path: str) -> Any:
+    with urllib.request.urlopen(cluster.url + path, timeout=10) as response:
+        return json.load(response)
+
+
+def wait_for(what: str, check: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def ours(cluster: LocalCluster) -> list[str]:
+    """Every object the release owns or that carries its name, across every served resource."""
+    found = []
+    for rt in RESOURCES:
+        prefix = f"/apis/{rt.group}/{rt.version}" if rt.group else f"/api/{rt.version}"
+        for obj in api(cluster, f"{prefix}/{rt.plural}")["items"]:
+            meta = obj["metadata"]
+            labels = meta.get("labels") or {}
+            if rt.kind == "Event":
+                continue
+            if (
+                labels.get("app.kubernetes.io/instance") == RELEASE
+                or labels.get("owner") == "helm"
+                or meta["name"].startswith(f"{RELEASE}-")
+            ):
+                found.append(f"{rt.kind}/{meta.get('namespace', '')}/{meta['name']}")
+    return found
+
+
+@pytest.fixture
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with LocalCluster(FLEET, tmp_path_factory.mktemp("lc", numbered=True)) as running:
+        yield running
+
+
+def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_nothing(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    home = tmp_path / "helm"
+    kube = cluster.kube
+    kubeconfig = ["--kubeconfig", str(cluster.kubeconfig)]
+    helm(home, "install", RELEASE, str(CHART), "-n", NAMESPACE, *kubeconfig, *set_args(VALUES))
+
+    deployment = api(cluster, f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/hami-scheduler")
+    daemonsets = api(cluster, f"/apis/apps/v1/namespaces/{NAMESPACE}/daemonsets")["items"]
+    assert sorted(ds["metadata"]["labels"]["hami.io/backend"] for ds in daemonsets) == sorted(
+        ["mock", *([SECOND] if SECOND else [])]
+    )
+    template = deployment["spec"]["template"]
+    # The scheduler pod, as the Deployment's ReplicaSet would create it.
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "hami-scheduler-0",
+            "namespace": NAMESPACE,
+            "labels": template["metadata"]["labels"],
+        },
+        "spec": {**template["spec"], "nodeName": "plain-0"},
+    }
+    kube.create_pod(NAMESPACE, pod)
+    scheduler_pod = PodSandbox(
+        kube,
+        template,
+        namespace=NAMESPACE,
+        pod_name="hami-scheduler-0",
+        node="plain-0",
+        root=tmp_path / "scheduler",
+        host_paths={},
+        kubeconfig=cluster.kubeconfig,
+    )
+    sandboxes = [scheduler_pod]
+    stand_in: Scheduler | None = None
+    try:
+        extender = scheduler_pod.container("extender")
+        scheduler_pod.translate_files("config", extender)
+        scheduler_pod.translate_files("scheduler-config", scheduler_pod.container("kube-scheduler"))
+        # Init container: hami certs stores the CA and pair in the chart's Secret, writes /tls and
+        # sets the webhook's caBundle.
+        scheduler_pod.run_init("certs")
+        secret = kube.get_secret(NAMESPACE, "hami-scheduler-tls")
+        assert set(secret["data"]) == {"ca.crt", "ca.key", "tls.crt", "tls.key"}
+        (webhook,) = kube.get_mutating_webhook_configuration("hami-webhook")["webhooks"]
+        assert base64.b64decode(webhook["clientConfig"]["caBundle"]) == base64.b64decode(
+            secret["data"]["ca.crt"]
+        )
+
+        scheduler_pod.start("extender")
+        scheduler_pod.start("certs")
+        # kube-scheduler: the stand-in, configured from the installed KubeSchedulerConfiguration.
+        command = scheduler_pod.argv(scheduler_pod.container("kube-scheduler"))
+        assert command[0] == "kube-scheduler"
+        (config_arg,) = [arg for arg in command[1:] if arg.startswith("--config=")]
+        stand_in = Scheduler(
+            cluster.client(), load_scheduler_config(Path(config_arg.removeprefix("--config=")))
+        )
+        stand_in.start()
+        # The webhook Service's port reaches the extender container's named port.
+        service = api(cluster, f"/api/v1/namespaces/{NAMESPACE}/services/hami-scheduler")
+        webhook_port = webhook["clientConfig"]["service"]["port"]
+        (target,) = [p["targetPort"] for p in service["spec"]["ports"] if p["port"] == webhook_port]
+        local = scheduler_pod.ports[scheduler_pod.named_ports[target]]
+        cluster.api_server.map_service(
+            NAMESPACE, "hami-scheduler", webhook_port, f"https://127.0.0.1:{local}"
+        )
+        wait_for(
+            "the scheduler to lead and label its pod",
+            lambda: (
+                kube.get_pod(NAMESPACE, "hami-scheduler-0")["metadata"]["labels"].get(
+                    "hami.io/scheduler-role"
+                )
+                == "leader"
+            ),
+        )
+
+        # The extender's probes reach what they name (the kubelet would restart it otherwise).
+        for kind in ("livenessProbe", "readinessProbe"):
+            assert scheduler_pod.probe(extender, kind) == 200, kind
+
+        # One device-plugin pod per DaemonSet and selected node.
+        nodes = kube.list_nodes()["items"]
+        for ds in daemonsets:
+            spec = ds["spec"]["template"]
+            selector = label_selector_from_object({"matchLabels": spec["spec"].get("nodeSelector") or {}})
+            for node in nodes:
+                name = node["metadata"]["name"]
+                if not selector.matches(node["metadata"].get("labels")):
+                    continue
+                sandbox = PodSandbox(
+                    kube,
+                    spec,
+                    namespace=NAMESPACE,
+                    pod_name=f"{ds['metadata']['name']}-{name}",
+                    node=name,
+                    root=tmp_path / ds["metadata"]["name"] / name,
+                    host_paths={"/var/lib/kubelet/device-plugins": cluster.plugin_dir(name)},
+                    kubeconfig=cluster.kubeconfig,
+                )
+                sandboxes.append(sandbox)
+                for init in spec["spec"].get("initContainers") or []:
+                    sandbox.run_init(init["name"])
+                for container in spec["spec"]["containers"]:
+                    sandbox.start(container["name"])
+        wait_for(
+            "both mock nodes to advertise their devices",
+            lambda: all(
+                kube.get_node(name)["status"]["allocatable"].get("mock.hami.io/gpu") == "20"
+                for name in ("mock-0", "mock-1")
+            ),
+        )
+
+        # A pod asking for a shared mock device: mutated by the webhook, scheduled through the
+        # extender, bound, and allocated by the device plugin on the chosen node.
+        workload = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "trainer", "namespace": "default"},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "busybox:1.36",
+                        "resources": {"limits": {"mock.hami.io/gpu": 1, "mock.hami.io/gpumem": 4096}},
+                    }
+                ]
+            },
+        }
+        created = kube.create_pod("default", workload)
+        assert created["spec"]["schedulerName"] == "hami-scheduler"
+        bound = wait_for(
+            "the pod to be bound and allocated",
+            lambda: (
+                (p := kube.get_pod("default", "trainer"))["metadata"]
+                .get("annotations", {})
+                .get(ALLOCATIONS_ANNOTATION)
+                and p
+            ),
+        )
+        assert bound["spec"]["nodeName"] in ("mock-0", "mock-1")
+        assert "hami.io/mock-devices-allocated" in bound["metadata"]["annotations"]
+        # The Service's metrics port reaches the extender's metrics endpoint.
+        (metrics_target,) = [p["targetPort"] for p in service["spec"]["ports"] if p["name"] == "metrics"]
+        metrics_port = scheduler_pod.ports[scheduler_pod.named_ports[metrics_target]]
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            assert b"hami_gpu_memory_limit_bytes" in response.read()
+
+        # Upgrade: the changed value arrives, the certificates hami certs stored survive.
+        helm(
+            home,
+            "upgrade",
+            RELEASE,
+            str(CHART),
+            "-n",
+            NAMESPACE,
+            *kubeconfig,
+            "--reuse-values",
+            *set_args({"scheduler.nodeSchedulerPolicy": "spread"}),
+        )
+        config = kube.get_config_map(NAMESPACE, "hami-config")["data"]["hami.yaml"]
+        assert "node_scheduler_policy: spread" in config
+        assert kube.get_secret(NAMESPACE, "hami-scheduler-tls")["data"] == secret["data"]
+        (webhook_after,) = kube.get_mutating_webhook_configuration("hami-webhook")["webhooks"]
+        assert webhook_after["clientConfig"].get("caBundle") == webhook["clientConfig"]["caBundle"]
+    finally:
+        if stand_in is not None:
+            stand_in.stop()
+        for sandbox in sandboxes:
+            sandbox.stop()
+
+    # Every process ran as its pod's service account under the chart's RBAC and needed nothing more.
+    assert cluster.api_server.rbac_denials == []
+    # ... and that RBAC is enforced: the device plugins' account may not read Secrets.
+    plugin_config = service_account_kubeconfig(
+        cluster.kubeconfig, NAMESPACE, "hami-device-plugin", tmp_path / "plugin-kubeconfig"
+    )
+    with RealKubeClient(kubeconfig=plugin_config) as plugin_kube, pytest.raises(KubeError, match="forbidden"):
+        plugin_kube.get_secret(NAMESPACE, "hami-scheduler-tls")
+
+    # The garbage collector's part: pods the Deployment created go with it.
+    kube.delete_pod(NAMESPACE, "hami-scheduler-0")
+    assert ours(cluster)
+    helm(home, "uninstall", RELEASE, "-n", NAMESPACE, *kubeconfig)
+    assert ours(cluster) == []
