@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from hami_core.backend import DeviceBackend
     from hami_core.config import HamiConfig
     from hami_core.devices import DeviceUsage
-    from hami_core.scheduler.placement import Placement
+    from hami_core.placement import Placement
 
 #: The project name every hami marker is bound to (pluggy requires the host's name).
 PROJECT_NAME = "hami"
@@ -53,7 +53,7 @@ class ScoringPolicy:
         kind: whether it ranks nodes or devices.
         score: the scoring function; must be pure and must not raise on empty input.
         placement: for a ``node`` policy whose score depends on the pod and the devices it would
-            take (FGD and the like, :mod:`hami_core.scheduler.placement`); the filter then fits
+            take (FGD and the like, :mod:`hami_core.placement`); the filter then fits
             every candidate and ranks them by it, and ``score`` only orders the walk.
     """
 

@@ -536,7 +536,9 @@ class ClusterCache:
                 continue
             count = _count(entry.allocatable.get(backend.resource_names.count))
             verdict = assess_handshake(entry.annotations.get(backend.keys.handshake), count, now, self._grace)
-            peak = entry.peak_allocatable[backend.name] = max(entry.peak_allocatable.get(backend.name, 0), count)
+            peak = entry.peak_allocatable[backend.name] = max(
+                entry.peak_allocatable.get(backend.name, 0), count
+            )
             entry.healthy[backend.name] = backend.node_health(verdict.healthy, count, peak)
             if verdict.request:
                 requests.append((entry.name, backend.name))

@@ -59,6 +59,11 @@ from hami_core.errors import NotFoundError
 from hami_core.hookspecs import ScoringPolicy
 from hami_core.kube.client import KubeClient
 from hami_core.kube.objects import Node
+from hami_core.placement import NodeState
+from hami_core.placement import PodShape
+from hami_core.placement import first_request
+from hami_core.placement import placement_score
+from hami_core.placement import single_fit
 from hami_core.pods import PodView
 from hami_core.scheduler import quota
 from hami_core.scheduler import scoring
@@ -68,11 +73,6 @@ from hami_core.scheduler.cache import PodAllocation
 from hami_core.scheduler.capacity import ROOM_TIERS
 from hami_core.scheduler.capacity import BackendSummary
 from hami_core.scheduler.capacity import RoomTier
-from hami_core.scheduler.placement import NodeState
-from hami_core.scheduler.placement import PodShape
-from hami_core.scheduler.placement import first_request
-from hami_core.scheduler.placement import placement_score
-from hami_core.scheduler.placement import single_fit
 from hami_core.scheduler.pod_requests import PodRequest
 from hami_core.scheduler.pod_requests import parse_pod_request
 from hami_core.scheduler.recording import EventKind

@@ -29,12 +29,12 @@ from hami_core.devices import FitContext
 from hami_core.devices import FitResult
 from hami_core.devices import PodDevices
 from hami_core.hookspecs import ScoringPolicy
+from hami_core.placement import NodeState
+from hami_core.placement import PodShape
+from hami_core.placement import single_fit
 from hami_core.plugins import load_backends
 from hami_core.pods import PodView
 from hami_core.scheduler.capacity import BackendSummary
-from hami_core.scheduler.placement import NodeState
-from hami_core.scheduler.placement import PodShape
-from hami_core.scheduler.placement import single_fit
 from hami_core.scheduler.pod_requests import PodRequest
 from hami_core.scheduler.pod_requests import parse_pod_request
 from hami_core.scheduler.policies.fragmentation import Workload
@@ -141,7 +141,7 @@ class Scheduler:
         """Fit the pod on one node with the shared fit, devices in the placement policy's order.
 
         A pod-aware policy replaces the device order anyway, so a one-container pod skips the
-        device-policy sort (:func:`~hami_core.scheduler.placement.single_fit`, as the extender does).
+        device-policy sort (:func:`~hami_core.placement.single_fit`, as the extender does).
         """
         if plan.request.empty:
             return PodFit(ok=True, usage={BACKEND: node.devices})

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import attrs
 
 from hami_core.devices import DeviceUsage
+from hami_core.placement import NodeState
 from hami_core.scheduler.capacity import BackendSummary
-from hami_core.scheduler.placement import NodeState
 from hami_core.scheduler.policies.fragmentation import Workload
 from hami_core.simulate.bridge import BACKEND
 from hami_core.simulate.bridge import PodPlan

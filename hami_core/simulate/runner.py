@@ -10,7 +10,7 @@ from concurrent.futures import as_completed
 
 import attrs
 
-from hami_core.scheduler.placement import PodShape
+from hami_core.placement import PodShape
 from hami_core.scheduler.policies.fragmentation import Workload
 from hami_core.simulate.bridge import device_type
 from hami_core.simulate.engine import Replay

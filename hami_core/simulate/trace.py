@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
-import yaml
 
+from hami_core.errors import ConfigError
 from hami_core.errors import HamiError
+from hami_core.yaml_documents import parse_yaml
 
 #: One whole GPU in the trace's unit.
 MILLI = 1000
@@ -152,10 +153,16 @@ def _document(path: Path, key: str) -> list[Mapping[str, object]]:
         text = path.read_text()
     except OSError as err:
         raise TraceError(f"{path}: cannot read: {err.strerror or err}") from err
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as err:
-        raise TraceError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from err
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as err:
+            raise TraceError(f"{path}: not valid JSON: {err}") from err
+    else:
+        try:
+            data = parse_yaml(text, str(path))
+        except ConfigError as err:
+            raise TraceError(str(err)) from err
     items = data.get(key) if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise TraceError(f"{path}: expected a mapping with a list under {key!r}")

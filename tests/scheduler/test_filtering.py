@@ -252,11 +252,7 @@ def test_topology_aware_picks_the_best_connected_pair() -> None:
         "GPU-2": {"GPU-0": 100, "GPU-1": 10},
     }
     made = harness()
-    made.add_node(
-        registered_node(
-            "node-a", gpus("GPU", 3), annotations={PAIR_SCORES: json.dumps(scores)}
-        )
-    )
+    made.add_node(registered_node("node-a", gpus("GPU", 3), annotations={PAIR_SCORES: json.dumps(scores)}))
     pod = gpu_pod("p", count=2, memory=100, annotations={codec.GPU_SCHEDULER_POLICY: "topology-aware"})
     schedule(made, pod)
     assert sorted(uuid for uuid, _, _ in allocated(made, "p")[0]) == ["GPU-0", "GPU-2"]

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from hami_core.scheduler.placement import NodeState
-from hami_core.scheduler.placement import PodShape
+from hami_core.placement import NodeState
+from hami_core.placement import PodShape
 from hami_core.scheduler.policies.fragmentation import Workload
 from hami_core.simulate.bridge import BACKEND
 from hami_core.simulate.engine import Replay

@@ -9,10 +9,10 @@ from hami_core.devices import DeviceUsage
 from hami_core.errors import BackendLoadError
 from hami_core.hookspecs import ScoringPolicy
 from hami_core.hookspecs import hookimpl
+from hami_core.placement import NodeState
+from hami_core.placement import PodShape
+from hami_core.placement import device_free
 from hami_core.plugins import load_backends
-from hami_core.scheduler.placement import NodeState
-from hami_core.scheduler.placement import PodShape
-from hami_core.scheduler.placement import device_free
 from hami_core.scheduler.policies import baselines
 from hami_core.scheduler.policies import registry
 from hami_core.scheduler.policies.fgd import Fgd

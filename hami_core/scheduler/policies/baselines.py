@@ -12,13 +12,13 @@ import random
 from collections.abc import Sequence
 
 from hami_core.devices import DeviceUsage
-from hami_core.scheduler.placement import MAX_SPEC_CPU
-from hami_core.scheduler.placement import MAX_SPEC_GPU
-from hami_core.scheduler.placement import MILLI
-from hami_core.scheduler.placement import NodeState
-from hami_core.scheduler.placement import PodShape
-from hami_core.scheduler.placement import device_free
-from hami_core.scheduler.placement import tightest_last
+from hami_core.placement import MAX_SPEC_CPU
+from hami_core.placement import MAX_SPEC_GPU
+from hami_core.placement import MILLI
+from hami_core.placement import NodeState
+from hami_core.placement import PodShape
+from hami_core.placement import device_free
+from hami_core.placement import tightest_last
 
 
 def _cpu(node: NodeState) -> int:

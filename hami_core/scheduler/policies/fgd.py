@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hami_core.devices import DeviceUsage
-from hami_core.scheduler.placement import NodeState
-from hami_core.scheduler.placement import PodShape
-from hami_core.scheduler.placement import tightest_last
+from hami_core.placement import NodeState
+from hami_core.placement import PodShape
+from hami_core.placement import tightest_last
 from hami_core.scheduler.policies.baselines import device_choice
 from hami_core.scheduler.policies.fragmentation import RecentWorkload
 from hami_core.scheduler.policies.fragmentation import Workload

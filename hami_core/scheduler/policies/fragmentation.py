@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import Iterable
 from collections.abc import Sequence
 
-from hami_core.scheduler.placement import NodeState
-from hami_core.scheduler.placement import PodShape
+from hami_core.placement import NodeState
+from hami_core.placement import PodShape
 
 #: Memoised node states per workload before the memo starts over.
 _MEMO_LIMIT = 500_000

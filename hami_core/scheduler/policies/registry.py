@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from hami_core.devices import DeviceUsage
 from hami_core.hookspecs import ScoringPolicy
 from hami_core.hookspecs import hookimpl
-from hami_core.scheduler.placement import Placement
+from hami_core.placement import Placement
 from hami_core.scheduler.policies import baselines
 from hami_core.scheduler.policies import fgd
 from hami_core.scheduler.policies.fragmentation import Workload
