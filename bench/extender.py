@@ -52,11 +52,14 @@ from hami_core.plugins import load_backends
 from hami_core.pods import PodView
 from hami_core.scheduler.app import SchedulerApp
 from hami_core.scheduler.app import build_scheduler
+from hami_core.scheduler.policies.registry import PlacementPolicies
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_node
 from hami_core.testing.builders import make_pod
 from hami_core.testing.fake_kube import FakeKube
 
+#: The pod-aware node policies (registered by the scheduler next to binpack and spread).
+PLACEMENT_POLICIES = tuple(PlacementPolicies().placements())
 MEMORY_MIB = 24576
 SPLIT = 10
 #: (num_gpu, gpu_milli) weights approximating the trace's default pod list when no data dir is given.
@@ -338,7 +341,12 @@ def main() -> None:
     parser.add_argument("--devices-per-node", type=int, default=8)
     parser.add_argument("--pods", type=int, default=2000)
     parser.add_argument("--mode", choices=("inprocess", "http"), default="inprocess")
-    parser.add_argument("--policy", choices=("binpack", "spread"), default="binpack")
+    parser.add_argument(
+        "--policy",
+        choices=("binpack", "spread", *PLACEMENT_POLICIES),
+        default="binpack",
+        help="node policy; the placement policies (fgd, fgd-guard, ...) fit every candidate node",
+    )
     parser.add_argument("--fill", type=float, default=0.5, help="mean share of device memory pre-allocated")
     parser.add_argument(
         "--trace-dir", type=Path, help="the Alibaba GPU trace directory (openb_pod_list_default.csv)"

@@ -116,6 +116,7 @@ _SCHEDULER_CHECKS: dict[str, _Check] = {
     "node_label_selector": _string_mapping,
 }
 
+
 @attrs.frozen
 class SchedulerConfig:
     """The ``scheduler:`` section.

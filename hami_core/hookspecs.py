@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from hami_core.backend import DeviceBackend
     from hami_core.config import HamiConfig
     from hami_core.devices import DeviceUsage
+    from hami_core.placement import Placement
 
 #: The project name every hami marker is bound to (pluggy requires the host's name).
 PROJECT_NAME = "hami"
@@ -51,11 +52,15 @@ class ScoringPolicy:
         name: the policy's name, unique across all plugins.
         kind: whether it ranks nodes or devices.
         score: the scoring function; must be pure and must not raise on empty input.
+        placement: for a ``node`` policy whose score depends on the pod and the devices it would
+            take (FGD and the like, :mod:`hami_core.placement`); the filter then fits
+            every candidate and ranks them by it, and ``score`` only orders the walk.
     """
 
     name: str
     kind: Literal["node", "device"]
     score: Callable[[Sequence[DeviceUsage]], float] = attrs.field(eq=False)
+    placement: Placement | None = attrs.field(default=None, eq=False)
 
 
 # --- Registration: called once per process at startup ----------------------------------------

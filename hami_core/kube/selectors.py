@@ -71,6 +71,7 @@ class SelectorError(KubeError):
     def __init__(self, message: str) -> None:
         super().__init__(message, status=400, reason="BadRequest")
 
+
 _NAME = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _KEY = rf"(?:[a-z0-9](?:[-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_NAME}"
 _VALUE = rf"(?:{_NAME})?"

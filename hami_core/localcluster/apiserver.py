@@ -392,7 +392,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
             raise statuses.ApiError(415, "UnsupportedMediaType", message)
         try:
-            return yaml_documents.parse_yaml(body, "body") if media == "application/yaml" else json.loads(body)
+            return (
+                yaml_documents.parse_yaml(body, "body") if media == "application/yaml" else json.loads(body)
+            )
         except ValueError as err:
             raise statuses.bad_request(f"couldn't get version/kind; json parse error: {err}") from err
 

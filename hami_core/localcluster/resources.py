@@ -82,7 +82,15 @@ RESOURCES: tuple[ResourceType, ...] = (
     ),
     ResourceType("", "v1", "nodes", "Node", False, ("no",), ("status",), CORE_FIELDS["nodes"]),
     ResourceType(
-        "", "v1", "pods", "Pod", True, ("po",), ("status", "binding"), CORE_FIELDS["pods"], returns_deleted=True
+        "",
+        "v1",
+        "pods",
+        "Pod",
+        True,
+        ("po",),
+        ("status", "binding"),
+        CORE_FIELDS["pods"],
+        returns_deleted=True,
     ),
     ResourceType("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
     ResourceType("", "v1", "secrets", "Secret", True, (), (), CORE_FIELDS["secrets"]),

@@ -42,6 +42,7 @@ from hami_core.scheduler.extender import Extender
 from hami_core.scheduler.filtering import Filtering
 from hami_core.scheduler.leader import LeaderElector
 from hami_core.scheduler.metrics import SchedulerMetrics
+from hami_core.scheduler.policies.registry import PlacementPolicies
 from hami_core.scheduler.recording import EventRecorder
 from hami_core.scheduler.recording import ObjectRef
 from hami_core.scheduler.retrying import Retrier
@@ -183,7 +184,7 @@ def build_scheduler(
     """
     settings = config.scheduler
     if backends is None:
-        backends = load_backends(config, plugins=[scoring.BuiltinPolicies()])
+        backends = load_backends(config, plugins=[scoring.BuiltinPolicies(), PlacementPolicies()])
     node_policies = scoring.node_policies(backends.scoring_policies)
     if settings.node_scheduler_policy not in node_policies:
         raise ConfigError(

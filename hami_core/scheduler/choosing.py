@@ -38,7 +38,9 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from collections.abc import Set
+from typing import Generic
 from typing import Protocol
+from typing import TypeVar
 
 import attrs
 
@@ -58,6 +60,11 @@ from hami_core.errors import BackendError
 from hami_core.errors import CodecError
 from hami_core.hookspecs import ScoringPolicy
 from hami_core.kube.objects import Node
+from hami_core.placement import NodeState
+from hami_core.placement import PodShape
+from hami_core.placement import first_request
+from hami_core.placement import placement_score
+from hami_core.placement import single_fit
 from hami_core.pods import PodView
 from hami_core.scheduler import quota
 from hami_core.scheduler import scoring
@@ -71,6 +78,8 @@ from hami_core.scheduler.scoring import PodPolicies
 
 #: A candidate list this much shorter than the ranking is sorted directly instead of walked.
 _SMALL_CANDIDATES = 4
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 #: One request as the cheap capacity check sees it: backend, request, whether the shared fit applies.
 _Check = tuple[str, DeviceRequest, bool]
 #: Request shapes whose "fits nowhere" answer is kept.
@@ -199,6 +208,9 @@ class Chooser:
             }
         )
         self._reasons = _ReasonMemo()
+        # Placement scores and fits by (node, generation, pod signature, policy, revision): a node
+        # that has not changed is not refitted for the next pod of the same kind.
+        self._placed: _Memo[tuple[str, int, int, str, int], tuple[float, PodFit]] = _Memo()
         self._no_fit: OrderedDict[int, _NoFit] = OrderedDict()
         self._no_fit_lock = threading.Lock()
 
@@ -298,7 +310,9 @@ class Chooser:
         """
         wanted = candidates if isinstance(candidates, Set) else set(candidates)
         failed: dict[str, str] = dict(excluded or {})
-        if any(self._node_scoring[name] for name in ask.request.backends):
+        if ask.policies.node.placement is not None or any(
+            self._node_scoring[name] for name in ask.request.backends
+        ):
             return self._best_of_all(snapshot, ask, wanted, failed)
         seq = snapshot.seq  # before any view is read: later changes show up in the log
         kept = self._no_fit.get(ask.signature) if not failed else None
@@ -428,11 +442,16 @@ class Chooser:
     def fit(self, ask: Ask, view: NodeView) -> PodFit:
         """Fit every container of the pod on one node view."""
         devices = {name: view.devices.get(name, ()) for name in ask.request.backends}
+        fitter = _NodeFitter(self, ask, view)
+        if ask.policies.node.placement is not None:
+            single = single_fit(ask.request.containers, ask.request.n_init, devices, fitter)
+            if single is not None:
+                return single
         return allocation.fit_pod(
             ask.request.containers,
             ask.request.n_init,
             devices,
-            _NodeFitter(self, ask, view),
+            fitter,
             policy=ask.policies.device.policy,
             weights=ask.policies.weights,
             numa_bind=ask.numa_bind,
@@ -480,8 +499,20 @@ class Chooser:
     def _best_of_all(
         self, snapshot: CapacityReader, ask: Ask, known: Set[str], failed: dict[str, str]
     ) -> Decision:
-        """Fit every node and add the backends' node scores (they depend on the chosen devices)."""
+        """Fit every node and add the backends' node scores (they depend on the chosen devices).
+
+        A placement policy (FGD and the like) scores the fit too; its walk skips nodes the cheap
+        capacity check rules out, fitting them only for their reasons when no node fits, and keeps
+        each node's score by (node, generation, pod signature, policy revision).
+        """
         policy = ask.policies.node.name
+        placement = ask.policies.node.placement
+        checks = self._checks(ask)
+        revision = -1
+        if placement is not None and placement.deterministic:
+            shape = PodShape.of(first_request(ask.request.containers, ask.request.backends))
+            revision = placement.revision(shape)
+        skipped: list[tuple[str, NodeView]] = []
         best: tuple[float, str, NodeView, PodFit] | None = None
         for name in known:
             if name in failed:
@@ -490,16 +521,34 @@ class Chooser:
             if view is None or not view.registered:
                 failed[name] = codec.NODE_UNREGISTERED
                 continue
-            fit = self.fit(ask, view)
+            if placement is not None and not _passes(view, checks):
+                skipped.append((name, view))
+                continue
+            key = (name, view.generation, ask.signature, policy, revision)
+            scored = self._placed.get(key) if revision >= 0 else None
+            if scored is None:
+                fit = self.fit(ask, view)
+                total = 0.0
+                if fit.ok:
+                    total = (snapshot.score(policy, name) or 0.0) + self._vendor_score(ask, view, fit)
+                    if placement is not None:
+                        total += placement_score(
+                            placement, view.devices, fit.usage, ask.request.containers, ask.request.backends
+                        )
+                scored = (total, fit)
+                if revision >= 0:
+                    self._placed.put(key, scored)
+            total, fit = scored
             if not fit.ok:
                 failed[name] = fit.reason
                 continue
-            total = (snapshot.score(policy, name) or 0.0) + self._vendor_score(ask, view, fit)
             if best is None or (total, best[1]) > (best[0], name):
                 best = (total, name, view, fit)
         if best is None:
+            for name, view in skipped:
+                failed[name] = self.fit(ask, view).reason
             return Decision(failed=failed, evaluated=len(known))
-        return Decision(best[1], best[3], best[2].generation, failed, len(known))
+        return Decision(best[1], best[3], best[2].generation, failed, len(known) - len(skipped))
 
     def _vendor_score(self, ask: Ask, view: NodeView, fit: PodFit) -> float:
         context = self.context(ask, view)
@@ -529,6 +578,11 @@ class Chooser:
                 failed[view.name] = fit.reason if view.registered else codec.NODE_UNREGISTERED
                 continue
             score = ask.policies.node.score(view.all_devices()) + self._vendor_score(ask, view, fit)
+            placement = ask.policies.node.placement
+            if placement is not None:
+                score += placement_score(
+                    placement, view.devices, fit.usage, ask.request.containers, ask.request.backends
+                )
             if best is None or (score, best[1]) > (best[0], view.name):
                 best = (score, view.name, node, fit)
         if best is None:
@@ -572,6 +626,22 @@ def _passes(view: NodeView, checks: Sequence[_Check]) -> bool:
         if summary is None or not summary.may_fit(wanted, strict=strict):
             return False
     return True
+
+
+class _Memo(Generic[_K, _V]):
+    """A dict that starts over when it grows past ``capacity`` entries."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._capacity = capacity
+        self._entries: dict[_K, _V] = {}
+
+    def get(self, key: _K) -> _V | None:
+        return self._entries.get(key)
+
+    def put(self, key: _K, value: _V) -> None:
+        if len(self._entries) >= self._capacity:
+            self._entries.clear()
+        self._entries[key] = value
 
 
 class _ReasonMemo:
@@ -625,7 +695,11 @@ class _NodeFitter:
     ) -> FitResult:
         ask = self._ask
         owner = self._chooser.backends[backend]
-        devices = ask.policies.device.order(devices)
+        placement = ask.policies.node.placement
+        if placement is not None:
+            devices = placement.order(NodeState(devices=tuple(devices)), PodShape.of(request))
+        else:
+            devices = ask.policies.device.order(devices)
         limit = ask.limits.get(backend)
         if not self._chooser.shared_fit[backend]:
             result = owner.fit(request, devices, self._context)

@@ -129,7 +129,11 @@ def test_nvidia_examples_run_on_the_nvidia_nodes_with_hamis_env(result: dict[str
     assert {"gpu-a100", "gpu-t4"} <= set(result["nodes"])
     for name in NVIDIA_EXAMPLES:
         pod = _pod(result, name)
-        assert (pod["phase"], pod["bind_phase"], pod["scheduler"]) == ("Running", "success", "hami-scheduler"), pod
+        assert (pod["phase"], pod["bind_phase"], pod["scheduler"]) == (
+            "Running",
+            "success",
+            "hami-scheduler",
+        ), pod
         (container,) = pod["containers"]
         env = container["env"]
         uuids = [device["uuid"] for device in container["devices"]]
@@ -141,7 +145,9 @@ def test_nvidia_examples_run_on_the_nvidia_nodes_with_hamis_env(result: dict[str
 
 def test_nvidia_type_and_uuid_selection(result: dict[str, Any]) -> None:
     assert _pod(result, "nvidia-type-select")["node"] == "gpu-t4"
-    assert _shares(_pod(result, "nvidia-type-select")) == [(_shares(_pod(result, "nvidia-type-select"))[0][0], 4096, 25)]
+    assert _shares(_pod(result, "nvidia-type-select")) == [
+        (_shares(_pod(result, "nvidia-type-select"))[0][0], 4096, 25)
+    ]
     (uuid, _, _) = _shares(_pod(result, "nvidia-uuid-select"))[0]
     assert uuid == "GPU-a2ecdd44-f1c9-5d7a-b34f-8998f57ef28d"
 

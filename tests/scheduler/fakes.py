@@ -49,6 +49,7 @@ from hami_core.scheduler.changes import Changes
 from hami_core.scheduler.choosing import uses_shared_fit
 from hami_core.scheduler.filtering import Filtering
 from hami_core.scheduler.filtering import FilterOutcome
+from hami_core.scheduler.policies.registry import PlacementPolicies
 from hami_core.scheduler.recording import EventRecorder
 from hami_core.scheduler.retrying import Retrier
 from hami_core.scheduler.retrying import RetryBook
@@ -317,7 +318,7 @@ def harness(
 
 def _backends(listed: Sequence[DeviceBackend]) -> Backends:
     """A registry with ``listed`` and the built-in policies, as the plugin loader would build it."""
-    loaded = load_backends(HamiConfig(), plugins=[scoring.BuiltinPolicies()])
+    loaded = load_backends(HamiConfig(), plugins=[scoring.BuiltinPolicies(), PlacementPolicies()])
     return Backends(
         plugin_manager=loaded.plugin_manager,
         by_name={backend.name: backend for backend in listed},

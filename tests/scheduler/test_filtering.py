@@ -253,11 +253,7 @@ def test_topology_aware_picks_the_best_connected_pair() -> None:
         "GPU-2": {"GPU-0": 100, "GPU-1": 10},
     }
     made = harness()
-    made.add_node(
-        registered_node(
-            "node-a", gpus("GPU", 3), annotations={PAIR_SCORES: json.dumps(scores)}
-        )
-    )
+    made.add_node(registered_node("node-a", gpus("GPU", 3), annotations={PAIR_SCORES: json.dumps(scores)}))
     pod = gpu_pod("p", count=2, memory=100, annotations={codec.GPU_SCHEDULER_POLICY: "topology-aware"})
     schedule(made, pod)
     assert sorted(uuid for uuid, _, _ in allocated(made, "p")[0]) == ["GPU-0", "GPU-2"]
@@ -317,7 +313,7 @@ def test_a_pod_naming_an_unknown_node_policy_gets_the_default_and_a_warning_even
     warnings = [e for e in kube.list_events("default")["items"] if e["type"] == "Warning"]
     assert [e["reason"] for e in warnings] == ["UnknownSchedulerPolicy"]
     assert warnings[0]["message"] == (
-        "unknown node scheduler policy 'fastest' (known: binpack, spread); scheduled with spread"
+        "unknown node scheduler policy 'fastest' (known: bestfit, binpack, dotprod, fgd, fgd-guard, gpu-clustering, gpu-packing, random, spread); scheduled with spread"
     )
 
 

@@ -1,0 +1,90 @@
+"""FGD, fragmentation gradient descent (ATC '23), and ``fgd-guard``, our refinement of it.
+
+FGD sends a pod where the workload's expected fragment ``F_n(M)`` changes most favourably, scoring
+``int(100 * sigmoid((F_before - F_after) / 1000))``; a shared pod tries every device with room and
+keeps the first best. That score rewards a *decrease* of the fragment as much as it punishes an
+increase; the integer truncation lumps changes within about 40 milli-devices into ties, which go to
+the node order, i.e. at random.
+
+``fgd-guard`` keeps only the guard half of the gradient: the score is ``-max(F_after - F_before, 0)``,
+exact (no 40-milli buckets), so a pod never makes the fragment grow where some node avoids it, and
+every placement that does not make it grow ties, the node order deciding. Chasing decreases pulls
+pods towards capacity the measure already counts as lost (nodes short of CPU, slivers too small
+for most pods) in a greedy way; the measured effect is in ``docs/simulate.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hami_core.devices import DeviceUsage
+from hami_core.placement import NodeState
+from hami_core.placement import PodShape
+from hami_core.placement import tightest_last
+from hami_core.scheduler.policies.baselines import device_choice
+from hami_core.scheduler.policies.fragmentation import RecentWorkload
+from hami_core.scheduler.policies.fragmentation import Workload
+from hami_core.scheduler.policies.fragmentation import sigmoid_score
+
+
+class _Fragmentation:
+    """Shared by FGD and fgd-guard: the workload, and the fragment before and after a placement."""
+
+    deterministic = True
+
+    def __init__(self, workload: Workload | None = None) -> None:
+        self._fixed = workload
+        self._recent = RecentWorkload()
+
+    def revision(self, pod: PodShape) -> int:
+        """The online workload's revision after recording ``pod`` (0 with a fixed workload)."""
+        if self._fixed is not None:
+            return 0
+        self._recent.see(pod)
+        return self._recent.revision
+
+    def workload(self, pod: PodShape) -> Workload:
+        return self._fixed if self._fixed is not None else self._recent.see(pod)
+
+    def _value(self, before: float, after: float) -> float:
+        """The score of a placement that takes the fragment from ``before`` to ``after``."""
+        raise NotImplementedError
+
+    def score(self, before: NodeState, pod: PodShape, after: NodeState) -> float:
+        workload = self.workload(pod)
+        return self._value(workload.node_fragment(before), workload.node_fragment(after))
+
+    def order(self, node: NodeState, pod: PodShape) -> Sequence[DeviceUsage]:
+        """Whole devices lowest index first; a share on the first device whose use scores best."""
+        if not (pod.gpus == 1 and pod.milli < 1000):
+            return tightest_last(node.devices)
+        workload = self.workload(pod)
+        frees = list(node.frees())
+        before = workload.fragment(node.cpu_left, frees, node.model)
+        cpu_after = None if node.cpu_left is None else node.cpu_left - pod.cpu
+        best: tuple[float, int] | None = None
+        for position, free in enumerate(frees):
+            if free < pod.milli:
+                continue
+            frees[position] = free - pod.milli
+            value = self._value(before, workload.fragment(cpu_after, frees, node.model))
+            frees[position] = free
+            if best is None or value > best[0]:
+                best = (value, position)
+        if best is None:
+            return tightest_last(node.devices)
+        return device_choice(node.devices, best[1])
+
+
+class Fgd(_Fragmentation):
+    """FGD as published: the integer sigmoid of the fragment's decrease."""
+
+    def _value(self, before: float, after: float) -> float:
+        return sigmoid_score(before, after)
+
+
+class FgdGuard(_Fragmentation):
+    """Only growth of the fragment counts, exactly; placements that do not grow it tie."""
+
+    def _value(self, before: float, after: float) -> float:
+        return min(before - after, 0.0)

@@ -1,0 +1,75 @@
+"""The placement policies in the extender's filter: chosen by annotation or by the config default."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from hami_core import codec
+from hami_core.config import SchedulerConfig
+from hami_core.pods import PodView
+from hami_core.scheduler.filtering import FilterOutcome
+from tests.scheduler.fakes import Harness
+from tests.scheduler.fakes import NvidiaLikeBackend
+from tests.scheduler.fakes import annotations_of
+from tests.scheduler.fakes import gpu_pod
+from tests.scheduler.fakes import gpus
+from tests.scheduler.fakes import harness
+from tests.scheduler.fakes import registered_node
+
+KEYS = NvidiaLikeBackend().keys
+
+
+def two_nodes(config: SchedulerConfig | None = None) -> Harness:
+    made = harness(config=config)
+    made.add_node(registered_node("node-a", gpus("A", 2)))
+    made.add_node(registered_node("node-b", gpus("B", 2)))
+    return made
+
+
+def schedule(made: Harness, pod: dict[str, object], names: Sequence[str] | None = None) -> FilterOutcome:
+    created = made.add_pod(pod)  # type: ignore[arg-type]
+    return made.filtering.filter(
+        PodView.from_object(created), names if names is not None else made.node_names()
+    )
+
+
+def share(name: str, percent: int, policy: str | None = None) -> dict[str, object]:
+    annotations = {codec.NODE_SCHEDULER_POLICY: policy} if policy else None
+    return gpu_pod(name, percent=percent, cores=percent, annotations=annotations)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("policy", ["fgd", "fgd-guard"])
+def test_a_fragmentation_aware_pod_fills_the_gap_instead_of_breaking_an_idle_gpu(policy: str) -> None:
+    made = two_nodes()
+    # node-b's first GPU keeps 60 % free after this pod.
+    assert schedule(made, share("first", 40), names=["node-b"]).node == "node-b"
+    outcome = schedule(made, share("second", 60, policy))
+    # On node-a the 60 % share would leave 40 % on an idle GPU, too small for a 60 % pod: fragment.
+    # On node-b it fills the gap exactly; the name order alone would have picked node-a.
+    assert outcome.result == "scheduled"
+    assert outcome.node == "node-b"
+    first_gpu = annotations_of(made.kube, "first")[KEYS.to_allocate].split(",")[0]
+    assert annotations_of(made.kube, "second")[KEYS.to_allocate].split(",")[0] == first_gpu
+    assert outcome.evaluated == 2
+
+
+def test_spread_picks_the_emptier_node_for_contrast() -> None:
+    made = two_nodes()
+    schedule(made, share("first", 40), names=["node-b"])
+    assert schedule(made, share("second", 60, "spread")).node == "node-a"
+
+
+def test_the_config_default_can_be_a_placement_policy() -> None:
+    made = two_nodes(SchedulerConfig(node_scheduler_policy="fgd"))
+    schedule(made, share("first", 40), names=["node-b"])
+    assert schedule(made, share("second", 60)).node == "node-b"
+
+
+def test_a_placement_policy_still_reports_why_each_node_failed() -> None:
+    made = two_nodes()
+    outcome = schedule(made, gpu_pod("big", count=3, annotations={codec.NODE_SCHEDULER_POLICY: "fgd"}))  # type: ignore[arg-type]
+    assert outcome.result == "unschedulable"
+    assert set(outcome.failed) == {"node-a", "node-b"}
+    assert all("NodeInsufficientDevice" in reason for reason in outcome.failed.values())
