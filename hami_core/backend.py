@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from collections.abc import Sequence
+from datetime import datetime
 from typing import ClassVar
 
 import attrs
@@ -280,6 +281,21 @@ class DeviceBackend(abc.ABC):
             raise BackendError(f"no {self.name} device found on node ({self.keys.register} is empty)")
         return [attrs.evolve(device, device_vendor=self.name) for device in devices]
 
+    def capacity_devices(self, node_name: str, capacity: Mapping[str, str]) -> list[DeviceInfo]:
+        """Devices derived from a node's ``status.capacity`` when it has no register annotation.
+
+        The default is none. A vendor whose own device plugin registers nothing (HAMi's Cambricon
+        MLU, ``specs/hami-wire.md`` 6.2) synthesizes the node's devices from its extended
+        resources here; the scheduler asks only when the register annotation is absent.
+
+        Args:
+            node_name: the node's name (synthesized device ids may contain it).
+            capacity: the node's ``status.capacity`` (raw quantities).
+
+        Raises:
+            BackendError: the capacity does not describe any device of this backend.
+        """
+        return []
     def node_health(self, handshake_healthy: bool, allocatable: int, peak_allocatable: int) -> bool:
         """Whether a node's devices of this backend may take pods, given the handshake rule's answer.
 
@@ -332,6 +348,41 @@ class DeviceBackend(abc.ABC):
             context: pod and node annotations, policy and weights.
         """
         return 0.0
+
+    def filter_annotations(self, devices: PodSingleDevice, pod: PodView, now: datetime) -> Mapping[str, str]:
+        """Pod annotations the scheduler writes beside ``keys.to_allocate`` / ``keys.allocated``.
+
+        The default is none; vendors whose node agents read more (HAMi's MLU
+        ``CAMBRICON_DSMLU_*``, Ascend's ``huawei.com/<chip>`` runtime JSON) return them here. They
+        go into the same patch as the device annotations.
+
+        Args:
+            devices: the pod's devices of this backend, per container (init containers first).
+            pod: the pod being scheduled.
+            now: the time the scheduler stamps on the pod (``hami.io/vgpu-time``).
+        """
+        return {}
+
+    def bind_node_annotations(self, node_annotations: Mapping[str, str], now: datetime) -> Mapping[str, str]:
+        """Node annotations the scheduler sets, beside the node lock, when it binds a pod holding
+        devices of this backend (HAMi's vendor ``LockNode``, e.g. Cambricon's ``cambricon.com/dsmlu.lock``).
+
+        The default is none. The keys in :attr:`released_node_annotations` are removed again when the
+        bind fails, and by this backend's device plugin when the pod's allocation ends.
+
+        Args:
+            node_annotations: the node's annotations, read when the bind holds the node lock.
+            now: the bind time.
+
+        Raises:
+            LockError: the vendor's own lock is held for another pod; the bind fails with it.
+        """
+        return {}
+
+    @property
+    def released_node_annotations(self) -> tuple[str, ...]:
+        """Keys of :meth:`bind_node_annotations` to remove when the allocation ends or the bind fails."""
+        return ()
 
     # --- node (device plugin) -----------------------------------------------------------------
 

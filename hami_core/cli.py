@@ -369,6 +369,11 @@ def local_cluster() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path, resolve_path=True),
     help="With --hami: the hami config the processes run with (default: the mock backend).",
 )
+@click.option(
+    "--real",
+    is_flag=True,
+    help="Run a real etcd, kube-apiserver and kube-scheduler (built by `make kube`) instead of the emulator.",
+)
 def local_cluster_up(
     nodes: int,
     fleet_file: Path | None,
@@ -378,12 +383,17 @@ def local_cluster_up(
     scheduler_config: Path | None,
     with_hami: bool,
     config_path: Path | None,
+    real: bool,
 ) -> None:
     """Start the local cluster, print the kubectl line to use, and run until SIGTERM or Ctrl-C."""
     from hami_core.localcluster.cluster import LocalCluster
+    from hami_core.localcluster.controlplane import ControlPlaneKind
     from hami_core.localcluster.fleet import load_fleet
     from hami_core.localcluster.stack import HamiStack
 
+    if real and (port or state_file is not None):
+        raise click.UsageError("--port and --state are emulator options; --real keeps its state in etcd")
+    control_plane: ControlPlaneKind = "real" if real else "emulator"
     fleet = load_fleet(fleet_file if fleet_file is not None else nodes)
     where = workdir if workdir is not None else _short_tempdir()
     running: HamiStack | LocalCluster
@@ -391,10 +401,17 @@ def local_cluster_up(
         if port or scheduler_config is not None:
             raise click.UsageError("--hami chooses the scheduler configuration and port itself")
         document, source = _config_document(config_path)
-        running = HamiStack(document, fleet, where, source=source, state_file=state_file)
+        running = HamiStack(
+            document, fleet, where, source=source, state_file=state_file, control_plane=control_plane
+        )
     else:
         running = LocalCluster(
-            fleet, where, port=port, state_file=state_file, scheduler_config=scheduler_config
+            fleet,
+            where,
+            port=port,
+            state_file=state_file,
+            scheduler_config=scheduler_config,
+            control_plane=control_plane,
         )
     with _stopped_by_signals() as stop, running:
         cluster = running.cluster if isinstance(running, HamiStack) else running
@@ -542,7 +559,7 @@ def scheduler_command(
 
     from hami_core.kube.client import RealKubeClient
     from hami_core.scheduler import app
-    from hami_core.scheduler.cache import ClusterCache
+    from hami_core.scheduler.admission_view import AdmissionView
     from hami_core.webhook.mutating import WebhookSettings
     from hami_core.webhook.server import AdmissionHandler
     from hami_core.webhook.tls import ReloadingCertificate
@@ -555,8 +572,10 @@ def scheduler_command(
         raise click.UsageError("HTTPS needs both a certificate and a key (--cert-file and --key-file)")
     tls = ReloadingCertificate(cert, key) if cert else None
 
-    def admission(loaded: plugins.Backends, cache: ClusterCache) -> AdmissionHandler:
-        return AdmissionHandler(loaded, WebhookSettings.from_config(config.scheduler), cache, quota=cache)
+    def admission(loaded: plugins.Backends, view: AdmissionView) -> AdmissionHandler:
+        policies = [name for name, policy in loaded.scoring_policies.items() if policy.kind == "node"]
+        settings = WebhookSettings.from_config(config.scheduler, node_policies=policies)
+        return AdmissionHandler(loaded, settings, view, quota=view)
 
     with _stopped_by_signals() as stop, RealKubeClient(kubeconfig=kubeconfig, timeout=api_timeout) as kube:
         scheduler = app.build_scheduler(

@@ -1,4 +1,9 @@
-"""``hami local-cluster up``: the embedded cluster as a process that kubectl can talk to."""
+"""``hami local-cluster up``: the embedded cluster as a process that kubectl can talk to.
+
+Each test runs on both back ends (the ``control_plane`` fixture): the emulator, and ``--real`` (etcd,
+kube-apiserver and kube-scheduler from ``make kube``), where the pod goes through the real API
+server's webhook call and the real kube-scheduler's extender calls.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +19,23 @@ from pathlib import Path
 import pytest
 
 from hami_core import codec
+from hami_core.localcluster.controlplane import ControlPlaneKind
 from hami_core.localcluster.kubelet import ALLOCATIONS_ANNOTATION
 from tests.tools import KUBECTL
 from tests.tools import kubectl_binary  # noqa: F401 (a fixture)
 
 
 @pytest.mark.usefixtures("kubectl_binary")
-def test_local_cluster_up_serves_kubectl_and_stops_on_sigterm(tmp_path: Path) -> None:
+def test_local_cluster_up_serves_kubectl_and_stops_on_sigterm(
+    tmp_path: Path, control_plane: ControlPlaneKind
+) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="hlc"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hami_core", "local-cluster", "up", "--nodes", "2", "--workdir", str(workdir)],
+        [
+            *[sys.executable, "-m", "hami_core", "local-cluster", "up", "--nodes", "2"],
+            *(["--real"] if control_plane == "real" else []),
+            *["--workdir", str(workdir)],
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -32,7 +44,8 @@ def test_local_cluster_up_serves_kubectl_and_stops_on_sigterm(tmp_path: Path) ->
         assert proc.stdout is not None
         banner = proc.stdout.readline()
         kubectl_line = proc.stdout.readline().split()
-        assert banner.startswith("API server http://127.0.0.1:"), banner
+        scheme = "https" if control_plane == "real" else "http"
+        assert banner.startswith(f"API server {scheme}://127.0.0.1:"), banner
         assert kubectl_line[:2] == ["kubectl", "--kubeconfig"]
         kubeconfig = kubectl_line[2]
         env = {**os.environ, "HOME": str(tmp_path)}
@@ -56,20 +69,15 @@ def test_local_cluster_up_serves_kubectl_and_stops_on_sigterm(tmp_path: Path) ->
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("kubectl_binary")
-def test_local_cluster_up_with_hami_runs_a_shared_gpu_pod_applied_with_kubectl(tmp_path: Path) -> None:
+def test_local_cluster_up_with_hami_runs_a_shared_gpu_pod_applied_with_kubectl(
+    tmp_path: Path, control_plane: ControlPlaneKind
+) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="hlc"))
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "hami_core",
-            "local-cluster",
-            "up",
-            "--hami",
-            "--nodes",
-            "1",
-            "--workdir",
-            str(workdir),
+            *[sys.executable, "-m", "hami_core", "local-cluster", "up", "--hami", "--nodes", "1"],
+            *(["--real"] if control_plane == "real" else []),
+            *["--workdir", str(workdir)],
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -293,6 +293,7 @@ class Allocator:
         self._kube.patch_pod(namespace, name, allocation_patch(self._key, entries))
         if next_entry(entries) is None:
             _log.info("node %s: pod %s allocated", self._node_name, pod.key)
+            self._remove_bind_annotations()
             try:
                 self._lock.release(self._node_name, namespace, name)
             except HamiError as err:  # the pod is allocated; the stale-lock sweep retries the release
@@ -304,10 +305,22 @@ class Allocator:
         namespace, name = pod.namespace, pod.name
         _log.warning("node %s: allocation of pod %s/%s failed: %s", self._node_name, namespace, name, err)
         self._set_phase(namespace, name, codec.BIND_PHASE_FAILED)
+        self._remove_bind_annotations()
         try:
             self._lock.release(self._node_name, namespace, name)
         except HamiError as release_err:
             _log.warning("node %s: cannot release the node lock: %s", self._node_name, release_err)
+
+    def _remove_bind_annotations(self) -> None:
+        """Remove what the scheduler's bind set for this backend (a vendor lock), before the node lock
+        is released, so the next bind never finds it."""
+        keys = self._backend.released_node_annotations
+        if not keys:
+            return
+        try:
+            self._kube.patch_node(self._node_name, {"metadata": {"annotations": dict.fromkeys(keys)}})
+        except KubeError as err:
+            _log.warning("node %s: cannot remove %s: %s", self._node_name, ", ".join(keys), err)
 
     def _set_phase(self, namespace: str, name: str, phase: str) -> None:
         try:

@@ -7,6 +7,10 @@ in ``plugin_dir(n)``. Like a real cluster, pods of ``default-scheduler`` are alw
 ``scheduler_config`` whose profiles are other names (HAMi's ``hami-scheduler``) runs as a second
 scheduler instance with its extenders, as HAMi deploys its own kube-scheduler beside the default one.
 Everything listens on 127.0.0.1 only.
+
+``control_plane="real"`` swaps the emulator and the stand-in for a real etcd, kube-apiserver and one
+kube-scheduler process per scheduler config (``controlplane.py``, binaries from ``make kube``); the
+simulated kubelets are the same on both.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from hami_core.kube.client import RealKubeClient
+from hami_core.localcluster.controlplane import ControlPlane
+from hami_core.localcluster.controlplane import ControlPlaneKind
 from hami_core.localcluster.fleet import Fleet
 from hami_core.localcluster.fleet import load_fleet
 from hami_core.localcluster.kubelet import Kubelet
@@ -42,6 +48,9 @@ class LocalCluster:
         state_file: JSON snapshot of the API server's objects, loaded on start and kept current.
         scheduler_config: a KubeSchedulerConfiguration (object, document, YAML text or file) for the
             scheduler instance that serves its profiles and calls its extenders.
+        control_plane: ``"emulator"`` (the embedded API server and scheduler stand-in) or ``"real"``
+            (etcd, kube-apiserver and kube-scheduler processes built by ``make kube``).
+        kube_bin: the real control plane's binaries (default: ``controlplane.default_bin_dir()``).
 
     Use as a context manager, or call ``start()`` and ``stop()``.
     """
@@ -54,7 +63,16 @@ class LocalCluster:
         port: int = 0,
         state_file: str | os.PathLike[str] | None = None,
         scheduler_config: SchedulerConfig | Mapping[str, Any] | str | Path | None = None,
+        control_plane: ControlPlaneKind = "emulator",
+        kube_bin: Path | None = None,
     ) -> None:
+        if control_plane == "real" and state_file is not None:
+            raise ValueError(
+                "a state file is an emulator feature; the real control plane keeps state in etcd"
+            )
+        self.control_plane = control_plane
+        self._kube_bin = kube_bin
+        self._real: ControlPlane | None = None
         self.fleet = load_fleet(nodes)
         self.workdir = Path(workdir)
         self.kubeconfig = self.workdir / "kubeconfig"
@@ -73,13 +91,20 @@ class LocalCluster:
     def api_server(self) -> ApiServer:
         """The running API server emulator (e.g. to ``map_service`` a webhook)."""
         if self._apiserver is None:
-            raise RuntimeError("the local cluster is not running")
+            raise RuntimeError("the emulator is not running")
         return self._apiserver
+
+    @property
+    def real(self) -> ControlPlane:
+        """The running real control plane (its processes, logs and URL)."""
+        if self._real is None:
+            raise RuntimeError("the real control plane is not running")
+        return self._real
 
     @property
     def url(self) -> str:
         """The API server's URL."""
-        return self.api_server.url
+        return self.real.url if self.control_plane == "real" else self.api_server.url
 
     @property
     def kube(self) -> RealKubeClient:
@@ -107,15 +132,21 @@ class LocalCluster:
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
-            state = Path(self._state_file) if self._state_file is not None else None
-            self._apiserver = ApiServer(port=self._port, state_file=state).start()
-            self._apiserver.write_kubeconfig(self.kubeconfig)
+            if self.control_plane == "real":
+                self._real = ControlPlane(
+                    self.workdir / "real", self._configs, bin_dir=self._kube_bin
+                ).start()
+                self.kubeconfig.write_bytes(self._real.kubeconfig.read_bytes())
+            else:
+                state = Path(self._state_file) if self._state_file is not None else None
+                self._apiserver = ApiServer(port=self._port, state_file=state).start()
+                self._apiserver.write_kubeconfig(self.kubeconfig)
             self._kube = self._new_client()
             for node in self.fleet.nodes:
                 kubelet = Kubelet(self._new_client(), node, self.plugin_dir(node.name))
                 self.kubelets[node.name] = kubelet
                 kubelet.start()
-            for config in self._configs:
+            for config in self._configs if self._real is None else ():
                 scheduler = Scheduler(self._new_client(), config)
                 self.schedulers.append(scheduler)
                 scheduler.start()
@@ -139,6 +170,9 @@ class LocalCluster:
         if self._apiserver is not None:
             self._apiserver.stop()
             self._apiserver = None
+        if self._real is not None:
+            self._real.stop()
+            self._real = None
 
     def _new_client(self) -> RealKubeClient:
         client = self.client()

@@ -106,7 +106,9 @@ def run_demo(
             "default", resource_version=listing["metadata"]["resourceVersion"], timeout_seconds=int(timeout)
         )
         try:
-            for _, pod in watch:
+            for kind, pod in watch:
+                if kind not in ("ADDED", "MODIFIED", "DELETED"):
+                    continue  # a bookmark carries no pod
                 name = pod["metadata"]["name"]
                 message = _unschedulable_message(pod)
                 if message is not None:

@@ -554,6 +554,9 @@ class Kubelet:
             {
                 "name": container.name,
                 "image": container.spec.get("image", ""),
+                # Always present on a real API server (a Go string without omitempty); the official
+                # client refuses a status without it. Nothing is pulled, so there is no digest.
+                "imageID": "",
                 "ready": True,
                 "started": True,
                 "restartCount": 0,

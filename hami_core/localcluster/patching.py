@@ -10,6 +10,7 @@ list is replaced. The directives ``$patch`` (replace / delete / merge), ``$retai
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import jsonpatch
@@ -17,6 +18,11 @@ import jsonpointer
 
 from hami_core.localcluster import statuses
 from hami_core.localcluster.resources import JsonObj
+
+_log = logging.getLogger(__name__)
+
+#: kube-apiserver's whole message for a JSON patch that cannot be applied or whose ``test`` fails.
+PATCH_NOT_APPLIED = "the server rejected our request due to an error in our request"
 
 _CONTAINER_LISTS = {
     "env": "name",
@@ -83,7 +89,9 @@ def json_patch(target: JsonObj, operations: Any) -> JsonObj:
     except jsonpatch.InvalidJsonPatch as err:
         raise statuses.bad_request(str(err)) from err
     except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as err:
-        raise statuses.unprocessable(str(err)) from err
+        # kube-apiserver names neither the operation nor the path, only that the request was at fault.
+        _log.debug("json patch not applied: %s", err)
+        raise statuses.unprocessable(PATCH_NOT_APPLIED) from err
     if not isinstance(result, dict):
         raise statuses.unprocessable("json patch replaced the object with a non-object")
     return result

@@ -12,6 +12,7 @@ deleting a namespace does not delete its contents.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import queue
@@ -25,9 +26,11 @@ from typing import Any
 
 import attrs
 
+from hami_core.errors import QuantityError
 from hami_core.kube import selectors
 from hami_core.kube.merge_patch import merge_patch
 from hami_core.localcluster import patching
+from hami_core.localcluster import resource_fit
 from hami_core.localcluster import statuses
 from hami_core.localcluster.admission import MutatingAdmission
 from hami_core.localcluster.resources import JsonObj
@@ -222,6 +225,9 @@ class Registry:
                 configs, rt=rt, operation="CREATE", obj=obj, namespace_labels=namespace_labels
             )
             obj, warnings = _incoming(rt, namespace, admitted.obj), admitted.warnings
+            # kube-apiserver decodes a webhook's patched object again, defaults included: a limit a
+            # webhook adds gets its request too.
+            _apply_defaults(rt, obj)
         meta = obj["metadata"]
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + "".join(random.choices(_NAME_ALPHABET, k=5))
@@ -404,6 +410,10 @@ class Registry:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._clock()))
 
 
+#: Metadata a status-subresource write may change (labels and annotations, as on a real API server).
+_STATUS_WRITABLE_META = ("labels", "annotations", "finalizers")
+
+
 def _updated(rt: ResourceType, current: JsonObj, new: JsonObj, subresource: str) -> JsonObj:
     """The object to store for a write of ``new`` over ``current`` (both private copies)."""
     if subresource == "status":
@@ -411,6 +421,12 @@ def _updated(rt: ResourceType, current: JsonObj, new: JsonObj, subresource: str)
             current["status"] = new["status"]
         else:
             current.pop("status", None)
+        # kube-apiserver's status strategies reset the spec, not the object's user metadata.
+        for field in _STATUS_WRITABLE_META:
+            if field in new["metadata"]:
+                current["metadata"][field] = new["metadata"][field]
+            else:
+                current["metadata"].pop(field, None)
         return current
     meta, old_meta = new["metadata"], current["metadata"]
     for field in _SYSTEM_META:
@@ -426,8 +442,54 @@ def _updated(rt: ResourceType, current: JsonObj, new: JsonObj, subresource: str)
             new.pop("status", None)
     if _spec_of(new) != _spec_of(current):
         meta["generation"] = int(old_meta.get("generation", 1)) + 1
+    if rt.kind == "Pod":
+        _check_pod_spec_update(rt, current, new)
     _validate(rt, new)
     return new
+
+
+#: What kube-apiserver lets an update change in a pod's spec (ValidatePodUpdate), in its words.
+_POD_SPEC_MUTABLE = (
+    "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,"
+    "`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` "
+    "(allow it to be set to 1 if it was previously negative)"
+)
+
+
+def _pod_spec_frozen(spec: JsonObj) -> JsonObj:
+    """The part of a pod spec an update must leave alone (images, deadline, grace and gates may change)."""
+    frozen = {
+        key: value
+        for key, value in spec.items()
+        if key
+        not in ("activeDeadlineSeconds", "terminationGracePeriodSeconds", "tolerations", "schedulingGates")
+    }
+    for key in ("containers", "initContainers", "ephemeralContainers"):
+        if isinstance(spec.get(key), list):
+            frozen[key] = [
+                {k: v for k, v in c.items() if k != "image"} if isinstance(c, dict) else c for c in spec[key]
+            ]
+    return frozen
+
+
+def _check_pod_spec_update(rt: ResourceType, current: JsonObj, new: JsonObj) -> None:
+    """A pod's spec is immutable but for a few fields; tolerations may only be added, gates only removed."""
+    old_spec, new_spec = current.get("spec") or {}, new.get("spec") or {}
+    name = str(current["metadata"].get("name", ""))
+    old_tolerations = old_spec.get("tolerations") or []
+    new_tolerations = new_spec.get("tolerations") or []
+    old_gates = old_spec.get("schedulingGates") or []
+    gates_ok = all(gate in old_gates for gate in new_spec.get("schedulingGates") or [])
+    if (
+        _pod_spec_frozen(old_spec) != _pod_spec_frozen(new_spec)
+        or not all(t in new_tolerations for t in old_tolerations)
+        or not gates_ok
+    ):
+        why = f"Forbidden: pod updates may not change fields other than {_POD_SPEC_MUTABLE}"
+        error = statuses.invalid(rt, name, f"spec: {why}")
+        # kubectl prints an Invalid error from its causes, as kube-apiserver sends them.
+        error.details["causes"] = [{"reason": "FieldValueForbidden", "message": why, "field": "spec"}]
+        raise error
 
 
 def _matcher(
@@ -564,15 +626,15 @@ def _default_pod(pod: JsonObj) -> None:
 
 
 def _quantities(values: Any) -> Any:
-    """A resource list as kube-apiserver returns it: JSON numbers become quantity strings."""
+    """A resource list as kube-apiserver returns it: every quantity in canonical form (``1000`` -> ``1k``)."""
     if not isinstance(values, dict):
         return values
     out = {}
     for name, value in values.items():
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        elif isinstance(value, float):
-            value = str(int(value)) if value.is_integer() else f"{round(value * 1000)}m"
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            # One that does not parse is left, as sent, for validation to refuse.
+            with contextlib.suppress(QuantityError):
+                value = resource_fit.canonical_quantity(value)
         out[name] = value
     return out
 

@@ -10,6 +10,7 @@ are not emulated. Quantities are compared exactly (``fractions.Fraction``), neve
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -24,6 +25,38 @@ MAX_NODE_SCORE = 100
 UNSCHEDULABLE_NODE = "node(s) were unschedulable"
 SELECTOR_MISMATCH = "node(s) didn't match Pod's node affinity/selector"
 TOO_MANY_PODS = "Too many pods"
+
+
+_BINARY_SUFFIXES = ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+_DECIMAL_SUFFIXES = {-9: "n", -6: "u", -3: "m", 0: "", 3: "k", 6: "M", 9: "G", 12: "T", 15: "P", 18: "E"}
+
+
+def canonical_quantity(value: str | int | float) -> str:
+    """A quantity as kube-apiserver writes it back (``"1000"`` -> ``"1k"``, ``"1024Mi"`` -> ``"1Gi"``).
+
+    The input's format is kept (binary suffix, decimal exponent, else decimal SI) and the value is
+    written with the largest unit that keeps an integer mantissa, rounded up to nano units; a binary
+    value below 1024 or with a fraction is written decimal, as apimachinery's ``Quantity`` does.
+
+    Raises:
+        QuantityError: not a quantity.
+    """
+    number = parse_quantity(value)
+    text = str(value)
+    binary = text.endswith(_BINARY_SUFFIXES[1:])
+    if binary and number.denominator == 1 and abs(number) >= 1024:
+        mantissa, power = int(number), 0
+        while power < len(_BINARY_SUFFIXES) - 1 and mantissa % 1024 == 0:
+            mantissa, power = mantissa // 1024, power + 1
+        return f"{mantissa}{_BINARY_SUFFIXES[power]}"
+    nanos, exponent = math.ceil(number * 10**9), -9
+    if nanos == 0:
+        return "0"
+    while exponent < 18 and nanos % 1000 == 0:
+        nanos, exponent = nanos // 1000, exponent + 3
+    if "e" in text.lower() and not binary:
+        return f"{nanos}e{exponent}" if exponent else str(nanos)
+    return f"{nanos}{_DECIMAL_SUFFIXES[exponent]}"
 
 
 def _container_requests(container: ContainerView) -> dict[str, Fraction]:

@@ -32,6 +32,7 @@ from hami_core.config import parse_config
 from hami_core.errors import HamiError
 from hami_core.kube.client import KubeClient
 from hami_core.localcluster.cluster import LocalCluster
+from hami_core.localcluster.controlplane import ControlPlaneKind
 from hami_core.localcluster.fleet import Fleet
 from hami_core.plugins import load_backends
 from hami_core.webhook import certs
@@ -96,6 +97,8 @@ class HamiStack:
             ``{fleet}`` by the fleet file's folder (a vendor SDK's fake, say).
         workdir: where the certificates, configs, logs and the cluster's sockets go.
         state_file: the API server's snapshot file, if it should survive restarts.
+        control_plane: ``"real"`` runs etcd, kube-apiserver and kube-scheduler (``make kube``) instead
+            of the emulator and the stand-in; the hami processes are the same.
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class HamiStack:
         *,
         source: str = "<stack>",
         state_file: Path | None = None,
+        control_plane: ControlPlaneKind = "emulator",
     ) -> None:
         self.document = dict(document)
         self.config = parse_config(self.document, source)
@@ -124,6 +128,7 @@ class HamiStack:
                 self.url,
                 [name for backend in self.backends for name in backend.resource_names.all()],
             ),
+            control_plane=control_plane,
         )
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[IO[bytes]] = []

@@ -32,13 +32,14 @@ from hami_core.kube.nodelock import NodeLock
 from hami_core.plugins import Backends
 from hami_core.plugins import load_backends
 from hami_core.scheduler import scoring
+from hami_core.scheduler.admission_view import AdmissionView
 from hami_core.scheduler.binding import DEFAULT_LOCK_WAIT
 from hami_core.scheduler.binding import Binding
-from hami_core.scheduler.cache import Changes
 from hami_core.scheduler.cache import ClusterCache
+from hami_core.scheduler.changes import Changes
+from hami_core.scheduler.choosing import uses_shared_fit
 from hami_core.scheduler.extender import Extender
 from hami_core.scheduler.filtering import Filtering
-from hami_core.scheduler.filtering import uses_shared_fit
 from hami_core.scheduler.leader import LeaderElector
 from hami_core.scheduler.metrics import SchedulerMetrics
 from hami_core.scheduler.recording import EventRecorder
@@ -54,8 +55,8 @@ from hami_core.scheduler.watching import ClusterWatch
 
 _log = logging.getLogger(__name__)
 
-#: Builds the webhook's handler once the cache exists (the cache answers its capacity and quota questions).
-AdmissionFactory = Callable[[Backends, ClusterCache], AdmissionHandler]
+#: Builds the webhook's handler once the cache exists (its read-only view answers capacity and quota questions).
+AdmissionFactory = Callable[[Backends, AdmissionView], AdmissionHandler]
 
 
 def _identity() -> str:
@@ -259,6 +260,7 @@ def build_scheduler(
         clock=clock,
         recorder=recorder,
         retrier=retrier,
+        observe_phase=metrics.observe_phase,
     )
     if elect:
         namespace = (
@@ -288,6 +290,7 @@ def build_scheduler(
         cache,
         metrics,
         synced=lambda: watch.synced,
+        wait_synced=watch.wait_synced,
         leading=is_leader,
         identity=identity,
         default_node_policy=settings.node_scheduler_policy,
@@ -300,8 +303,9 @@ def build_scheduler(
             host=host,
             port=port,
             registry=metrics.registry,
-            admission=admission(backends, cache) if admission is not None else None,
+            admission=admission(backends, AdmissionView(cache)) if admission is not None else None,
             tls=tls,
+            observe_phase=metrics.observe_phase,
         )
     return SchedulerApp(
         config=config,

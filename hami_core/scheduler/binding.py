@@ -34,11 +34,11 @@ from hami_core.errors import NotFoundError
 from hami_core.kube.client import KubeClient
 from hami_core.kube.nodelock import LockHeldError
 from hami_core.kube.nodelock import NodeLock
-from hami_core.kube.objects import Pod
-from hami_core.scheduler.cache import Changes
+from hami_core.pods import PodView
+from hami_core.scheduler.bookings import PodAllocation
+from hami_core.scheduler.bookings import decode_allocation
 from hami_core.scheduler.cache import ClusterCache
-from hami_core.scheduler.cache import PodAllocation
-from hami_core.scheduler.cache import decode_allocation
+from hami_core.scheduler.changes import Changes
 from hami_core.scheduler.recording import EventRecorder
 from hami_core.scheduler.recording import ObjectRef
 
@@ -55,14 +55,9 @@ class BindError(HamiError):
     """The pod cannot be bound to the node it asked for (it was filtered for another one)."""
 
 
-def _finished(pod: Pod) -> bool:
+def _done(pod: PodView) -> bool:
     """Whether a lock holder no longer needs the lock: ending, ended, or done allocating."""
-    metadata = pod.get("metadata") or {}
-    if "deletionTimestamp" in metadata:
-        return True
-    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-        return True
-    return (metadata.get("annotations") or {}).get(codec.BIND_PHASE) in _DONE_PHASES
+    return pod.deleting or pod.finished or pod.annotation(codec.BIND_PHASE) in _DONE_PHASES
 
 
 class Binding:
@@ -130,13 +125,15 @@ class Binding:
                 f"pod {namespace}/{name} was filtered for node {booked.node}, not {node}; filter it again"
             )
         locked = False
+        vendor_keys: tuple[str, ...] = ()
         try:
             if booked is not None:
                 self._acquire(node, namespace, name)
                 locked = True
+                vendor_keys = self._vendor_annotations(node, booked)
             self._bind(namespace, name, uid, node, with_phase=booked is not None)
         except HamiError as err:
-            self._fail(namespace, name, uid, node, booked, locked, err)
+            self._fail(namespace, name, uid, node, booked, locked, err, vendor_keys)
             raise
         self._event(
             namespace,
@@ -151,8 +148,8 @@ class Binding:
         booked = self._cache.allocation(uid) if uid else None
         if booked is not None:
             return booked
-        pod = self._kube.get_pod(namespace, name)
-        found = (pod.get("metadata") or {}).get("uid", "")
+        pod = self._read(namespace, name)
+        found = pod.uid
         if uid and found != uid:
             raise NotFoundError(
                 f"pod {namespace}/{name} with uid {uid} is gone (found uid {found})", status=404
@@ -161,6 +158,15 @@ class Binding:
             return decode_allocation(pod, list(self._backends.values()))
         except CodecError as err:
             raise CodecError(f"pod {namespace}/{name}: {err}") from err
+
+    def _read(self, namespace: str, name: str) -> PodView:
+        """The pod as the API server has it now, read into a view.
+
+        Raises:
+            KubeError: it cannot be read (``NotFoundError`` when gone).
+            PodFormatError: it is not a pod object.
+        """
+        return PodView.from_object(self._kube.get_pod(namespace, name))
 
     def _bind(self, namespace: str, name: str, uid: str, node: str, *, with_phase: bool) -> None:
         """Create the Binding; for a pod with devices it also sets ``bind-phase=allocating``.
@@ -177,8 +183,7 @@ class Binding:
             self._kube.bind_pod(namespace, name, node, uid=uid, annotations=annotations)
         except ConflictError:
             # A retried bind whose first attempt went through (lost reply) is a success.
-            current = self._kube.get_pod(namespace, name)
-            if (current.get("spec") or {}).get("nodeName") != node:
+            if self._read(namespace, name).node_name != node:
                 raise
 
     # --- the node lock --------------------------------------------------------------------------------
@@ -210,15 +215,44 @@ class Binding:
             if self._observe_lock_wait is not None:
                 self._observe_lock_wait(self._monotonic() - started)
 
+    def _vendor_annotations(self, node: str, booked: PodAllocation) -> tuple[str, ...]:
+        """Set the node annotations the pod's backends add at bind (vendor locks); returns what
+        :attr:`DeviceBackend.released_node_annotations` says to remove if the bind fails.
+
+        The node is read afresh (a vendor lock released a moment ago may not be in the cache yet),
+        only for pods of backends that add any.
+
+        Raises:
+            LockError: a vendor lock is held for another pod.
+            KubeError: the node could not be read or patched.
+        """
+        backends = [
+            self._backends[name]
+            for name in sorted(booked.bookings)
+            if type(self._backends[name]).bind_node_annotations is not DeviceBackend.bind_node_annotations
+        ]
+        if not backends:
+            return ()
+        current = (self._kube.get_node(node).get("metadata") or {}).get("annotations") or {}
+        now = self._clock()
+        wanted: dict[str, str] = {}
+        released: list[str] = []
+        for backend in backends:
+            wanted.update(backend.bind_node_annotations(current, now))
+            released.extend(backend.released_node_annotations)
+        if wanted:
+            self._kube.patch_node(node, {"metadata": {"annotations": wanted}})
+        return tuple(key for key in released if key in wanted)
+
     def _holder_gone(self, namespace: str, name: str) -> bool:
         state = self._cache.pod(namespace, name)
         if state is not None:
             return state.terminal or state.deleting or state.bind_phase in _DONE_PHASES
         try:
-            return _finished(self._kube.get_pod(namespace, name))
+            return _done(self._read(namespace, name))
         except NotFoundError:
             return True
-        except KubeError:
+        except HamiError:  # unreadable: assume the holder still needs the lock
             return False
 
     # --- failure ------------------------------------------------------------------------------------
@@ -232,7 +266,20 @@ class Binding:
         booked: PodAllocation | None,
         locked: bool,
         err: Exception,
+        vendor_keys: tuple[str, ...] = (),
     ) -> None:
+        if vendor_keys:
+            try:
+                self._kube.patch_node(node, {"metadata": {"annotations": dict.fromkeys(vendor_keys)}})
+            except HamiError as release_err:
+                _log.warning(
+                    "bind of %s/%s failed and %s on %s could not be removed: %s",
+                    namespace,
+                    name,
+                    ", ".join(vendor_keys),
+                    node,
+                    release_err,
+                )
         if locked:
             try:
                 self._lock.release(node, namespace, name)
@@ -253,10 +300,10 @@ class Binding:
 
     def _bound(self, namespace: str, name: str) -> bool:
         try:
-            return bool((self._kube.get_pod(namespace, name).get("spec") or {}).get("nodeName"))
+            return bool(self._read(namespace, name).node_name)
         except NotFoundError:
             return False
-        except KubeError:
+        except HamiError:
             return True  # unknown: keep the allocation rather than risk freeing devices in use
 
     def _clean(self, namespace: str, name: str) -> None:

@@ -1,7 +1,9 @@
 """The extender verbs behind the HTTP edge: gating, timing and the PascalCase reply shapes.
 
-Filter and bind are served only by the leader and only once the cache has synced; anything else gets
-an ``Error`` reply that says why (kube-scheduler then retries the pod). Every hami error a verb raises
+Filter and bind are served only by the leader and only once the cache has synced: a filter that
+arrives before the first lists waits for them a bounded time (HAMi waits without bound), anything
+else gets an ``Error`` reply that says why (kube-scheduler then retries the pod). A successful filter
+reply names the chosen node and carries no ``FailedNodes``, as HAMi's does. Every hami error a verb raises
 becomes the reply's ``Error`` field here, never an HTTP failure, as HAMi does (``specs/hami-wire.md``
 3.1); the latencies and outcomes go to the metrics. Requests arrive already decoded and shape-checked
 by :mod:`hami_core.scheduler.server`.
@@ -14,7 +16,6 @@ import time
 from collections.abc import Callable
 from collections.abc import Sequence
 
-from hami_core import codec
 from hami_core.errors import HamiError
 from hami_core.kube.objects import ExtenderBindingResult
 from hami_core.kube.objects import ExtenderFilterResult
@@ -32,6 +33,8 @@ _log = logging.getLogger(__name__)
 
 #: kube-scheduler's ``MaxExtenderPriority``.
 MAX_PRIORITY = 10
+#: Seconds a filter waits for the cache's first lists before answering with an error.
+SYNC_WAIT_SECONDS = 10.0
 
 
 def filter_reply(
@@ -63,6 +66,8 @@ class Extender:
         leading: whether this replica is the leader.
         identity: this replica's name, for the not-leader message.
         default_node_policy: the configured node policy (prioritize).
+        wait_synced: waits up to the given seconds for the first lists; whether they came.
+        sync_wait: seconds a filter waits for them.
     """
 
     def __init__(
@@ -76,6 +81,8 @@ class Extender:
         leading: Callable[[], bool],
         identity: str = "",
         default_node_policy: str = scoring.BINPACK,
+        wait_synced: Callable[[float], bool] | None = None,
+        sync_wait: float = SYNC_WAIT_SECONDS,
     ) -> None:
         self._filtering = filtering
         self._binding = binding
@@ -85,6 +92,9 @@ class Extender:
         self._leading = leading
         self._identity = identity
         self._default_policy = default_node_policy
+        self._policies = filtering.chooser.policies
+        self._wait_synced = wait_synced
+        self._sync_wait = sync_wait
 
     def readiness(self) -> tuple[bool, str]:
         """Whether this replica serves filter and bind now, and if not, why."""
@@ -101,6 +111,8 @@ class Extender:
         started = time.perf_counter()
         result = "error"
         try:
+            if self._wait_synced is not None and not self._synced():
+                self._wait_synced(self._sync_wait)
             ready, why = self.readiness()
             if not ready:
                 result = "refused"
@@ -136,17 +148,17 @@ class Extender:
         if nodes is not None:
             chosen = [outcome.node_object] if outcome.node_object is not None else []
             return filter_reply(nodes=chosen, failed=failed)
-        return filter_reply(node_names=[outcome.node], failed=failed)
+        return filter_reply(node_names=[outcome.node])
 
     def prioritize(self, pod: PodView, node_names: Sequence[str]) -> list[HostPriority]:
-        """Scores 0..10 by the pod's node policy, scaled over the given nodes (pure read)."""
-        policy = pod.annotations.get(codec.NODE_SCHEDULER_POLICY) or self._default_policy
+        """Scores 0..10 by the pod's node policy, scaled over the given nodes (pure read).
+
+        The policy is resolved as ``/filter`` resolves it (an unknown name means the default).
+        """
+        policy, _ = scoring.resolve_node_policy(pod.annotations, self._policies, self._default_policy)
         scores: dict[str, float] = {}
         for name in node_names:
-            try:
-                found = self._cache.score(policy, name)
-            except KeyError:
-                found = self._cache.score(self._default_policy, name)
+            found = self._cache.score(policy.name, name)
             if found is not None:
                 scores[name] = found
         if not scores:

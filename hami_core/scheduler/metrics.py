@@ -206,6 +206,14 @@ class SchedulerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.filter_phase = Histogram(
+            "hami_scheduler_filter_phase_duration_seconds",
+            "Time one filter call spent per phase: body decode, choose, commit, reply encode",
+            ["phase"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._phases: dict[str, Histogram] = {}
         self.filter_results = Counter(
             "hami_scheduler_filter", "Filter calls by result", ["result"], registry=self.registry
         )
@@ -243,3 +251,10 @@ class SchedulerMetrics:
         leader.set_function(lambda: 1.0 if is_leader() else 0.0)
         if cache is not None:
             self.registry.register(DeviceCollector(cache))
+
+    def observe_phase(self, phase: str, seconds: float) -> None:
+        """Record ``seconds`` spent in one phase of a filter call."""
+        child = self._phases.get(phase)
+        if child is None:
+            child = self._phases[phase] = self.filter_phase.labels(phase)
+        child.observe(seconds)

@@ -28,10 +28,10 @@ from hami_core.errors import KubeError
 from hami_core.errors import NotFoundError
 from hami_core.kube.client import KubeClient
 from hami_core.looping import Loop
-from hami_core.scheduler.cache import Changes
+from hami_core.scheduler.bookings import pod_key
 from hami_core.scheduler.cache import ClusterCache
-from hami_core.scheduler.cache import NodeView
-from hami_core.scheduler.cache import pod_key
+from hami_core.scheduler.changes import Changes
+from hami_core.scheduler.index import NodeView
 from hami_core.scheduler.pod_requests import PodRequest
 
 _log = logging.getLogger(__name__)

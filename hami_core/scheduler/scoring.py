@@ -93,12 +93,38 @@ class PodPolicies:
     weights: ScoringWeights
 
 
+def unknown_node_policy(name: str, policies: Mapping[str, ScoringPolicy]) -> str:
+    """The message for a node policy name no plugin registered, listing the known ones."""
+    known = ", ".join(sorted(node_policies(policies))) or "none"
+    return f"unknown node scheduler policy {name!r} (known: {known})"
+
+
+def resolve_node_policy(
+    annotations: Mapping[str, str], policies: Mapping[str, ScoringPolicy], default: str
+) -> tuple[ScoringPolicy, str]:
+    """A pod's node policy, as ``/filter`` and ``/prioritize`` both resolve it, and a warning.
+
+    The pod's ``hami.io/node-scheduler-policy`` when it names a registered node policy; the
+    configured ``default`` when it is absent or empty; also the default, with a warning saying so,
+    when it names an unknown policy (the webhook denies such pods; this one bypassed it).
+
+    Raises:
+        KeyError: ``default`` is not a registered policy (the configuration is checked at start).
+    """
+    name = annotations.get(codec.NODE_SCHEDULER_POLICY) or default
+    found = policies.get(name)
+    if found is not None and found.kind == "node":
+        return found, ""
+    return policies[default], f"{unknown_node_policy(name, policies)}; scheduled with {default}"
+
+
 def pod_policies(
     annotations: Mapping[str, str],
     policies: Mapping[str, ScoringPolicy],
     *,
     default_node: str,
     default_device: str,
+    node: ScoringPolicy | None = None,
 ) -> PodPolicies:
     """The policies of a pod: its annotations first, then the configured defaults.
 
@@ -107,16 +133,18 @@ def pod_policies(
         policies: every registered policy by name.
         default_node: the configured node policy (``scheduler.node_scheduler_policy``).
         default_device: the configured device policy (``scheduler.gpu_scheduler_policy``).
+        node: the node policy already resolved (:func:`resolve_node_policy`); ``None`` resolves it
+            here, strictly.
 
     Raises:
         CodecError: the node policy is not a registered node policy, or the scoring weights are
             malformed (HAMi's message).
     """
-    node_name = annotations.get(codec.NODE_SCHEDULER_POLICY) or default_node
-    node = policies.get(node_name)
-    if node is None or node.kind != "node":
-        known = ", ".join(sorted(node_policies(policies))) or "none"
-        raise CodecError(f"unknown node scheduler policy {node_name!r} (known: {known})")
+    if node is None:
+        node_name = annotations.get(codec.NODE_SCHEDULER_POLICY) or default_node
+        node = policies.get(node_name)
+        if node is None or node.kind != "node":
+            raise CodecError(unknown_node_policy(node_name, policies))
     device_text = annotations.get(codec.GPU_SCHEDULER_POLICY) or default_device
     custom = policies.get(device_text)
     if custom is not None and custom.kind == "device":

@@ -10,17 +10,21 @@ before its body is read (unknown route, no ``Content-Length``, a body over the c
 also closes the connection; logical failures are HTTP 200 with the ``Error`` field, as kube-scheduler expects. With a
 TLS context provider every accepted connection is wrapped with the provider's current context, so a
 rotated certificate is served without a restart; the handshake runs in the connection's own thread
-and every connection has a read timeout, so no client can stall the server. The webhook handler and
+and every connection has a read timeout, so no client can stall the server. Extender bodies are
+decoded and encoded with orjson (a 5,000-node ``NodeNames`` list or ``FailedNodes`` map costs a
+fraction of what the standard library takes); the time each ``/filter`` spends decoding and encoding
+goes to ``observe_phase``. The webhook handler and
 the TLS provider are typed by small Protocols here, so this module imports neither implementation.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import ssl
 import threading
+import time
+from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler
@@ -28,6 +32,7 @@ from typing import Any
 from typing import Protocol
 from typing import cast
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client import CollectorRegistry
 from prometheus_client import generate_latest
@@ -91,8 +96,8 @@ def _field(body: Mapping[str, Any], name: str) -> Any:
 
 def _object(body: bytes) -> Mapping[str, Any]:
     try:
-        decoded = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
         raise BadRequest(f"the body is not JSON: {err}") from err
     if not isinstance(decoded, dict):
         raise BadRequest(f"the body must be a JSON object, got {type(decoded).__name__}")
@@ -109,14 +114,13 @@ def parse_extender_args(body: bytes) -> tuple[PodView, list[str] | None, list[No
     pod = _field(args, "Pod")
     if not isinstance(pod, dict) or not isinstance(pod.get("metadata"), dict):
         raise BadRequest("extender args missing pod (Pod must be an object with metadata)")
-    metadata = pod["metadata"]
-    for key in ("name", "namespace"):
-        if not isinstance(metadata.get(key), str) or not metadata.get(key):
-            raise BadRequest(f"Pod.metadata.{key} must be a non-empty string")
     try:
         view = PodView.from_object(pod)
     except PodFormatError as err:
         raise BadRequest(f"Pod: {err}") from err
+    for key, value in (("name", view.name), ("namespace", view.namespace)):
+        if not value:
+            raise BadRequest(f"Pod.metadata.{key} must be a non-empty string")
     names = _field(args, "NodeNames")
     if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
         raise BadRequest("NodeNames must be a list of strings or null")
@@ -177,13 +181,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _json(self, status: int, value: object) -> None:
-        self._send(status, json.dumps(value, separators=(",", ":")).encode())
+        self._send(status, _encode(value))
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer without reading the body; the connection then cannot carry another request."""
         self.send_response(status)
         self.send_header("Connection", "close")  # also makes the handler end the connection
-        data = json.dumps({"Error": message}).encode()
+        data = _encode({"Error": message})
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -216,8 +220,7 @@ class _Handler(BaseHTTPRequestHandler):
         service = self.server.service
         try:
             if route == "/filter":
-                pod, names, nodes = parse_extender_args(body)
-                self._json(200, service.filter(pod, names, nodes))
+                self._filter(service, body)
             elif route == "/prioritize":
                 pod, names, nodes = parse_extender_args(body)
                 if names is None and nodes is not None:
@@ -232,6 +235,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(404, {"Error": f"no route POST {route}"})
         except BadRequest as err:
             self._json(400, {"Error": str(err)})
+
+    def _filter(self, service: ExtenderService, body: bytes) -> None:
+        started = time.perf_counter()
+        pod, names, nodes = parse_extender_args(body)
+        decoded = time.perf_counter()
+        reply = service.filter(pod, names, nodes)
+        answered = time.perf_counter()
+        data = _encode(reply)
+        observe = self.server.observe_phase
+        if observe is not None:
+            observe("decode", decoded - started)
+            observe("encode", time.perf_counter() - answered)
+        self._send(200, data)
 
     def do_GET(self) -> None:
         route = self.path.split("?", 1)[0].rstrip("/")
@@ -259,6 +275,7 @@ class _Server(TrackingHTTPServer):
         tls: TlsContextProvider | None,
         max_body: int,
         request_timeout: float,
+        observe_phase: Callable[[str, float], None] | None = None,
     ) -> None:
         super().__init__(address, _Handler, request_timeout)
         self.service = service
@@ -266,6 +283,7 @@ class _Server(TrackingHTTPServer):
         self.admission = admission
         self.tls = tls
         self.max_body = max_body
+        self.observe_phase = observe_phase
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = super().get_request()
@@ -287,6 +305,8 @@ class ExtenderServer:
         tls: serve HTTPS with the provider's context; ``None`` serves plain HTTP.
         max_body: request bodies above this many bytes are refused with 413.
         request_timeout: seconds a connection may stall.
+        observe_phase: told the seconds each ``/filter`` spent decoding (``decode``) and encoding
+            (``encode``).
     """
 
     def __init__(
@@ -300,6 +320,7 @@ class ExtenderServer:
         tls: TlsContextProvider | None = None,
         max_body: int = MAX_BODY_BYTES,
         request_timeout: float = REQUEST_TIMEOUT,
+        observe_phase: Callable[[str, float], None] | None = None,
     ) -> None:
         self._server = _Server(
             (host, port),
@@ -309,6 +330,7 @@ class ExtenderServer:
             tls=tls,
             max_body=max_body,
             request_timeout=request_timeout,
+            observe_phase=observe_phase,
         )
         self._thread: threading.Thread | None = None
 
@@ -354,3 +376,16 @@ def split_bind(address: str, default_port: int) -> tuple[str, int]:
     if not _:
         return address or "0.0.0.0", default_port
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _plain(value: object) -> object:
+    """What orjson cannot encode as is: read-only mappings and other sequences."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _encode(value: object) -> bytes:
+    return orjson.dumps(value, default=_plain)

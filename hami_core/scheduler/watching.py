@@ -2,7 +2,9 @@
 
 Each informer lists, then watches from the list's resourceVersion, and relists after ``410 Gone`` or
 any failure, handing the cache whole lists (:meth:`~hami_core.scheduler.cache.ClusterCache.replace_nodes`)
-and single events; so after a restart the cache is rebuilt from the API alone. The housekeeping thread
+and single events; so after a restart the cache is rebuilt from the API alone. Each pod is read
+into a :class:`~hami_core.pods.PodView` once, here, as it enters; a pod that is not a pod object is
+logged and left out. The housekeeping thread
 runs every ``resync`` seconds (HAMi's 15 s register loop) and whenever handshakes are due: it re-applies
 the handshake rule (a ``Requesting_`` ages out), writes the ``Requesting_<now>`` handshakes the cache
 asked for (leader only), and re-reads ResourceQuotas (the client has no quota watch). Every
@@ -13,7 +15,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from datetime import UTC
@@ -22,14 +27,17 @@ from datetime import datetime
 from hami_core import codec
 from hami_core.backend import DeviceBackend
 from hami_core.errors import KubeError
+from hami_core.errors import PodFormatError
 from hami_core.kube.client import KubeClient
 from hami_core.kube.informer import Informer
 from hami_core.kube.informer import listed
 from hami_core.kube.objects import Node
 from hami_core.kube.objects import Pod
 from hami_core.looping import Loop
-from hami_core.scheduler.cache import Changes
+from hami_core.pods import PodView
 from hami_core.scheduler.cache import ClusterCache
+from hami_core.scheduler.changes import Changes
+from hami_core.scheduler.changes import EventType
 from hami_core.scheduler.quota import limits_from_quotas
 
 _log = logging.getLogger(__name__)
@@ -86,8 +94,8 @@ class ClusterWatch:
             "pods",
             lambda: listed(kube.list_pods()),
             lambda version: kube.watch_pods(resource_version=version),
-            lambda event, pod, _: self._dispatch(cache.apply_pod(event, pod)),
-            on_list=lambda items: self._dispatch(cache.replace_pods(items)),
+            self._pod_event,
+            on_list=lambda items: self._dispatch(cache.replace_pods(_views(items))),
             retry_delay=RETRY_SECONDS,
         )
         self._lock = threading.Lock()
@@ -101,13 +109,24 @@ class ClusterWatch:
             log=_log,
         )
 
+    def _pod_event(self, event: EventType, pod: Pod, _: object) -> None:
+        view = _view(pod)
+        if view is not None:
+            self._dispatch(self._cache.apply_pod(event, view))
+
     @property
     def synced(self) -> bool:
         """Both informers have delivered their first list."""
         return self._nodes.synced and self._pods.synced
 
     def wait_synced(self, timeout: float | None = None) -> bool:
-        return self._nodes.wait_synced(timeout) and self._pods.wait_synced(timeout)
+        """Block until both informers delivered their first list, at most ``timeout`` seconds in all."""
+        if timeout is None:
+            return self._nodes.wait_synced() and self._pods.wait_synced()
+        deadline = time.monotonic() + timeout
+        return self._nodes.wait_synced(timeout) and self._pods.wait_synced(
+            max(0.0, deadline - time.monotonic())
+        )
 
     def start(self) -> None:
         self._nodes.start()
@@ -160,3 +179,19 @@ class ClusterWatch:
     def _housekeeping_round(self) -> float | None:
         self.housekeeping()
         return None  # the next round after ``resync``, or when woken
+
+
+def _view(pod: Pod) -> PodView | None:
+    """The pod read once at the edge; ``None`` (logged) for an object that is not a pod."""
+    try:
+        return PodView.from_object(pod)
+    except PodFormatError as err:
+        _log.warning("skipping a pod event the cache cannot read: %s", err)
+        return None
+
+
+def _views(pods: Iterable[Pod]) -> Iterator[PodView]:
+    for pod in pods:
+        view = _view(pod)
+        if view is not None:
+            yield view

@@ -3,7 +3,7 @@
 It keeps one global, strictly increasing resourceVersion; refuses stale writes with ``ConflictError``;
 raises ``NotFoundError`` for missing objects; applies JSON merge patches (RFC 7386) with the status
 subresource split of a real API server (a main-resource write ignores ``.status`` of pods and nodes, a
-status write changes only ``.status``); binds pods through ``pods/binding`` rules; and serves watches fed
+status write keeps the spec); binds pods through ``pods/binding`` rules; and serves watches fed
 on commit, with replay from a bounded history, 410 for versions older than it, and the label and field
 selectors of ``specs/kube-wire.md`` section 1.2; merge patches and selectors go through the same code as the
 local cluster's API server emulator (:mod:`hami_core.kube.merge_patch`, :mod:`hami_core.kube.selectors`),
@@ -257,8 +257,14 @@ class FakeKube:
         current = self._get(kind, namespace, name)
         self._check_version(kind, current, new.get("metadata", {}).get("resourceVersion"))
         if status_only:
+            # As kube-apiserver's status strategies: the spec is kept, user metadata is written.
             result = copy.deepcopy(current)
             result["status"] = new.get("status", {})
+            for field in ("labels", "annotations", "finalizers"):
+                if field in new.get("metadata", {}):
+                    result["metadata"][field] = new["metadata"][field]
+                else:
+                    result["metadata"].pop(field, None)
         else:
             result = new
             if kind in _WITH_STATUS:

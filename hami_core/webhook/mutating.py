@@ -17,7 +17,9 @@ HAMi's sequence (hami-wire.md section 4), then hami's own checks:
    does) are admitted with AdmissionReview warnings, because devices may still register;
 6. a privileged container in a pod that uses devices is denied (HAMi's rule, 403);
 7. a pod that uses devices gets ``schedulerName`` (a pod already bound to a node is denied, 403)
-   and the backend's ``runtimeClassName`` when it has none;
+   and the backend's ``runtimeClassName`` when it has none; beyond HAMi, one whose
+   ``hami.io/node-scheduler-policy`` names no registered node policy is denied (403) with the known
+   names (an empty value means the configured default);
 8. the namespace quota pre-check of hami-wire.md 3.10, when a :class:`QuotaCheck` is given (403);
 9. the reply is the JSONPatch from the pod as received to the pod as mutated.
 
@@ -89,17 +91,21 @@ class WebhookSettings:
         scheduler_name: written into ``spec.schedulerName`` of pods that use devices.
         force_overwrite_default_scheduler: also claim pods whose ``schedulerName`` is
             ``default-scheduler`` (what the API server defaults it to).
+        node_policies: the registered node policy names; a device pod whose
+            ``hami.io/node-scheduler-policy`` names another is denied. Empty checks nothing.
     """
 
     scheduler_name: str = "hami-scheduler"
     force_overwrite_default_scheduler: bool = True
+    node_policies: frozenset[str] = frozenset()
 
     @classmethod
-    def from_config(cls, scheduler: SchedulerConfig) -> WebhookSettings:
-        """The settings of the ``scheduler:`` section."""
+    def from_config(cls, scheduler: SchedulerConfig, node_policies: Iterable[str] = ()) -> WebhookSettings:
+        """The settings of the ``scheduler:`` section, checking policy names against ``node_policies``."""
         return cls(
             scheduler_name=scheduler.scheduler_name,
             force_overwrite_default_scheduler=scheduler.force_overwrite_default_scheduler,
+            node_policies=frozenset(node_policies),
         )
 
 
@@ -447,6 +453,10 @@ def _decide(
             raise _Refused(403, "pod has node assigned")
         if runtime_class and not spec.get("runtimeClassName"):
             spec["runtimeClassName"] = runtime_class
+        policy = view.annotation(codec.NODE_SCHEDULER_POLICY)
+        if policy and settings.node_policies and policy not in settings.node_policies:
+            known = ", ".join(sorted(settings.node_policies))
+            raise _Refused(403, f"unknown node scheduler policy {policy!r} (known: {known})")
         if quota is not None:
             where = namespace or view.namespace
             for backend in backends:

@@ -31,6 +31,7 @@ from hami_core.kube.client import RealKubeClient
 from hami_core.kube.objects import Pod
 from hami_core.localcluster.stack import free_port
 from hami_core.localcluster.stack import kube_scheduler_configuration
+from hami_core.quantity import parse_quantity
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_pod
 
@@ -63,11 +64,12 @@ def random_pod(index: int, rng: random.Random) -> Pod:
 def request_of(pod: Pod) -> tuple[int, int, int, int]:
     """(count, MiB or 0, percent or 0, cores) of a load pod."""
     limits = pod["spec"]["containers"][0]["resources"]["limits"]
+    # Quantities as the API server wrote them back: canonical, so 1000 MiB reads "1k".
     return (
-        int(limits[NAMES.count]),
-        int(limits.get(NAMES.memory, 0)),
-        int(limits.get(NAMES.memory_percentage, 0)),
-        int(limits.get(NAMES.cores, 0)),
+        int(parse_quantity(limits[NAMES.count])),
+        int(parse_quantity(limits.get(NAMES.memory, 0))),
+        int(parse_quantity(limits.get(NAMES.memory_percentage, 0))),
+        int(parse_quantity(limits.get(NAMES.cores, 0))),
     )
 
 

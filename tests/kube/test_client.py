@@ -1,7 +1,8 @@
-"""KubeClient behaviour, run against FakeKube and against RealKubeClient on the API server emulator.
+"""KubeClient behaviour, run against FakeKube, and RealKubeClient on the emulator and on a real kube-apiserver.
 
-One suite for both keeps the in-memory double honest: whatever hami code sees in unit tests is what the
-emulator (and so the official client) gives it.
+One suite for all three keeps the doubles honest: whatever hami code sees in unit tests is what the
+emulator (and so the official client) gives it, and what a real API server gives it. The real server
+is started once for the module (``make kube``) and emptied between tests.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 
 from hami_core.errors import ConfigError
@@ -24,6 +26,9 @@ from hami_core.kube.client import WatchExpiredError
 from hami_core.kube.client import WatchStream
 from hami_core.kube.client import warning_text
 from hami_core.localcluster.apiserver import ApiServer
+from hami_core.localcluster.controlplane import ControlPlane
+from hami_core.localcluster.controlplane import ControlPlaneError
+from hami_core.localcluster.controlplane import find_binaries
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_node
 from hami_core.testing.builders import make_pod
@@ -31,10 +36,43 @@ from hami_core.testing.fake_kube import FakeKube
 from tests.localcluster.polling import eventually
 
 
-@pytest.fixture(params=["fake", "emulator"])
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    try:
+        find_binaries()
+    except ControlPlaneError as err:
+        pytest.fail(str(err))
+    with ControlPlane(tmp_path_factory.mktemp("real-api", numbered=True)) as running:
+        yield running
+
+
+def wipe(kubeconfig: Path) -> None:
+    """Delete what the tests create, at once (grace period 0), so the next test starts empty."""
+    with kubernetes.config.new_client_from_config(str(kubeconfig)) as api:
+        core = kubernetes.client.CoreV1Api(api)
+        for namespace in ("default", "other"):
+            core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
+        for delete in (
+            core.delete_collection_namespaced_config_map,
+            core.delete_collection_namespaced_secret,
+            core.delete_collection_namespaced_event,
+            kubernetes.client.CoordinationV1Api(api).delete_collection_namespaced_lease,
+        ):
+            delete("default")
+        core.delete_collection_node()
+        kubernetes.client.AdmissionregistrationV1Api(api).delete_collection_mutating_webhook_configuration()
+
+
+@pytest.fixture(params=["fake", "emulator", "real"])
 def kube(request: pytest.FixtureRequest) -> Iterator[KubeClient]:
     if request.param == "fake":
         yield FakeKube()
+        return
+    if request.param == "real":
+        real: ControlPlane = request.getfixturevalue("real_server")
+        wipe(real.kubeconfig)
+        with RealKubeClient(kubeconfig=real.kubeconfig) as client:
+            yield client
         return
     server = ApiServer().start()
     client = RealKubeClient(host=server.url)
@@ -49,6 +87,8 @@ def take(stream: WatchStream[Any], count: int) -> list[tuple[str, str]]:
     """The first ``count`` events as (type, name); stops the watch."""
     seen: list[tuple[str, str]] = []
     for event_type, obj in stream:
+        if event_type == "BOOKMARK":
+            continue  # a real API server sends them whenever it likes; they change nothing
         seen.append((event_type, obj.get("metadata", {}).get("name", "")))
         if len(seen) == count:
             break
@@ -105,16 +145,20 @@ def test_merge_patch_null_removes_an_annotation(kube: KubeClient) -> None:
     assert patched["metadata"]["annotations"] == {"keep": "1"}
 
 
-def test_main_resource_write_ignores_status_and_status_write_ignores_the_rest(kube: KubeClient) -> None:
+def test_main_resource_write_ignores_status_and_status_write_keeps_the_spec(kube: KubeClient) -> None:
     kube.create_pod("default", make_pod("p1"))
     kube.patch_pod("default", "p1", {"metadata": {"labels": {"a": "1"}}, "status": {"phase": "Running"}})
     assert kube.get_pod("default", "p1")["status"]["phase"] == "Pending"
     kube.patch_pod_status(
-        "default", "p1", {"metadata": {"labels": {"a": "2"}}, "status": {"phase": "Running"}}
+        "default",
+        "p1",
+        {"metadata": {"labels": {"a": "2"}}, "spec": {"nodeName": "n9"}, "status": {"phase": "Running"}},
     )
     pod = kube.get_pod("default", "p1")
     assert pod["status"]["phase"] == "Running"
-    assert pod["metadata"]["labels"] == {"a": "1"}
+    # kube-apiserver's status strategy resets the spec but writes labels and annotations.
+    assert pod["metadata"]["labels"] == {"a": "2"}
+    assert not pod["spec"].get("nodeName")
 
 
 def test_node_status_patch_merges_capacity(kube: KubeClient) -> None:
@@ -173,7 +217,17 @@ def test_watch_from_a_list_version_sees_later_changes(kube: KubeClient) -> None:
     kube.create_pod("default", make_pod("p1"))
     kube.patch_pod("default", "p1", {"metadata": {"labels": {"a": "1"}}})
     kube.delete_pod("default", "p1")
-    assert take(stream, 3) == [("ADDED", "p1"), ("MODIFIED", "p1"), ("DELETED", "p1")]
+    events: list[tuple[str, str]] = []
+    for event_type, obj in stream:
+        if event_type != "BOOKMARK":
+            events.append((event_type, obj["metadata"]["name"]))
+        if event_type == "DELETED":
+            break
+    stream.stop()
+    # kube-apiserver first marks the pod deleted (deletionTimestamp, grace 0: one more MODIFIED),
+    # then removes it; the emulator removes it at once.
+    assert events[:2] == [("ADDED", "p1"), ("MODIFIED", "p1")]
+    assert events[2:] in ([("DELETED", "p1")], [("MODIFIED", "p1"), ("DELETED", "p1")])
 
 
 def test_watch_without_version_starts_with_current_objects(kube: KubeClient) -> None:
@@ -201,7 +255,7 @@ def test_stopping_a_watch_before_iterating_ends_it(kube: KubeClient) -> None:
 def test_stop_ends_a_watch_blocked_in_another_thread(kube: KubeClient) -> None:
     stream = kube.watch_pods()
     seen: list[tuple[str, objects.Pod]] = []
-    reader = threading.Thread(target=lambda: seen.extend(stream))
+    reader = threading.Thread(target=lambda: seen.extend(e for e in stream if e[0] != "BOOKMARK"))
     reader.start()
     kube.create_pod("default", make_pod("p1"))
     eventually(lambda: seen, what="the first event")
@@ -239,11 +293,15 @@ def test_events_config_maps_secrets_and_webhook_configurations_round_trip(kube: 
     kube.create_secret("default", {"metadata": {"name": "s"}, "type": "Opaque", "data": {"k": "dg=="}})
     kube.patch_secret("default", "s", {"data": {"k": "dw=="}})
     assert kube.get_secret("default", "s")["data"] == {"k": "dw=="}
-    kube.create_mutating_webhook_configuration(
-        {"metadata": {"name": "hami"}, "webhooks": [{"name": "w.hami"}]}
-    )
+    webhook = {
+        "name": "w.hami.io",
+        "clientConfig": {"url": "https://127.0.0.1:9443/webhook"},
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+    }
+    kube.create_mutating_webhook_configuration({"metadata": {"name": "hami"}, "webhooks": [webhook]})
     kube.patch_mutating_webhook_configuration("hami", {"metadata": {"labels": {"a": "b"}}})
-    assert kube.get_mutating_webhook_configuration("hami")["webhooks"][0]["name"] == "w.hami"
+    assert kube.get_mutating_webhook_configuration("hami")["webhooks"][0]["name"] == "w.hami.io"
     assert kube.list_resource_quotas("default")["items"] == []
 
 

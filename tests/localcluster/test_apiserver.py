@@ -368,28 +368,38 @@ class TestPatch:
             ns,
             {
                 "metadata": {"name": "p"},
-                "spec": {"containers": [{"name": "c", "image": "a", "env": [{"name": "A", "value": "1"}]}]},
+                "spec": {
+                    "containers": [
+                        {"name": "c", "image": "a", "env": [{"name": "A", "value": "1"}]},
+                        {"name": "d", "image": "b"},
+                    ]
+                },
             },
         )
-        patch = {
-            "spec": {
-                "containers": [
-                    {"name": "c", "env": [{"name": "B", "value": "2"}]},
-                    {"name": "d", "image": "b"},
-                ]
-            }
-        }
-        patched = core.patch_namespaced_pod("p", ns, patch)
-        assert [c.name for c in patched.spec.containers] == ["c", "d"]
-        assert [(e.name, e.value) for e in patched.spec.containers[0].env] == [("A", "1"), ("B", "2")]
-        assert patched.spec.containers[0].image == "a"
+        # Images are the part of a pod's containers an update may change (kube-apiserver's rule).
+        patched = core.patch_namespaced_pod("p", ns, {"spec": {"containers": [{"name": "d", "image": "c"}]}})
+        assert [(c.name, c.image) for c in patched.spec.containers] == [("c", "a"), ("d", "c")]
+        assert [(e.name, e.value) for e in patched.spec.containers[0].env] == [("A", "1")]
+        added = {"spec": {"containers": [{"name": "c", "env": [{"name": "B", "value": "2"}]}]}}
+        with pytest.raises(client.ApiException) as refused:
+            core.patch_namespaced_pod("p", ns, added)
+        assert refused.value.status == 422
+        assert "pod updates may not change fields other than" in str(refused.value.body)
 
     def test_merge_patch_replaces_lists(self, core: client.CoreV1Api, ns: str) -> None:
         core.create_namespaced_pod(ns, pod("p", tolerations=[{"key": "a"}]))
-        patch = {"spec": {"containers": [{"name": "x", "image": "y"}]}, "metadata": {"labels": {"l": "1"}}}
+        patch = {"spec": {"tolerations": [{"key": "b"}, {"key": "a"}]}, "metadata": {"labels": {"l": "1"}}}
         patched = core.patch_namespaced_pod("p", ns, patch, _content_type="application/merge-patch+json")
-        assert [c.name for c in patched.spec.containers] == ["x"]
+        assert [t.key for t in patched.spec.tolerations] == ["b", "a"]
         assert patched.metadata.labels == {"l": "1"}
+        with pytest.raises(client.ApiException) as refused:
+            core.patch_namespaced_pod(
+                "p",
+                ns,
+                {"spec": {"tolerations": [{"key": "c"}]}},
+                _content_type="application/merge-patch+json",
+            )
+        assert refused.value.status == 422
 
     def test_list_bodies_are_json_patches_with_test(self, core: client.CoreV1Api, ns: str) -> None:
         core.create_namespaced_config_map(ns, {"metadata": {"name": "a"}, "data": {"k": "v"}})
@@ -510,7 +520,7 @@ class TestBadRequests:
 
 
 class TestStatusSubresource:
-    def test_status_writes_change_only_status(self, core: client.CoreV1Api, ns: str) -> None:
+    def test_status_writes_keep_the_spec(self, core: client.CoreV1Api, ns: str) -> None:
         core.create_namespaced_pod(ns, pod("p"))
         patch = {
             "status": {"phase": "Running"},
@@ -519,7 +529,8 @@ class TestStatusSubresource:
         }
         patched = core.patch_namespaced_pod_status("p", ns, patch)
         assert patched.status.phase == "Running"
-        assert patched.metadata.labels is None
+        # As kube-apiserver's status strategy: labels and annotations are written, the spec is not.
+        assert patched.metadata.labels == {"x": "y"}
         assert patched.spec.node_name is None
 
     def test_main_resource_writes_ignore_pod_status(self, core: client.CoreV1Api, ns: str) -> None:

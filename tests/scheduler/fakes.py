@@ -44,11 +44,11 @@ from hami_core.pods import ContainerView
 from hami_core.pods import PodView
 from hami_core.scheduler import scoring
 from hami_core.scheduler.binding import Binding
-from hami_core.scheduler.cache import Changes
 from hami_core.scheduler.cache import ClusterCache
+from hami_core.scheduler.changes import Changes
+from hami_core.scheduler.choosing import uses_shared_fit
 from hami_core.scheduler.filtering import Filtering
 from hami_core.scheduler.filtering import FilterOutcome
-from hami_core.scheduler.filtering import uses_shared_fit
 from hami_core.scheduler.recording import EventRecorder
 from hami_core.scheduler.retrying import Retrier
 from hami_core.scheduler.retrying import RetryBook
@@ -249,13 +249,15 @@ class Harness:
 
     def add_pod(self, pod: Pod) -> Pod:
         created = self.kube.create_pod(pod["metadata"].get("namespace", "default"), pod)
-        self.dispatch(self.cache.apply_pod("ADDED", created))
+        self.dispatch(self.cache.apply_pod("ADDED", PodView.from_object(created)))
         return created
 
     def sync(self, now: datetime = NOW) -> None:
         """Apply the FakeKube's current nodes and pods to the cache, as a relist would."""
         self.dispatch(self.cache.replace_nodes(self.kube.list_nodes()["items"], now))
-        self.dispatch(self.cache.replace_pods(self.kube.list_pods()["items"]))
+        self.dispatch(
+            self.cache.replace_pods(PodView.from_object(pod) for pod in self.kube.list_pods()["items"])
+        )
 
     def node_names(self) -> list[str]:
         return [node["metadata"]["name"] for node in self.kube.list_nodes()["items"]]

@@ -7,12 +7,14 @@ from datetime import timedelta
 import pytest
 
 from hami_core import codec
+from hami_core.pods import PodView
 from hami_core.scheduler import scoring
+from hami_core.scheduler.admission_view import AdmissionView
+from hami_core.scheduler.bookings import PodAllocation
 from hami_core.scheduler.cache import ClusterCache
-from hami_core.scheduler.cache import PodAllocation
-from hami_core.scheduler.cache import assess_handshake
 from hami_core.scheduler.capacity import ROOM_TIERS
 from hami_core.scheduler.capacity import RoomTier
+from hami_core.scheduler.nodes import assess_handshake
 from hami_core.scheduler.quota import QuotaLimits
 from hami_core.scheduler.quota import ResourceLimit
 from hami_core.scheduler.quota import Usage
@@ -190,8 +192,10 @@ def test_a_silent_node_loses_its_devices_once_the_handshake_expires_and_regains_
 def test_usage_comes_from_the_allocated_annotation_of_pods_that_hold_devices() -> None:
     cache = new_cache()
     cache.apply_node("ADDED", registered_node("n", gpus("GPU", 2)), NOW)
-    cache.apply_pod("ADDED", held_pod("a", "n", "GPU-0,NVIDIA,3000,30:;"))
-    cache.apply_pod("ADDED", held_pod("b", "n", "GPU-0,NVIDIA,1000,10:GPU-1,NVIDIA,1000,10:;"))
+    cache.apply_pod("ADDED", PodView.from_object(held_pod("a", "n", "GPU-0,NVIDIA,3000,30:;")))
+    cache.apply_pod(
+        "ADDED", PodView.from_object(held_pod("b", "n", "GPU-0,NVIDIA,1000,10:GPU-1,NVIDIA,1000,10:;"))
+    )
     assert used(cache, "n") == {"GPU-0": (2, 4000, 40), "GPU-1": (1, 1000, 10)}
 
 
@@ -199,8 +203,10 @@ def test_usage_comes_from_the_allocated_annotation_of_pods_that_hold_devices() -
 def test_a_finished_pod_frees_its_devices(phase: str) -> None:
     cache = new_cache()
     cache.apply_node("ADDED", registered_node("n", gpus("GPU", 1)), NOW)
-    cache.apply_pod("ADDED", held_pod("a", "n", "GPU-0,NVIDIA,3000,30:;"))
-    changes = cache.apply_pod("MODIFIED", held_pod("a", "n", "GPU-0,NVIDIA,3000,30:;", phase=phase))
+    cache.apply_pod("ADDED", PodView.from_object(held_pod("a", "n", "GPU-0,NVIDIA,3000,30:;")))
+    changes = cache.apply_pod(
+        "MODIFIED", PodView.from_object(held_pod("a", "n", "GPU-0,NVIDIA,3000,30:;", phase=phase))
+    )
     assert used(cache, "n") == {"GPU-0": (0, 0, 0)}
     assert changes.freed_nodes == {"n"}
     assert changes.settled_pods == {"default/a"}
@@ -210,8 +216,8 @@ def test_a_deleted_pod_frees_its_devices() -> None:
     cache = new_cache()
     cache.apply_node("ADDED", registered_node("n", gpus("GPU", 1)), NOW)
     pod = held_pod("a", "n", "GPU-0,NVIDIA,3000,30:;")
-    cache.apply_pod("ADDED", pod)
-    changes = cache.apply_pod("DELETED", pod)
+    cache.apply_pod("ADDED", PodView.from_object(pod))
+    changes = cache.apply_pod("DELETED", PodView.from_object(pod))
     assert used(cache, "n") == {"GPU-0": (0, 0, 0)}
     assert changes.freed_nodes == {"n"}
 
@@ -219,7 +225,7 @@ def test_a_deleted_pod_frees_its_devices() -> None:
 def test_a_pod_with_a_malformed_allocation_is_skipped_with_a_warning() -> None:
     cache = new_cache()
     cache.apply_node("ADDED", registered_node("n", gpus("GPU", 1)), NOW)
-    changes = cache.apply_pod("ADDED", held_pod("a", "n", "uuid,type,100:;"))
+    changes = cache.apply_pod("ADDED", PodView.from_object(held_pod("a", "n", "uuid,type,100:;")))
     assert used(cache, "n") == {"GPU-0": (0, 0, 0)}
     (warning,) = changes.warnings
     assert (warning.kind, warning.name, warning.reason) == ("Pod", "a", "InvalidDeviceAllocation")
@@ -230,7 +236,7 @@ def test_init_containers_count_their_peak_and_app_containers_their_sum() -> None
     cache = new_cache()
     cache.apply_node("ADDED", registered_node("n", gpus("GPU", 1)), NOW)
     allocated = "GPU-0,NVIDIA,5000,50:;GPU-0,NVIDIA,1000,10:;GPU-0,NVIDIA,1000,20:;"
-    cache.apply_pod("ADDED", held_pod("a", "n", allocated, init=1))
+    cache.apply_pod("ADDED", PodView.from_object(held_pod("a", "n", allocated, init=1)))
     assert used(cache, "n") == {"GPU-0": (2, 5000, 50)}
 
 
@@ -239,8 +245,10 @@ def test_init_containers_stop_counting_once_they_all_exited_zero() -> None:
     cache.apply_node("ADDED", registered_node("n", gpus("GPU", 1)), NOW)
     allocated = "GPU-0,NVIDIA,5000,50:;GPU-0,NVIDIA,1000,10:;"
     done = [{"name": "i0", "state": {"terminated": {"exitCode": 0}}}]
-    cache.apply_pod("ADDED", held_pod("a", "n", allocated, init=1))
-    cache.apply_pod("MODIFIED", held_pod("a", "n", allocated, init=1, init_statuses=done))
+    cache.apply_pod("ADDED", PodView.from_object(held_pod("a", "n", allocated, init=1)))
+    cache.apply_pod(
+        "MODIFIED", PodView.from_object(held_pod("a", "n", allocated, init=1, init_statuses=done))
+    )
     assert used(cache, "n") == {"GPU-0": (1, 1000, 10)}
 
 
@@ -248,7 +256,7 @@ def test_a_relist_drops_pods_and_nodes_that_are_gone() -> None:
     cache = new_cache()
     cache.apply_node("ADDED", registered_node("n", gpus("GPU", 1)), NOW)
     cache.apply_node("ADDED", registered_node("gone", gpus("X", 1)), NOW)
-    cache.apply_pod("ADDED", held_pod("a", "n", "GPU-0,NVIDIA,3000,30:;"))
+    cache.apply_pod("ADDED", PodView.from_object(held_pod("a", "n", "GPU-0,NVIDIA,3000,30:;")))
     cache.replace_nodes([registered_node("n", gpus("GPU", 1))], NOW)
     changes = cache.replace_pods([])
     assert cache.view("gone") is None
@@ -284,15 +292,15 @@ def test_a_reservation_wins_over_an_older_watch_event_until_the_watch_confirms_i
     cache.apply_node("ADDED", registered_node("b", gpus("B", 1)), NOW)
     pod = held_pod("p", "a", "A-0,NVIDIA,1000,0:;")
     uid = pod["metadata"]["uid"]  # type: ignore[index]
-    cache.apply_pod("ADDED", pod)
+    cache.apply_pod("ADDED", PodView.from_object(pod))
     cache.forget(uid)
     assert cache.reserve(uid, booking("b", "B-0", 2000), cache.view("b").generation) == "reserved"  # type: ignore[union-attr]
     stale = held_pod("p", "a", "A-0,NVIDIA,1000,0:;")
     stale["metadata"]["annotations"][codec.BIND_PHASE] = "failed"  # type: ignore[index]
-    cache.apply_pod("MODIFIED", stale)
+    cache.apply_pod("MODIFIED", PodView.from_object(stale))
     assert used(cache, "a") == {"A-0": (0, 0, 0)}
     assert used(cache, "b") == {"B-0": (1, 2000, 0)}
-    cache.apply_pod("MODIFIED", held_pod("p", "b", "B-0,NVIDIA,2000,0:;"))
+    cache.apply_pod("MODIFIED", PodView.from_object(held_pod("p", "b", "B-0,NVIDIA,2000,0:;")))
     assert cache.allocation(uid) == booking("b", "B-0", 2000)
     assert used(cache, "b") == {"B-0": (1, 2000, 0)}
 
@@ -301,7 +309,7 @@ def test_forgetting_a_pod_frees_what_it_held() -> None:
     cache = new_cache()
     cache.apply_node("ADDED", registered_node("n", gpus("GPU", 1)), NOW)
     pod = held_pod("a", "n", "GPU-0,NVIDIA,3000,30:;")
-    cache.apply_pod("ADDED", pod)
+    cache.apply_pod("ADDED", PodView.from_object(pod))
     changes = cache.forget(pod["metadata"]["uid"])  # type: ignore[index]
     assert used(cache, "n") == {"GPU-0": (0, 0, 0)}
     assert changes.freed_nodes == {"n"}
@@ -311,13 +319,14 @@ def test_a_reservation_beyond_the_namespace_quota_is_refused() -> None:
     cache = new_cache()
     cache.apply_node("ADDED", registered_node("n", gpus("GPU", 2)), NOW)
     cache.set_quotas(QuotaLimits(by_namespace={"default": {"nvidia": ResourceLimit(memory=5000)}}))
-    cache.apply_pod("ADDED", held_pod("a", "n", "GPU-0,NVIDIA,3000,0:;"))
+    cache.apply_pod("ADDED", PodView.from_object(held_pod("a", "n", "GPU-0,NVIDIA,3000,0:;")))
     generation = cache.view("n").generation  # type: ignore[union-attr]
     assert cache.reserve("uid-2", booking("n", "GPU-1", 3000, name="q"), generation) == "quota"
     assert cache.reserve("uid-2", booking("n", "GPU-1", 2000, name="q"), generation) == "reserved"
     assert cache.namespace_usage("default", "nvidia") == Usage(5000, 0)
-    assert cache.quota_exceeded("default", "nvidia", 1, 0) is not None
-    assert cache.quota_exceeded("other", "nvidia", 10**6, 0) is None
+    webhook = AdmissionView(cache)
+    assert webhook.quota_exceeded("default", "nvidia", 1, 0) is not None
+    assert webhook.quota_exceeded("other", "nvidia", 10**6, 0) is None
 
 
 # --- rankings, rooms and fleet ----------------------------------------------------------------------
@@ -327,8 +336,8 @@ def test_binpack_ranks_the_fullest_node_first_and_spread_the_emptiest() -> None:
     cache = new_cache()
     for name in ("empty", "half", "full"):
         cache.apply_node("ADDED", registered_node(name, gpus(name, 1)), NOW)
-    cache.apply_pod("ADDED", held_pod("a", "half", "half-0,NVIDIA,4000,50:;"))
-    cache.apply_pod("ADDED", held_pod("b", "full", "full-0,NVIDIA,8000,100:;"))
+    cache.apply_pod("ADDED", PodView.from_object(held_pod("a", "half", "half-0,NVIDIA,4000,50:;")))
+    cache.apply_pod("ADDED", PodView.from_object(held_pod("b", "full", "full-0,NVIDIA,8000,100:;")))
     assert [name for _, name in cache.ranking("binpack")] == ["full", "half", "empty"]
     assert [name for _, name in cache.ranking("spread")] == ["empty", "half", "full"]
     assert cache.rank("spread", ["full", "empty"]) == ["empty", "full"]
@@ -338,7 +347,7 @@ def test_room_rankings_list_only_nodes_whose_devices_can_still_give_that_much() 
     cache = new_cache()
     cache.apply_node("ADDED", registered_node("roomy", gpus("R", 2)), NOW)
     cache.apply_node("ADDED", registered_node("tight", gpus("T", 1)), NOW)
-    cache.apply_pod("ADDED", held_pod("a", "tight", "T-0,NVIDIA,7000,90:;"))
+    cache.apply_pod("ADDED", PodView.from_object(held_pod("a", "tight", "T-0,NVIDIA,7000,90:;")))
     half_memory = RoomTier("memory", 60)
     two_whole = RoomTier("memory", 100, 2)
     assert half_memory in ROOM_TIERS
@@ -374,10 +383,10 @@ def test_a_lock_change_is_reported_without_touching_the_node_generation() -> Non
 def test_a_pod_name_reused_by_a_new_pod_drops_the_old_pods_booking() -> None:
     cache = new_cache()
     cache.apply_node("ADDED", registered_node("n", gpus("GPU", 1)), NOW)
-    cache.apply_pod("ADDED", held_pod("a", "n", "GPU-0,NVIDIA,3000,30:;"))
+    cache.apply_pod("ADDED", PodView.from_object(held_pod("a", "n", "GPU-0,NVIDIA,3000,30:;")))
     fresh = make_pod("a", containers=[make_container(limits={GPU: 1})])
     fresh["metadata"]["uid"] = "another-uid"
-    cache.apply_pod("ADDED", fresh)
+    cache.apply_pod("ADDED", PodView.from_object(fresh))
     assert used(cache, "n") == {"GPU-0": (0, 0, 0)}
     assert cache.pod("default", "a").uid == "another-uid"  # type: ignore[union-attr]
 
@@ -386,10 +395,10 @@ def test_a_policy_nobody_used_yet_is_ranked_from_every_node_on_first_use() -> No
     cache = ClusterCache([NVIDIA], POLICIES, active=["binpack"])
     for name in ("empty", "half"):
         cache.apply_node("ADDED", registered_node(name, gpus(name, 1)), NOW)
-    cache.apply_pod("ADDED", held_pod("a", "half", "half-0,NVIDIA,4000,50:;"))
+    cache.apply_pod("ADDED", PodView.from_object(held_pod("a", "half", "half-0,NVIDIA,4000,50:;")))
     assert [name for _, name in cache.ranking("spread")] == ["empty", "half"]
     assert [name for _, name in cache.ranking("spread", ("nvidia", RoomTier("memory", 100)))] == ["empty"]
-    cache.apply_pod("ADDED", held_pod("b", "empty", "empty-0,NVIDIA,8000,100:;"))
+    cache.apply_pod("ADDED", PodView.from_object(held_pod("b", "empty", "empty-0,NVIDIA,8000,100:;")))
     assert [name for _, name in cache.ranking("spread")] == ["half", "empty"]
     with pytest.raises(KeyError):
         cache.ranking("fastest")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 from hami_core import codec
 from hami_core.pods import PodView
 from hami_core.scheduler.extender import Extender
@@ -18,7 +21,12 @@ from tests.scheduler.fakes import registered_node
 
 
 def extender(
-    made: Harness, *, synced: bool = True, leading: bool = True
+    made: Harness,
+    *,
+    synced: bool = True,
+    leading: bool = True,
+    wait_synced: Callable[[float], bool] | None = None,
+    sync_wait: float = 0.0,
 ) -> tuple[Extender, SchedulerMetrics]:
     metrics = SchedulerMetrics(made.cache)
     verbs = Extender(
@@ -29,6 +37,8 @@ def extender(
         synced=lambda: synced,
         leading=lambda: leading,
         identity="replica-b",
+        wait_synced=wait_synced,
+        sync_wait=sync_wait,
     )
     return verbs, metrics
 
@@ -56,6 +66,57 @@ def test_nothing_is_served_before_the_cache_synced() -> None:
     verbs, _ = extender(made, synced=False)
     reply = verbs.filter(PodView.from_object(made.add_pod(gpu_pod("p", memory=100))), ["a"], None)
     assert reply["Error"] == "the cluster cache has not synced yet"
+
+
+def test_a_filter_before_the_first_lists_waits_for_them_a_bounded_time() -> None:
+    made = two_nodes()
+    synced = threading.Event()
+    waits: list[float] = []
+
+    def wait_synced(timeout: float) -> bool:
+        waits.append(timeout)
+        return synced.wait(timeout)
+
+    metrics = SchedulerMetrics(made.cache)
+    verbs = Extender(
+        made.filtering,
+        made.binding,
+        made.cache,
+        metrics,
+        synced=synced.is_set,
+        leading=lambda: True,
+        wait_synced=wait_synced,
+        sync_wait=5.0,
+    )
+    pod = PodView.from_object(made.add_pod(gpu_pod("p", memory=100)))
+    threading.Timer(0.05, synced.set).start()
+    assert verbs.filter(pod, ["a"], None)["NodeNames"] == ["a"]
+    assert waits == [5.0]
+    synced.clear()
+    late = PodView.from_object(made.add_pod(gpu_pod("q", memory=100)))
+    refused = extender(made, synced=False, wait_synced=lambda timeout: False, sync_wait=0.01)[0]
+    assert refused.filter(late, ["b"], None)["Error"] == "the cluster cache has not synced yet"
+
+
+def test_a_successful_filter_reply_carries_no_failed_nodes() -> None:
+    made = two_nodes()
+    verbs, _ = extender(made)
+    made.filtering.filter(PodView.from_object(made.add_pod(gpu_pod("big", memory=7000))), ["a"])
+    made.sync()
+    reply = verbs.filter(PodView.from_object(made.add_pod(gpu_pod("p", memory=2000))), ["a", "b"], None)
+    assert reply["NodeNames"] == ["b"]
+    assert reply["FailedNodes"] is None
+    assert reply["Error"] == ""
+
+
+def test_prioritize_resolves_an_unknown_or_empty_policy_like_filter() -> None:
+    made = two_nodes()
+    verbs, _ = extender(made)
+    made.filtering.filter(PodView.from_object(made.add_pod(gpu_pod("seed", memory=4000))), ["a"])
+    made.sync()
+    for value in ("", "fastest"):
+        pod = gpu_pod("p", memory=100, annotations={codec.NODE_SCHEDULER_POLICY: value})
+        assert [entry["Score"] for entry in verbs.prioritize(PodView.from_object(pod), ["a", "b"])] == [10, 0]
 
 
 def test_a_scheduled_pod_gets_one_node_name_and_is_then_bound() -> None:

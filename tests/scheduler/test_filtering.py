@@ -20,6 +20,7 @@ from hami_core.scheduler.filtering import FilterOutcome
 from hami_core.scheduler.quota import limits_from_quotas
 from hami_core.scheduler.recording import EventRecorder
 from hami_core.testing.builders import make_container
+from hami_core.testing.builders import make_node
 from hami_core.testing.builders import make_pod
 from hami_core.testing.fake_kube import FakeKube
 from tests.scheduler.fakes import CORES
@@ -292,25 +293,55 @@ def test_a_backend_with_its_own_node_score_is_ranked_on_every_node() -> None:
     assert outcome.evaluated == 2
 
 
-@pytest.mark.parametrize(
-    ("annotations", "message"),
-    [
-        pytest.param(
-            {codec.NODE_SCHEDULER_POLICY: "fastest"}, "unknown node scheduler policy", id="node-policy"
-        ),
-        pytest.param(
-            {codec.DEVICE_SCORING_WEIGHTS: "slot=1,core=high,memory=3"},
-            'invalid hami.io/device-scoring-weights annotation "slot=1,core=high,memory=3": "core" weight must be an integer',
-            id="weights",
-        ),
-    ],
-)
-def test_a_malformed_scheduling_annotation_is_an_error_naming_it(
-    annotations: dict[str, str], message: str
-) -> None:
+def test_a_malformed_scoring_weights_annotation_is_an_error_naming_it() -> None:
     made = one_node()
-    with pytest.raises(CodecError, match=message.replace("(", r"\(")):
-        schedule(made, gpu_pod("p", memory=100, annotations=annotations))
+    message = 'invalid hami.io/device-scoring-weights annotation "slot=1,core=high,memory=3": "core" weight must be an integer'
+    with pytest.raises(CodecError, match=message):
+        schedule(
+            made,
+            gpu_pod("p", memory=100, annotations={codec.DEVICE_SCORING_WEIGHTS: "slot=1,core=high,memory=3"}),
+        )
+
+
+def test_a_pod_naming_an_unknown_node_policy_gets_the_default_and_a_warning_event() -> None:
+    kube = FakeKube()
+    recorder = EventRecorder(kube)
+    made = harness(kube=kube, recorder=recorder, config=SchedulerConfig(node_scheduler_policy="spread"))
+    made.add_node(registered_node("empty", gpus("E", 1)))
+    made.add_node(registered_node("busy", gpus("B", 1)))
+    schedule(made, gpu_pod("first", memory=1000), ["busy"])
+    recorder.start()
+    outcome = schedule(made, gpu_pod("p", memory=1000, annotations={codec.NODE_SCHEDULER_POLICY: "fastest"}))
+    recorder.stop()
+    assert (outcome.result, outcome.node) == ("scheduled", "empty")  # spread, the configured default
+    warnings = [e for e in kube.list_events("default")["items"] if e["type"] == "Warning"]
+    assert [e["reason"] for e in warnings] == ["UnknownSchedulerPolicy"]
+    assert warnings[0]["message"] == (
+        "unknown node scheduler policy 'fastest' (known: binpack, spread); scheduled with spread"
+    )
+
+
+@pytest.mark.parametrize("value", ["", None])
+def test_an_empty_or_absent_node_policy_means_the_configured_default(value: str | None) -> None:
+    made = harness(config=SchedulerConfig(node_scheduler_policy="spread"))
+    made.add_node(registered_node("empty", gpus("E", 1)))
+    made.add_node(registered_node("busy", gpus("B", 1)))
+    schedule(made, gpu_pod("first", memory=1000), ["busy"])
+    annotations = {codec.NODE_SCHEDULER_POLICY: value} if value is not None else {}
+    outcome = schedule(made, gpu_pod("p", memory=1000, annotations=annotations))
+    assert outcome.node == "empty"
+
+
+def test_a_node_without_devices_is_reported_unregistered() -> None:
+    made = one_node()
+    made.add_node(make_node("plain"))  # no register annotation
+    outcome = schedule(made, gpu_pod("p", memory=100_000), ["node-a", "plain", "ghost"])
+    assert outcome.result == "unschedulable"
+    assert outcome.failed == {
+        "node-a": "2/2 CardInsufficientMemory",
+        "plain": codec.NODE_UNREGISTERED,
+        "ghost": codec.NODE_UNREGISTERED,
+    }
 
 
 def test_a_malformed_resource_is_an_error_naming_the_pod_and_container() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hami_core import codec
 from hami_core.devices import DeviceRequest
 from hami_core.pods import PodView
-from hami_core.scheduler.cache import Changes
-from hami_core.scheduler.cache import NodeView
+from hami_core.scheduler.changes import Changes
+from hami_core.scheduler.index import NodeView
 from hami_core.scheduler.pod_requests import PodRequest
 from hami_core.scheduler.retrying import RetryBook
 from tests.scheduler.fakes import NvidiaLikeBackend
@@ -35,7 +35,7 @@ class Clock:
 
 def views_with(free_mib: int) -> dict[str, NodeView]:
     from hami_core.devices import DeviceUsage
-    from hami_core.scheduler.cache import BackendSummary
+    from hami_core.scheduler.capacity import BackendSummary
 
     device = DeviceUsage(id="d", count=10, totalmem=8000, usedmem=8000 - free_mib, totalcore=100)
     view = NodeView(

@@ -10,8 +10,8 @@ from hami_core import codec
 from hami_core.kube.client import WatchExpiredError
 from hami_core.kube.informer import Informer
 from hami_core.scheduler import scoring
-from hami_core.scheduler.cache import Changes
 from hami_core.scheduler.cache import ClusterCache
+from hami_core.scheduler.changes import Changes
 from hami_core.scheduler.watching import ClusterWatch
 from hami_core.testing.builders import make_node
 from hami_core.testing.fake_kube import FakeKube

@@ -456,3 +456,16 @@ def test_the_quota_is_not_asked_about_pods_without_devices() -> None:
 def test_without_backends_every_pod_is_left_untouched() -> None:
     outcome = mutate_pod(_pod(make_container(limits={GPU: 1})), [], SETTINGS)
     assert (outcome.allowed, outcome.patch) == (True, ())
+
+
+def test_a_device_pod_naming_an_unknown_node_policy_is_denied_with_the_known_ones() -> None:
+    settings = WebhookSettings(node_policies=frozenset({"binpack", "spread"}))
+    pod = _pod(make_container(limits={GPU: 1}), annotations={codec.NODE_SCHEDULER_POLICY: "fastest"})
+    refused = mutate_pod(pod, [MockBackend()], settings)
+    assert (refused.allowed, refused.code) == (False, 403)
+    assert refused.message == "unknown node scheduler policy 'fastest' (known: binpack, spread)"
+    for value in ("spread", ""):
+        pod = _pod(make_container(limits={GPU: 1}), annotations={codec.NODE_SCHEDULER_POLICY: value})
+        assert mutate_pod(pod, [MockBackend()], settings).allowed
+    plain = _pod(make_container(), annotations={codec.NODE_SCHEDULER_POLICY: "fastest"})
+    assert mutate_pod(plain, [MockBackend()], settings).allowed  # not hami's pod

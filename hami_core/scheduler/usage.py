@@ -1,0 +1,56 @@
+"""The one conversion from registered devices to usage: :func:`device_usage`.
+
+The cache builds every node's view with it from what pods hold there, and the dry-run path builds its
+transient, unused node views with it too, so both see devices the same way. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from collections.abc import Sequence
+
+from hami_core.allocation import DeviceBooking
+from hami_core.devices import DeviceInfo
+from hami_core.devices import DeviceUsage
+
+
+def device_usage(
+    infos: Sequence[DeviceInfo], backend: str, held: Iterable[Sequence[DeviceBooking]] = ()
+) -> tuple[DeviceUsage, ...]:
+    """``infos`` (one backend's registered devices) with the slots, memory and cores ``held`` books.
+
+    Args:
+        infos: the devices as registered, in registration order.
+        backend: the backend's name (the vendor of devices that name none).
+        held: per pod on the node, its bookings on this backend's devices.
+    """
+    sums: dict[str, list[int]] = {}
+    for bookings in held:
+        for booking in bookings:
+            entry = sums.setdefault(booking.device.uuid, [0, 0, 0])
+            entry[0] += max(booking.slots, 1)
+            entry[1] += booking.device.usedmem
+            entry[2] += booking.device.usedcores
+    usage = []
+    for info in infos:
+        used, mem, cores = sums.get(info.id, (0, 0, 0))
+        usage.append(
+            DeviceUsage(
+                id=info.id,
+                index=info.index,
+                count=info.count,
+                used=used,
+                totalmem=info.devmem,
+                usedmem=mem,
+                totalcore=info.devcore,
+                usedcores=cores,
+                type=info.type,
+                numa=info.numa,
+                mode=info.mode,
+                health=info.health,
+                mig_profiles=info.mig_profiles,
+                custom_info=info.custom_info,
+                device_vendor=info.device_vendor or backend,
+            )
+        )
+    return tuple(usage)

@@ -1,0 +1,1 @@
+"""hami backends for Huawei Ascend NPUs, one per chip."""

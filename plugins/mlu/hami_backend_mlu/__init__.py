@@ -1,0 +1,1 @@
+"""hami backend for Cambricon MLUs."""

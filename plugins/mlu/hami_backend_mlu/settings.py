@@ -1,0 +1,71 @@
+"""The ``backends.mlu`` config section, validated into :class:`MluSettings`.
+
+HAMi's MLU section (``cambricon:`` in ``device-config.yaml``) only renames resources (chart
+defaults ``cambricon.com/vmlu``, ``cambricon.com/mlu.smlu.vmemory``, ``cambricon.com/mlu.smlu.vcore``);
+the node side adds where discovery reads the cards. Problems are reported with
+:meth:`hami_core.config.HamiConfig.error`, naming the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from hami_backend_mlu import resources
+from hami_core import HamiConfig
+from hami_core import ResourceNames
+
+
+@attrs.frozen
+class MluSettings:
+    """The MLU backend's settings.
+
+    Args:
+        resource_names: ``resourceCountName``, ``resourceMemoryName``, ``resourceCoreName``.
+        cnmon: the ``cnmon`` command the device plugin runs to discover MLUs.
+        cnmon_output: a file holding ``cnmon info``'s output, read instead of running it.
+        fake: the name of a ``cnmon info`` output shipped with this package (``hami_backend_mlu/
+            fakes/cnmon-<fake>.txt``), read instead of running it: nodes without MLUs.
+    """
+
+    resource_names: ResourceNames = resources.RESOURCE_NAMES
+    cnmon: str = "cnmon"
+    cnmon_output: str = ""
+    fake: str = ""
+
+
+_STRINGS = ("cnmon", "cnmon_output", "fake")
+_NAMES = {"resourceCountName": "count", "resourceMemoryName": "memory", "resourceCoreName": "cores"}
+_KEYS = ("enabled", *_NAMES, *_STRINGS)
+
+
+def _string(config: HamiConfig, key: str, value: object, *, empty: bool) -> str:
+    if not isinstance(value, str) or (not empty and not value):
+        raise config.error(key, f"expected a{'' if empty else ' non-empty'} string, got {value!r}")
+    return value
+
+
+def parse_settings(config: HamiConfig) -> MluSettings:
+    """The MLU settings from ``config.backend("mlu")``, validated.
+
+    Raises:
+        ConfigError: a key is unknown or a value has the wrong type or range.
+    """
+    section = config.backend(resources.NAME)
+    prefix = f"backends.{resources.NAME}"
+    for key in section:
+        if key not in _KEYS:
+            raise config.error(f"{prefix}.{key}", f"unknown key (known keys: {', '.join(_KEYS)})")
+    defaults = MluSettings()
+    names = {
+        field: _string(config, f"{prefix}.{key}", section[key], empty=False)
+        for key, field in _NAMES.items()
+        if key in section
+    }
+    strings: dict[str, Any] = {
+        key: _string(config, f"{prefix}.{key}", section[key], empty=key in ("cnmon_output", "fake"))
+        for key in _STRINGS
+        if key in section
+    }
+    return attrs.evolve(defaults, resource_names=attrs.evolve(defaults.resource_names, **names), **strings)
