@@ -36,7 +36,7 @@ class NvmlHost:
                 HostDevice(
                     index=index,
                     uuid=uuid.decode() if isinstance(uuid, bytes) else str(uuid),
-                    type="NVIDIA-" + (name.decode() if isinstance(name, bytes) else str(name)),
+                    type=name.decode() if isinstance(name, bytes) else str(name),
                     memory_used_bytes=int(memory.used),
                     utilization=int(rates.gpu),
                     memory_utilization=int(rates.memory),
@@ -53,7 +53,7 @@ def nvml_host() -> NvmlHost | None:
     try:
         return NvmlHost()
     except ImportError:
-        log.warning("nvidia-ml-py is not installed: no hami_host_gpu_* metrics")
+        log.warning("the NVML binding (pynvml) is not installed: no hami_host_gpu_* metrics")
     except Exception as err:  # pynvml.NVMLError and the like: no driver on this node
         log.warning("NVML unavailable (%s): no hami_host_gpu_* metrics", err)
     return None

@@ -40,7 +40,8 @@ def test_host_metrics_from_the_fake_nvml() -> None:
     memory = [(labels, value) for name, labels, value in samples if name == "hami_host_gpu_memory_used_bytes"]
     assert [labels["device_uuid"] for labels, _ in memory] == uuids
     assert [labels["device_index"] for labels, _ in memory] == ["0", "1", "2", "3"]
-    assert {labels["device_type"] for labels, _ in memory} == {"NVIDIA-Tesla T4"}
+    # NVML's name as it is: the core spells no vendor (HAMi prefixes "NVIDIA-"; docs/compatibility.md).
+    assert {labels["device_type"] for labels, _ in memory} == {"Tesla T4"}
     assert {labels["node"] for labels, _ in memory} == {"node-a"}
     assert {value for _, value in memory} == {0.0}  # the fake reports nothing used
     controller = [
