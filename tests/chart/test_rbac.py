@@ -23,7 +23,7 @@ NEEDED: dict[tuple[str, str, str, str, tuple[str, ...]], tuple[str, str]] = {
         "watch_pods(",
     ),
     ("ClusterRole/hami-scheduler", "", "pods", "patch", ()): (
-        "hami_core/scheduler/filtering.py",
+        "hami_core/scheduler/committing.py",
         "patch_pod(",
     ),
     ("ClusterRole/hami-scheduler", "", "pods/binding", "create", ()): (
