@@ -177,6 +177,8 @@ def test_twenty_plugin_threads_allocate_every_kind_of_pod(
     assert no_lock_left(kube)
 
 
+# Multi-process deadlines a loaded 2-core machine can miss: one rerun, never more.
+@pytest.mark.flaky(reruns=1)
 def test_separate_plugin_processes_register_allocate_and_stop_cleanly(
     cluster: LocalCluster, plugins: PluginFleet, backend: MockBackend, workdir: Path
 ) -> None:

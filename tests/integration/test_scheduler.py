@@ -169,6 +169,8 @@ def cluster(workdir: Path, port: int, control_plane: ControlPlaneKind) -> Iterat
 
 
 @pytest.mark.slow
+# Multi-process deadlines a loaded 2-core machine can miss: one rerun, never more.
+@pytest.mark.flaky(reruns=1)
 def test_a_thousand_pods_from_eight_threads_survive_a_scheduler_kill(
     cluster: LocalCluster, workdir: Path, port: int
 ) -> None:
