@@ -15,6 +15,7 @@ for most pods) in a greedy way; the measured effect is in ``docs/simulate.md``.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 
 from hami_core.devices import DeviceUsage
@@ -27,7 +28,7 @@ from hami_core.scheduler.policies.fragmentation import Workload
 from hami_core.scheduler.policies.fragmentation import sigmoid_score
 
 
-class _Fragmentation:
+class _Fragmentation(abc.ABC):
     """Shared by FGD and fgd-guard: the workload, and the fragment before and after a placement."""
 
     deterministic = True
@@ -46,9 +47,9 @@ class _Fragmentation:
     def workload(self, pod: PodShape) -> Workload:
         return self._fixed if self._fixed is not None else self._recent.see(pod)
 
+    @abc.abstractmethod
     def _value(self, before: float, after: float) -> float:
         """The score of a placement that takes the fragment from ``before`` to ``after``."""
-        raise NotImplementedError
 
     def score(self, before: NodeState, pod: PodShape, after: NodeState) -> float:
         workload = self.workload(pod)
