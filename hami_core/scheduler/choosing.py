@@ -38,9 +38,7 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from collections.abc import Set
-from typing import Generic
 from typing import Protocol
-from typing import TypeVar
 
 import attrs
 
@@ -72,14 +70,14 @@ from hami_core.scheduler.capacity import ROOM_TIERS
 from hami_core.scheduler.capacity import RoomTier
 from hami_core.scheduler.index import NodeView
 from hami_core.scheduler.index import node_view
+from hami_core.scheduler.placed import Placed
+from hami_core.scheduler.placed import PlacedRankings
 from hami_core.scheduler.pod_requests import PodRequest
 from hami_core.scheduler.pod_requests import parse_pod_request
 from hami_core.scheduler.scoring import PodPolicies
 
 #: A candidate list this much shorter than the ranking is sorted directly instead of walked.
 _SMALL_CANDIDATES = 4
-_K = TypeVar("_K")
-_V = TypeVar("_V")
 #: One request as the cheap capacity check sees it: backend, request, whether the shared fit applies.
 _Check = tuple[str, DeviceRequest, bool]
 #: Request shapes whose "fits nowhere" answer is kept.
@@ -208,9 +206,8 @@ class Chooser:
             }
         )
         self._reasons = _ReasonMemo()
-        # Placement scores and fits by (node, generation, pod signature, policy, revision): a node
-        # that has not changed is not refitted for the next pod of the same kind.
-        self._placed: _Memo[tuple[str, int, int, str, int], tuple[float, PodFit]] = _Memo()
+        # Per pod kind of a deterministic placement policy, every node's fit and score, best first.
+        self._rankings = PlacedRankings()
         self._no_fit: OrderedDict[int, _NoFit] = OrderedDict()
         self._no_fit_lock = threading.Lock()
 
@@ -501,17 +498,16 @@ class Chooser:
     ) -> Decision:
         """Fit every node and add the backends' node scores (they depend on the chosen devices).
 
-        A placement policy (FGD and the like) scores the fit too; its walk skips nodes the cheap
-        capacity check rules out, fitting them only for their reasons when no node fits, and keeps
-        each node's score by (node, generation, pod signature, policy revision).
+        A deterministic placement policy (FGD and the like) keeps its scores instead
+        (:meth:`_best_placed`); a random one, and backends with their own node score, fit every
+        candidate per call. A placement policy's walk skips nodes the cheap capacity check rules
+        out, fitting them only for their reasons when no node fits.
         """
-        policy = ask.policies.node.name
         placement = ask.policies.node.placement
         checks = self._checks(ask)
-        revision = -1
         if placement is not None and placement.deterministic:
             shape = PodShape.of(first_request(ask.request.containers, ask.request.backends))
-            revision = placement.revision(shape)
+            return self._best_placed(snapshot, ask, known, failed, placement.revision(shape))
         skipped: list[tuple[str, NodeView]] = []
         best: tuple[float, str, NodeView, PodFit] | None = None
         for name in known:
@@ -524,24 +520,11 @@ class Chooser:
             if placement is not None and not _passes(view, checks):
                 skipped.append((name, view))
                 continue
-            key = (name, view.generation, ask.signature, policy, revision)
-            scored = self._placed.get(key) if revision >= 0 else None
-            if scored is None:
-                fit = self.fit(ask, view)
-                total = 0.0
-                if fit.ok:
-                    total = (snapshot.score(policy, name) or 0.0) + self._vendor_score(ask, view, fit)
-                    if placement is not None:
-                        total += placement_score(
-                            placement, view.devices, fit.usage, ask.request.containers, ask.request.backends
-                        )
-                scored = (total, fit)
-                if revision >= 0:
-                    self._placed.put(key, scored)
-            total, fit = scored
+            fit = self.fit(ask, view)
             if not fit.ok:
                 failed[name] = fit.reason
                 continue
+            total = self._total(snapshot, ask, view, fit)
             if best is None or (total, best[1]) > (best[0], name):
                 best = (total, name, view, fit)
         if best is None:
@@ -549,6 +532,66 @@ class Chooser:
                 failed[name] = self.fit(ask, view).reason
             return Decision(failed=failed, evaluated=len(known))
         return Decision(best[1], best[3], best[2].generation, failed, len(known) - len(skipped))
+
+    def _total(self, snapshot: CapacityReader, ask: Ask, view: NodeView, fit: PodFit) -> float:
+        """A fitting node's score: usage score, the backends' node scores and the placement's."""
+        total = (snapshot.score(ask.policies.node.name, view.name) or 0.0) + self._vendor_score(
+            ask, view, fit
+        )
+        placement = ask.policies.node.placement
+        if placement is not None:
+            total += placement_score(
+                placement, view.devices, fit.usage, ask.request.containers, ask.request.backends
+            )
+        return total
+
+    def _best_placed(
+        self, snapshot: CapacityReader, ask: Ask, known: Set[str], failed: dict[str, str], revision: int
+    ) -> Decision:
+        """The best node by a deterministic placement policy, from the kind's kept ranking.
+
+        The ranking (:class:`~hami_core.scheduler.placed.PlacedRanking`) is refreshed for the
+        candidates it has not evaluated and the nodes the change log names since its last point,
+        then walked best first. When no candidate fits, each gets its reason (memoised per node
+        generation, so a pod that keeps coming back pays little).
+        """
+        ranking = self._rankings.get((ask.signature, ask.policies.node.name, revision))
+        checks = self._checks(ask)
+        evaluated = 0
+        with ranking.lock:
+            seq = snapshot.seq  # before any view is read: later changes show up in the log
+            changed = snapshot.changed_since(ranking.seq) if ranking.seq is not None else None
+            if changed is None:
+                ranking.clear()
+                changed = set()
+            for name in changed - known:
+                ranking.drop(name)
+            ranking.seq = seq
+            for name in (known - ranking.outcomes.keys()) | (changed & known):
+                view = snapshot.view(name)
+                if view is None or not view.registered:
+                    ranking.drop(name)
+                    continue
+                evaluated += 1
+                fit = self.fit(ask, view) if _passes(view, checks) else None
+                if fit is None or not fit.ok:
+                    ranking.put(name, Placed(view.generation, None))
+                    continue
+                ranking.put(name, Placed(view.generation, fit, self._total(snapshot, ask, view, fit)))
+            for _, name in ranking.order:
+                if name in known and name not in failed:
+                    outcome = ranking.outcomes[name]
+                    assert outcome.fit is not None
+                    return Decision(name, outcome.fit, outcome.generation, failed, evaluated)
+        for name in known - failed.keys():
+            view = snapshot.view(name)
+            if view is None:
+                failed[name] = codec.NODE_UNREGISTERED
+                continue
+            fit = self._fit_or_reason(ask, view, failed, pruned=True)
+            if fit is not None:  # changed after the ranking was refreshed
+                return Decision(name, fit, view.generation, failed, len(known))
+        return Decision(failed=failed, evaluated=len(known))
 
     def _vendor_score(self, ask: Ask, view: NodeView, fit: PodFit) -> float:
         context = self.context(ask, view)
@@ -626,22 +669,6 @@ def _passes(view: NodeView, checks: Sequence[_Check]) -> bool:
         if summary is None or not summary.may_fit(wanted, strict=strict):
             return False
     return True
-
-
-class _Memo(Generic[_K, _V]):
-    """A dict that starts over when it grows past ``capacity`` entries."""
-
-    def __init__(self, capacity: int = 200_000) -> None:
-        self._capacity = capacity
-        self._entries: dict[_K, _V] = {}
-
-    def get(self, key: _K) -> _V | None:
-        return self._entries.get(key)
-
-    def put(self, key: _K, value: _V) -> None:
-        if len(self._entries) >= self._capacity:
-            self._entries.clear()
-        self._entries[key] = value
 
 
 class _ReasonMemo:

@@ -9,6 +9,7 @@ import pytest
 from hami_core import codec
 from hami_core.config import SchedulerConfig
 from hami_core.pods import PodView
+from hami_core.scheduler.choosing import Chooser
 from hami_core.scheduler.filtering import FilterOutcome
 from tests.scheduler.fakes import Harness
 from tests.scheduler.fakes import NvidiaLikeBackend
@@ -73,3 +74,25 @@ def test_a_placement_policy_still_reports_why_each_node_failed() -> None:
     assert outcome.result == "unschedulable"
     assert set(outcome.failed) == {"node-a", "node-b"}
     assert all("NodeInsufficientDevice" in reason for reason in outcome.failed.values())
+
+
+def test_fgd_keeps_its_ranking_and_refits_only_the_nodes_that_changed() -> None:
+    made = harness(config=SchedulerConfig(node_scheduler_policy="fgd"))
+    for index in range(8):
+        made.add_node(registered_node(f"node-{index}", gpus(f"G{index}", 2)))
+    names = made.node_names()
+    shapes = [40, 60, 30]
+    for step in range(18):
+        pod = made.add_pod(share(f"pod-{step}", shapes[step % len(shapes)]))  # type: ignore[arg-type]
+        view = PodView.from_object(pod)
+        # A chooser without kept rankings fits every node: the kept ranking must agree with it.
+        fresh = Chooser(made.backends.by_name, made.backends.scoring_policies, default_node="fgd")
+        ask = fresh.ask(view)
+        assert ask is not None
+        expected = fresh.choose(made.cache, ask, names)
+        outcome = made.filter(pod, names)
+        assert outcome.result == "scheduled"
+        assert outcome.node == expected.node
+        if step >= 2 * len(shapes):  # every shape seen, and every kind ranked once since
+            # Only the nodes changed since this kind's last pod (at most one per pod since) are refitted.
+            assert outcome.evaluated <= len(shapes)
