@@ -34,7 +34,10 @@ def _at(runs: Sequence[RunSummary], series: str, x: int) -> tuple[float | None, 
 
 
 def json_object(runs: Sequence[RunSummary]) -> dict[str, object]:
-    """``{"policies": {NAME: {"unallocated_gpu_pct": {"0": mean, ...}, "sd": {...}, "seeds": [...]}}}``."""
+    """``{"policies": {NAME: {"unallocated_gpu_pct": {"0": mean, ...}, "sd": {...}, "seeds": [...]}}}``.
+
+    Each policy also gives ``cpu_seconds``, the replay's CPU time per seed (same order as ``seeds``).
+    """
     policies: dict[str, object] = {}
     for policy, group in by_policy(runs).items():
         points = len(group[0].allocated)
@@ -42,7 +45,12 @@ def json_object(runs: Sequence[RunSummary]) -> dict[str, object]:
         sds: dict[str, float | None] = {}
         for x in range(0, points, STEP):
             means[str(x)], sds[str(x)] = _at(group, "unallocated", x)
-        policies[policy] = {"unallocated_gpu_pct": means, "sd": sds, "seeds": [run.seed for run in group]}
+        policies[policy] = {
+            "unallocated_gpu_pct": means,
+            "sd": sds,
+            "seeds": [run.seed for run in group],
+            "cpu_seconds": [round(run.seconds, 2) for run in group],
+        }
     return {"policies": policies}
 
 

@@ -86,7 +86,7 @@ def test_json_has_the_documented_shape(files: tuple[Path, Path]) -> None:
     assert list(document) == ["policies"]
     assert list(document["policies"]) == ["fgd", "random"]
     fgd = document["policies"]["fgd"]
-    assert list(fgd) == ["unallocated_gpu_pct", "sd", "seeds"]
+    assert list(fgd) == ["unallocated_gpu_pct", "sd", "seeds", "cpu_seconds"]
     assert list(fgd["unallocated_gpu_pct"]) == [str(x) for x in range(0, 131, 5)]
     assert fgd["seeds"] == [1, 2]
     assert 0 <= fgd["unallocated_gpu_pct"]["100"] < fgd["unallocated_gpu_pct"]["50"] <= 100
