@@ -345,7 +345,7 @@ def main() -> None:
         "--policy",
         choices=("binpack", "spread", *PLACEMENT_POLICIES),
         default="binpack",
-        help="node policy; the placement policies (fgd, fgd-guard, ...) fit every candidate node",
+        help="node policy; the placement policies (fgd, bestfit, ...) keep per-kind rankings",
     )
     parser.add_argument("--fill", type=float, default=0.5, help="mean share of device memory pre-allocated")
     parser.add_argument(

@@ -129,7 +129,7 @@ def test_a_slice_of_the_real_trace(tmp_path: Path) -> None:
     pods = tmp_path / "pods.csv"
     rows = (DATA / "openb_pod_list_default.csv").read_text().splitlines()
     pods.write_text("\n".join([rows[0], *rows[1:8153:20]]) + "\n")  # every 20th pod: 408 pods
-    args = ["simulate", "--nodes", str(nodes), "--pods", str(pods), "--policy", "random,fgd,fgd-guard"]
+    args = ["simulate", "--nodes", str(nodes), "--pods", str(pods), "--policy", "random,fgd"]
     result = CliRunner().invoke(hami, [*args, "--seeds", "1", "--json"])
     assert result.exit_code == 0, result.output
     at_100 = {
@@ -137,7 +137,6 @@ def test_a_slice_of_the_real_trace(tmp_path: Path) -> None:
         for name, entry in json.loads(result.stdout)["policies"].items()
     }
     assert at_100["fgd"] < at_100["random"]
-    assert at_100["fgd-guard"] < at_100["random"]
 
 
 def test_plot_needs_the_plot_extra_or_draws_the_file(files: tuple[Path, Path], tmp_path: Path) -> None:

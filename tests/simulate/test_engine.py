@@ -21,7 +21,6 @@ DETERMINISTIC = [
     "gpu-packing",
     "bestfit",
     "fgd",
-    "fgd-guard",
 ]
 
 

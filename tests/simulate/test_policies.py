@@ -16,7 +16,6 @@ from hami_core.plugins import load_backends
 from hami_core.scheduler.policies import baselines
 from hami_core.scheduler.policies import registry
 from hami_core.scheduler.policies.fgd import Fgd
-from hami_core.scheduler.policies.fgd import FgdGuard
 from hami_core.scheduler.policies.fragmentation import RecentWorkload
 from hami_core.scheduler.policies.fragmentation import Workload
 from hami_core.scheduler.policies.fragmentation import sigmoid_score
@@ -99,19 +98,6 @@ def test_fgd_prefers_the_node_whose_fragment_grows_least() -> None:
     filling = policy.score(node(500, 500), SHARE, node(1000, 500))
     breaking = policy.score(node(0, 0), SHARE, node(500, 0))
     assert (filling, breaking) == (sigmoid_score(500, 250), sigmoid_score(0, 250)) == (56, 43)
-    assert FgdGuard(workload).score(node(500, 500), SHARE, node(1000, 500)) > FgdGuard(workload).score(
-        node(0, 0), SHARE, node(500, 0)
-    )
-
-
-def test_fgd_guard_only_counts_growth_and_ties_the_rest() -> None:
-    workload = Workload([(SHARE, 0.5), (PodShape(cpu=0, gpus=1, milli=600), 0.5)])
-    guard = FgdGuard(workload)
-    assert guard.score(node(0, 0), SHARE, node(500, 0)) == -250  # grows the fragment by 250
-    assert guard.score(node(500, 500), SHARE, node(1000, 500)) == 0  # lowers it: no reward
-    assert guard.score(node(0, 0), WHOLE, node(1000, 0)) == 0  # no change
-    # A share goes on the first device that does not grow the fragment.
-    assert guard.order(node(0, 500, 0), SHARE)[-1].index == 1
 
 
 def test_recent_workload_learns_shapes_with_equal_shares() -> None:
@@ -163,7 +149,7 @@ def test_random_placement_draws_from_its_seed() -> None:
 def test_policies_are_registered_through_the_hook() -> None:
     loaded = load_backends(HamiConfig(), plugins=[BuiltinPolicies(), registry.PlacementPolicies()])
     names = {registry.RANDOM, registry.DOTPROD, registry.GPU_CLUSTERING, registry.GPU_PACKING}
-    names |= {registry.BESTFIT, registry.FGD, registry.FGD_GUARD, "binpack", "spread"}
+    names |= {registry.BESTFIT, registry.FGD, "binpack", "spread"}
     assert set(loaded.scoring_policies) == names
     fgd = loaded.scoring_policies[registry.FGD]
     assert fgd.kind == "node"

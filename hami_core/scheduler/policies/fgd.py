@@ -1,21 +1,14 @@
-"""FGD, fragmentation gradient descent (ATC '23), and ``fgd-guard``, our refinement of it.
+"""FGD, fragmentation gradient descent (ATC '23).
 
 FGD sends a pod where the workload's expected fragment ``F_n(M)`` changes most favourably, scoring
 ``int(100 * sigmoid((F_before - F_after) / 1000))``; a shared pod tries every device with room and
-keeps the first best. That score rewards a *decrease* of the fragment as much as it punishes an
-increase; the integer truncation lumps changes within about 40 milli-devices into ties, which go to
-the node order, i.e. at random.
-
-``fgd-guard`` keeps only the guard half of the gradient: the score is ``-max(F_after - F_before, 0)``,
-exact (no 40-milli buckets), so a pod never makes the fragment grow where some node avoids it, and
-every placement that does not make it grow ties, the node order deciding. Chasing decreases pulls
-pods towards capacity the measure already counts as lost (nodes short of CPU, slivers too small
-for most pods) in a greedy way; the measured effect is in ``docs/simulate.md``.
+keeps the first best. The integer truncation lumps changes within about 40 milli-devices into ties,
+which go to the node order, i.e. at random; the simulator's measurements (``docs/simulate.md``)
+show that this coarseness matters: scoring the change exactly does worse.
 """
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Sequence
 
 from hami_core.devices import DeviceUsage
@@ -28,8 +21,12 @@ from hami_core.scheduler.policies.fragmentation import Workload
 from hami_core.scheduler.policies.fragmentation import sigmoid_score
 
 
-class _Fragmentation(abc.ABC):
-    """Shared by FGD and fgd-guard: the workload, and the fragment before and after a placement."""
+class Fgd:
+    """FGD as published: the integer sigmoid of the fragment's decrease.
+
+    Args:
+        workload: the target workload M; ``None`` learns it from the pods scored (the extender).
+    """
 
     deterministic = True
 
@@ -47,13 +44,9 @@ class _Fragmentation(abc.ABC):
     def workload(self, pod: PodShape) -> Workload:
         return self._fixed if self._fixed is not None else self._recent.see(pod)
 
-    @abc.abstractmethod
-    def _value(self, before: float, after: float) -> float:
-        """The score of a placement that takes the fragment from ``before`` to ``after``."""
-
     def score(self, before: NodeState, pod: PodShape, after: NodeState) -> float:
         workload = self.workload(pod)
-        return self._value(workload.node_fragment(before), workload.node_fragment(after))
+        return sigmoid_score(workload.node_fragment(before), workload.node_fragment(after))
 
     def order(self, node: NodeState, pod: PodShape) -> Sequence[DeviceUsage]:
         """Whole devices lowest index first; a share on the first device whose use scores best."""
@@ -68,24 +61,10 @@ class _Fragmentation(abc.ABC):
             if free < pod.milli:
                 continue
             frees[position] = free - pod.milli
-            value = self._value(before, workload.fragment(cpu_after, frees, node.model))
+            value = sigmoid_score(before, workload.fragment(cpu_after, frees, node.model))
             frees[position] = free
             if best is None or value > best[0]:
                 best = (value, position)
         if best is None:
             return tightest_last(node.devices)
         return device_choice(node.devices, best[1])
-
-
-class Fgd(_Fragmentation):
-    """FGD as published: the integer sigmoid of the fragment's decrease."""
-
-    def _value(self, before: float, after: float) -> float:
-        return sigmoid_score(before, after)
-
-
-class FgdGuard(_Fragmentation):
-    """Only growth of the fragment counts, exactly; placements that do not grow it tie."""
-
-    def _value(self, before: float, after: float) -> float:
-        return min(before - after, 0.0)

@@ -19,7 +19,6 @@ GPU_CLUSTERING = "gpu-clustering"
 GPU_PACKING = "gpu-packing"
 BESTFIT = "bestfit"
 FGD = "fgd"
-FGD_GUARD = "fgd-guard"
 
 
 def unranked(devices: Sequence[DeviceUsage]) -> float:
@@ -28,7 +27,7 @@ def unranked(devices: Sequence[DeviceUsage]) -> float:
 
 
 class PlacementPolicies:
-    """Contributes ``random``, ``dotprod``, ``gpu-clustering``, ``gpu-packing``, ``bestfit``, ``fgd``, ``fgd-guard``.
+    """Contributes ``random``, ``dotprod``, ``gpu-clustering``, ``gpu-packing``, ``bestfit`` and ``fgd``.
 
     Args:
         workload: FGD's target workload M; ``None`` learns it from the pods scored (the extender).
@@ -48,7 +47,6 @@ class PlacementPolicies:
             GPU_PACKING: baselines.GpuPacking(),
             BESTFIT: baselines.BestFit(),
             FGD: fgd.Fgd(self._workload),
-            FGD_GUARD: fgd.FgdGuard(self._workload),
         }
 
     @hookimpl
