@@ -12,6 +12,9 @@ from __future__ import annotations
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_node
 from hami_core.testing.builders import make_pod
+from hami_core.testing.cluster import HamiCluster
+from hami_core.testing.cluster import PipelineError
+from hami_core.testing.cluster import PodRun
 from hami_core.testing.contract import BackendContract
 from hami_core.testing.contract import assert_fit_within_capacity
 from hami_core.testing.contract import assert_tolerates_container
@@ -20,6 +23,9 @@ from hami_core.testing.fake_kube import FakeKube
 __all__ = [
     "BackendContract",
     "FakeKube",
+    "HamiCluster",
+    "PipelineError",
+    "PodRun",
     "assert_fit_within_capacity",
     "assert_tolerates_container",
     "make_container",
