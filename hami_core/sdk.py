@@ -78,6 +78,7 @@ from hami_core.codec import parse_bool_go
 from hami_core.codec import parse_cordon
 from hami_core.codec import vendor_keys
 from hami_core.config import HamiConfig
+from hami_core.config import parse_config
 from hami_core.devices import MEM_PERCENTAGE_UNSET
 from hami_core.devices import MODE_HAMI_CORE
 from hami_core.devices import ContainerAllocation
@@ -211,6 +212,7 @@ __all__ = [
     "load_go_json",
     "node_handshake_key",
     "parse_bool_go",
+    "parse_config",
     "parse_cordon",
     "parse_quantity",
     "shim_env",

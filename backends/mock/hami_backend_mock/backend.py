@@ -1,4 +1,4 @@
-"""``MockBackend``: the reference :class:`~hami_core.backend.DeviceBackend`.
+"""``MockBackend``: the reference :class:`~hami_core.sdk.DeviceBackend`.
 
 It supplies the abstract members (names, keys, discovery, allocate) and overrides admission and
 isolation the way a vendor with a HAMi-core shim would; request parsing, node devices and fit
@@ -19,20 +19,20 @@ from hami_backend_mock import isolation
 from hami_backend_mock import resources
 from hami_backend_mock.settings import MockSettings
 from hami_backend_mock.settings import parse_settings
-from hami_core import BackendError
-from hami_core import ContainerAllocation
-from hami_core import ContainerDevices
-from hami_core import DeviceBackend
-from hami_core import DeviceInfo
-from hami_core import HamiConfig
-from hami_core import MutationResult
-from hami_core import RequestRules
-from hami_core import ResourceNames
-from hami_core import VendorKeys
-from hami_core.backend import whole_quantity
-from hami_core.errors import echo
-from hami_core.pods import ContainerView
-from hami_core.pods import PodView
+from hami_core.sdk import BackendError
+from hami_core.sdk import ContainerAllocation
+from hami_core.sdk import ContainerDevices
+from hami_core.sdk import ContainerView
+from hami_core.sdk import DeviceBackend
+from hami_core.sdk import DeviceInfo
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import MutationResult
+from hami_core.sdk import PodView
+from hami_core.sdk import RequestRules
+from hami_core.sdk import ResourceNames
+from hami_core.sdk import VendorKeys
+from hami_core.sdk import echo
+from hami_core.sdk import whole_quantity
 
 #: What the webhook adds as the count when a container asks only memory or cores (HAMi's
 #: ``defaultGPUNum``).
@@ -173,12 +173,10 @@ class MockBackend(DeviceBackend):
         if self.settings.allocate_delay:
             time.sleep(self.settings.allocate_delay)
         return ContainerAllocation(
-            envs={**isolation.visible_devices_env(devices), **self.isolation_env(devices, container)}
+            envs={**isolation.visible_devices_env(devices), **self._limits_env(devices, container)}
         )
 
-    # --- isolation --------------------------------------------------------------------------
-
-    def isolation_env(self, devices: ContainerDevices, container: ContainerView) -> Mapping[str, str]:
+    def _limits_env(self, devices: ContainerDevices, container: ContainerView) -> Mapping[str, str]:
         """HAMi-core's ``CUDA_DEVICE_MEMORY_LIMIT_<i>``, ``CUDA_DEVICE_SM_LIMIT`` and, when the
         container has a priority limit, ``CUDA_TASK_PRIORITY`` (the same value admission wrote).
 

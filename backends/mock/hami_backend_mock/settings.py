@@ -4,7 +4,7 @@ The mock imitates any vendor's shape through its settings: how many devices of w
 memory and compute each has, how many containers may share one (``split``), NUMA placement,
 health, the memory unit of requests and the request defaults. ``nodes`` gives single nodes their
 own device list (a heterogeneous demo fleet). Problems are reported with
-:meth:`hami_core.config.HamiConfig.error`, naming the file and the dotted key.
+:meth:`hami_core.sdk.HamiConfig.error`, naming the file and the dotted key.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Mapping
 import attrs
 
 from hami_backend_mock import resources
-from hami_core import MODE_HAMI_CORE
-from hami_core import HamiConfig
+from hami_core.sdk import MODE_HAMI_CORE
+from hami_core.sdk import HamiConfig
 
 _INT32_MAX = 2**31 - 1
 

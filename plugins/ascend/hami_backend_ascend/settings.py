@@ -3,7 +3,7 @@
 The keys are those of HAMi's ``vnpus.configs`` entries (``specs/hami-wire.md`` 6.1), each defaulting
 to the chart's table (:data:`hami_backend_ascend.resources.CHIPS`), plus HAMi's global
 ``hamiVnpuCore`` and the node-side discovery keys. Templates are sorted by memory, as HAMi does at
-start. Problems are reported with :meth:`hami_core.config.HamiConfig.error`, naming the file and
+start. Problems are reported with :meth:`hami_core.sdk.HamiConfig.error`, naming the file and
 the dotted key.
 """
 
@@ -16,8 +16,8 @@ import attrs
 from hami_backend_ascend import resources
 from hami_backend_ascend.resources import Chip
 from hami_backend_ascend.resources import Template
-from hami_core import HamiConfig
-from hami_core import ResourceNames
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import ResourceNames
 
 _INT32_MAX = 2**31 - 1
 

@@ -3,7 +3,7 @@
 HAMi's DCU section (``hygon:`` in ``device-config.yaml``) only renames resources; the node side
 (HAMi's separate dcu-vgpu-device-plugin) is configured by its DaemonSet. Both live here, under
 the names of ``specs/hami-wire.md`` 2.1 where HAMi has one. Problems are reported with
-:meth:`hami_core.config.HamiConfig.error`, naming the file and the dotted key.
+:meth:`hami_core.sdk.HamiConfig.error`, naming the file and the dotted key.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 import attrs
 
 from hami_backend_dcu import resources
-from hami_core import HamiConfig
-from hami_core import ResourceNames
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import ResourceNames
 
 _INT32_MAX = 2**31 - 1
 

@@ -25,24 +25,24 @@ from hami_backend_mlu.discovery import MluCard
 from hami_backend_mlu.discovery import MluInventory
 from hami_backend_mlu.settings import MluSettings
 from hami_backend_mlu.settings import parse_settings
-from hami_core import BackendError
-from hami_core import ContainerAllocation
-from hami_core import ContainerDevices
-from hami_core import DeviceBackend
-from hami_core import DeviceInfo
-from hami_core import DeviceRequest
-from hami_core import DeviceSpec
-from hami_core import FitContext
-from hami_core import HamiConfig
-from hami_core import PodSingleDevice
-from hami_core import RequestRules
-from hami_core import ResourceNames
-from hami_core import VendorKeys
-from hami_core import allocation
-from hami_core import codec
-from hami_core.errors import LockError
-from hami_core.pods import ContainerView
-from hami_core.pods import PodView
+from hami_core.sdk import BackendError
+from hami_core.sdk import ContainerAllocation
+from hami_core.sdk import ContainerDevices
+from hami_core.sdk import ContainerView
+from hami_core.sdk import DeviceBackend
+from hami_core.sdk import DeviceInfo
+from hami_core.sdk import DeviceRequest
+from hami_core.sdk import DeviceSpec
+from hami_core.sdk import FitContext
+from hami_core.sdk import FitRules
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import LockError
+from hami_core.sdk import PodSingleDevice
+from hami_core.sdk import PodView
+from hami_core.sdk import RequestRules
+from hami_core.sdk import ResourceNames
+from hami_core.sdk import VendorKeys
+from hami_core.sdk import check_uuid
 
 #: How long HAMi's ``cambricon.com/dsmlu.lock`` keeps other MLU binds off a node.
 DSMLU_LOCK_EXPIRY = timedelta(minutes=2)
@@ -144,13 +144,13 @@ class MluBackend(DeviceBackend):
         names = self.resource_names
         return discovery.capacity_devices(node_name, capacity, names.cores, names.memory)
 
-    def fit_rules(self, context: FitContext) -> allocation.FitRules:
+    def fit_rules(self, context: FitContext) -> FitRules:
         """The MLU UUID filters (``cambricon.com/use-gpuuuid`` / ``nouse-gpuuuid``); HAMi declares
         but does not evaluate the MLU type annotations, and neither does this backend."""
         annotations = context.pod_annotations
-        return allocation.FitRules(
+        return FitRules(
             request_type=self.device_type,
-            uuid_ok=lambda uuid: codec.check_uuid(
+            uuid_ok=lambda uuid: check_uuid(
                 annotations, uuid, resources.USE_UUID, resources.NOUSE_UUID
             ),
         )

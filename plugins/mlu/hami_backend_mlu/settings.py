@@ -3,7 +3,7 @@
 HAMi's MLU section (``cambricon:`` in ``device-config.yaml``) only renames resources (chart
 defaults ``cambricon.com/vmlu``, ``cambricon.com/mlu.smlu.vmemory``, ``cambricon.com/mlu.smlu.vcore``);
 the node side adds where discovery reads the cards. Problems are reported with
-:meth:`hami_core.config.HamiConfig.error`, naming the file and the dotted key.
+:meth:`hami_core.sdk.HamiConfig.error`, naming the file and the dotted key.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 import attrs
 
 from hami_backend_mlu import resources
-from hami_core import HamiConfig
-from hami_core import ResourceNames
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import ResourceNames
 
 
 @attrs.frozen
