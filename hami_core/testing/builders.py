@@ -4,7 +4,7 @@
 JSON (typed with :mod:`hami_core.kube.objects`), with only the fields given plus what the API
 server always sets. Quantities may be passed as ints for brevity; they are written as strings, as
 the API returns them. UIDs are derived from namespace and name, so the same builder call gives the
-same pod. ``make_device`` and ``make_usage`` build the contract's device values, and
+same pod. ``make_config`` builds hami's configuration as the YAML file would give it; ``make_device`` and ``make_usage`` build the contract's device values, and
 ``registered_node`` a node whose register annotation lists devices the way a backend's device
 plugin writes it.
 """
@@ -19,6 +19,8 @@ from typing import Any
 import attrs
 
 from hami_core.backend import DeviceBackend
+from hami_core.config import HamiConfig
+from hami_core.config import parse_config
 from hami_core.devices import DeviceInfo
 from hami_core.devices import DeviceUsage
 from hami_core.kube import objects
@@ -202,3 +204,27 @@ def registered_node(
         backend.keys.register: backend.encode_node_devices(devices),
     }
     return make_node(name, annotations=annotations, **fields)
+
+
+def make_config(
+    backends: Mapping[str, Mapping[str, object]] | None = None,
+    scheduler: Mapping[str, object] | None = None,
+) -> HamiConfig:
+    """hami's configuration, as ``load_config`` would read it from a file with these sections.
+
+    ``make_config({"acme": {"enabled": True, "fake_devices": 2}})`` is a config whose ``acme`` section
+    a backend's ``from_config`` reads.
+
+    Args:
+        backends: the ``backends:`` section: settings by backend name.
+        scheduler: the ``scheduler:`` section.
+
+    Raises:
+        ConfigError: a section is invalid, as it would be in the file.
+    """
+    document: dict[str, object] = {"version": "v1"}
+    if backends is not None:
+        document["backends"] = {name: dict(section) for name, section in backends.items()}
+    if scheduler is not None:
+        document["scheduler"] = dict(scheduler)
+    return parse_config(document, "<make_config>")

@@ -4,7 +4,7 @@ It is what the kit's ``hami_cluster`` fixture starts: the API server emulator, t
 stand-in and one simulated kubelet per node (:mod:`hami_core.localcluster`); hami's scheduler
 (extender and admission webhook over HTTPS, as the chart deploys it) built around the backend
 object under test; and that backend's device plugin on every node, serving the kubelet over gRPC.
-A pod created through :meth:`HamiCluster.run_pod` goes API server -> webhook -> kube-scheduler ->
+A pod created through :func:`run_pod` goes API server -> webhook -> kube-scheduler ->
 extender filter and bind -> kubelet -> device plugin ``Allocate`` -> ``Running``, so a backend that
 passes here speaks every wire protocol hami's processes do. Nothing is a separate process, which
 keeps start-up around a second and lets the backend run on its fakes (no hardware, no install).
@@ -231,64 +231,14 @@ class HamiCluster:
     # ------------------------------------------------------------------ pods
 
     def run_pod(self, pod: objects.Pod, *, namespace: str = "default", timeout: float = 60.0) -> PodRun:
-        """Create ``pod`` and wait until it runs; return where it went and what ``Allocate`` gave it.
-
-        Args:
-            pod: the pod to create, e.g. from :func:`hami_core.testing.make_pod`; ``schedulerName`` is
-                left to the webhook, as for a user's pod.
-            namespace: where to create it.
-            timeout: seconds to wait for ``Running``.
-
-        Raises:
-            PipelineError: the pod did not run: unschedulable, failed, or still pending at the
-                deadline; the message has its status and the namespace's events.
-        """
-        created = self.kube.create_pod(namespace, pod)
-        name = created["metadata"]["name"]
-        final = self.wait_pod(namespace, name, lambda p: running(p) or _failed(p), timeout=timeout)
-        if not running(final):
-            raise PipelineError(self._describe(namespace, final, "did not run"))
-        raw = final["metadata"].get("annotations", {}).get(ALLOCATIONS_ANNOTATION, "{}")
-        records: dict[str, dict[str, Any]] = json.loads(raw)
-        return PodRun(
-            pod=final,
-            node=final["spec"].get("nodeName", ""),
-            allocations={container: _allocation(record) for container, record in records.items()},
-        )
+        """:func:`run_pod` on this cluster."""
+        return run_pod(self.kube, pod, namespace=namespace, timeout=timeout)
 
     def wait_pod(
         self, namespace: str, name: str, done: Callable[[objects.Pod], bool], *, timeout: float = 60.0
     ) -> objects.Pod:
-        """The pod once ``done(pod)`` holds, following its watch events.
-
-        Raises:
-            PipelineError: ``done`` did not hold within ``timeout`` seconds, or the pod was deleted.
-        """
-        deadline = time.monotonic() + timeout
-        for current in _pod_states(self.kube, namespace, name, deadline):
-            if done(current):
-                return current
-        raise PipelineError(
-            self._describe(namespace, self.kube.get_pod(namespace, name), f"not done after {timeout} s")
-        )
-
-    def _describe(self, namespace: str, pod: objects.Pod, what: str) -> str:
-        name = pod["metadata"]["name"]
-        status = pod.get("status", {})
-        events = [
-            f"  {event.get('reason', '')}: {event.get('message', '')}"
-            for event in self.kube.list_events(namespace)["items"]
-            if event.get("involvedObject", {}).get("name") == name
-        ]
-        return "\n".join(
-            [
-                f"pod {namespace}/{name} {what}: phase {status.get('phase')!r}",
-                f"conditions: {json.dumps(status.get('conditions') or [])}",
-                f"annotations: {json.dumps(pod['metadata'].get('annotations') or {}, sort_keys=True)}",
-                "events:",
-                *(events or ["  none"]),
-            ]
-        )
+        """:func:`wait_pod` on this cluster."""
+        return wait_pod(self.kube, namespace, name, done, timeout=timeout)
 
     # ------------------------------------------------------------------ steps
 
@@ -343,6 +293,76 @@ class HamiCluster:
         annotations = node["metadata"].get("annotations") or {}
         count = node.get("status", {}).get("allocatable", {}).get(self.backend.resource_names.count, "0")
         return self.backend.keys.register in annotations and count not in ("", "0")
+
+
+def run_pod(
+    kube: KubeClient, pod: objects.Pod, *, namespace: str = "default", timeout: float = 60.0
+) -> PodRun:
+    """Create ``pod`` and wait until it runs; return where it went and what ``Allocate`` gave it.
+
+    Works on any local cluster whose kubelets record allocations (``HamiCluster``, or hami deployed
+    as processes by ``hami local-cluster up --hami``).
+
+    Args:
+        kube: a client of the cluster.
+        pod: the pod to create, e.g. from :func:`hami_core.testing.make_pod`; ``schedulerName`` is
+            left to the webhook, as for a user's pod.
+        namespace: where to create it.
+        timeout: seconds to wait for ``Running``.
+
+    Raises:
+        PipelineError: the pod did not run: unschedulable, failed, or still pending at the
+            deadline; the message has its status and the pod's events.
+    """
+    created = kube.create_pod(namespace, pod)
+    name = created["metadata"]["name"]
+    final = wait_pod(kube, namespace, name, lambda p: running(p) or _failed(p), timeout=timeout)
+    if not running(final):
+        raise PipelineError(_describe(kube, namespace, final, "did not run"))
+    raw = final["metadata"].get("annotations", {}).get(ALLOCATIONS_ANNOTATION, "{}")
+    records: dict[str, dict[str, Any]] = json.loads(raw)
+    return PodRun(
+        pod=final,
+        node=final["spec"].get("nodeName", ""),
+        allocations={container: _allocation(record) for container, record in records.items()},
+    )
+
+
+def wait_pod(
+    kube: KubeClient, namespace: str, name: str, done: Callable[[objects.Pod], bool], *, timeout: float = 60.0
+) -> objects.Pod:
+    """The pod once ``done(pod)`` holds, following its watch events.
+
+    Raises:
+        PipelineError: ``done`` did not hold within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    for current in _pod_states(kube, namespace, name, deadline):
+        if done(current):
+            return current
+    raise PipelineError(
+        _describe(kube, namespace, kube.get_pod(namespace, name), f"not done after {timeout} s")
+    )
+
+
+def _describe(kube: KubeClient, namespace: str, pod: objects.Pod, what: str) -> str:
+    name = pod["metadata"]["name"]
+    status = pod.get("status", {})
+    events = [
+        f"  {event.get('reason', '')}: {event.get('message', '')}"
+        for event in kube.list_events(namespace)["items"]
+        if event.get("involvedObject", {}).get("name") == name
+    ]
+    return "\n".join(
+        [
+            f"pod {namespace}/{name} {what}: phase {status.get('phase')!r}",
+            f"reason: {status.get('reason', '')} {status.get('message', '')}".rstrip(),
+            f"conditions: {json.dumps(status.get('conditions') or [])}",
+            f"annotations: {json.dumps(pod['metadata'].get('annotations') or {}, sort_keys=True)}",
+            "events:",
+            *(events or ["  none"]),
+        ]
+    )
 
 
 def _failed(pod: objects.Pod) -> bool:
