@@ -113,7 +113,7 @@ hami.add_command(click.Group(name="backend", commands=backends.commands, hidden=
 @click.option(
     "--directory",
     "-C",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False, path_type=Path, resolve_path=True),
     default=Path(),
     help="Where to create hami-backend-NAME [default: the current directory].",
 )
