@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -72,6 +74,21 @@ def test_the_backend_imports_hami_only_through_the_sdk() -> None:
                 if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hami_core")
             }
             assert imported <= {"hami_core.sdk"}, f"{path} imports {imported}"
+
+
+def test_the_project_is_clean_under_its_own_ruff_settings(tmp_path: Path) -> None:
+    """Vendors start from code their linter accepts (the project's pyproject configures ruff)."""
+    ruff = Path(sys.executable).with_name("ruff")
+    if not ruff.exists():
+        pytest.skip("ruff comes with hami-core[lint]")
+    for relative, text in scaffold.render(SPEC, scaffold.load_templates()).items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text)
+    for args in (["check"], ["format", "--check"]):
+        checked = subprocess.run(
+            [str(ruff), *args, "."], cwd=tmp_path, capture_output=True, text=True, check=False
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 class TestCommand:
