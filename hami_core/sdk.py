@@ -116,6 +116,7 @@ from hami_core.isolation.shim import container_env as shim_env
 from hami_core.pods import ContainerView
 from hami_core.pods import PodView
 from hami_core.quantity import parse_quantity
+from hami_core.section import BackendSection
 
 __all__ = [
     "ALLOCATED_CARDS_INSUFFICIENT_REQUEST",
@@ -154,6 +155,7 @@ __all__ = [
     "VGPU_NODE",
     "BackendError",
     "BackendLoadError",
+    "BackendSection",
     "CodecError",
     "ConfigError",
     "ContainerAllocation",
