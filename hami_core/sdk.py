@@ -10,8 +10,9 @@ is implementation and may change in any release.
 The names come in groups: the contract (:class:`DeviceBackend` and the value types it takes and
 returns), pod views, HAMi's annotation keys and wire codecs a backend shares with the core, the
 filter reasons a custom fit reports, the Go ``encoding/json`` building blocks for a vendor's own
-annotation formats, the in-container shim's environment contract, the errors a backend raises,
-and the plugin hook marker. It does no I/O.
+annotation formats, the in-container shim's environment contract, the reader of a backend's config
+section (:class:`BackendSection`), the errors a backend raises, and the plugin hook marker. It does
+no I/O.
 """
 
 from __future__ import annotations
@@ -93,7 +94,6 @@ from hami_core.devices import FitResult
 from hami_core.devices import MigPlacement
 from hami_core.devices import MigProfile
 from hami_core.devices import Mount
-from hami_core.devices import PodDevices
 from hami_core.devices import PodSingleDevice
 from hami_core.devices import ScoringWeights
 from hami_core.errors import BackendError
@@ -179,7 +179,6 @@ __all__ = [
     "MigProfile",
     "Mount",
     "MutationResult",
-    "PodDevices",
     "PodSingleDevice",
     "PodView",
     "QuantityError",
