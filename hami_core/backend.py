@@ -144,11 +144,13 @@ class DeviceBackend(abc.ABC):
 
     Subclasses set ``contract_version`` (the :data:`CONTRACT_VERSION` they were written for) and
     implement the abstract members; the rest have defaults that follow HAMi's generic rules.
-    Instances are built by the plugin's ``hami_register_backends`` hook from
-    ``config.backend(name)`` and must be cheap: no hardware access before :meth:`discover`.
+    The identity properties (``name``, ``resource_names``, ``keys``, ``device_type``) may be
+    plain class attributes when their values are fixed. Instances are built by the plugin's
+    ``hami_register_backends`` hook from ``config.backend(name)`` and must be cheap: no hardware
+    access before :meth:`discover`.
     """
 
-    #: The contract version this backend was written against, e.g. ``"1.0"``.
+    #: The contract version this backend was written against, as a literal, e.g. ``"2.0"``.
     contract_version: ClassVar[str]
 
     # --- identity (every process) -------------------------------------------------------------

@@ -10,8 +10,9 @@ is implementation and may change in any release.
 The names come in groups: the contract (:class:`DeviceBackend` and the value types it takes and
 returns), pod views, HAMi's annotation keys and wire codecs a backend shares with the core, the
 filter reasons a custom fit reports, the Go ``encoding/json`` building blocks for a vendor's own
-annotation formats, the in-container shim's environment contract, the errors a backend raises,
-and the plugin hook marker. It does no I/O.
+annotation formats, the in-container shim's environment contract, the reader of a backend's config
+section (:class:`BackendSection`), the errors a backend raises, and the plugin hook marker. It does
+no I/O.
 """
 
 from __future__ import annotations
@@ -93,7 +94,6 @@ from hami_core.devices import FitResult
 from hami_core.devices import MigPlacement
 from hami_core.devices import MigProfile
 from hami_core.devices import Mount
-from hami_core.devices import PodDevices
 from hami_core.devices import PodSingleDevice
 from hami_core.devices import ScoringWeights
 from hami_core.errors import BackendError
@@ -116,6 +116,7 @@ from hami_core.isolation.shim import container_env as shim_env
 from hami_core.pods import ContainerView
 from hami_core.pods import PodView
 from hami_core.quantity import parse_quantity
+from hami_core.section import BackendSection
 
 __all__ = [
     "ALLOCATED_CARDS_INSUFFICIENT_REQUEST",
@@ -154,6 +155,7 @@ __all__ = [
     "VGPU_NODE",
     "BackendError",
     "BackendLoadError",
+    "BackendSection",
     "CodecError",
     "ConfigError",
     "ContainerAllocation",
@@ -177,7 +179,6 @@ __all__ = [
     "MigProfile",
     "Mount",
     "MutationResult",
-    "PodDevices",
     "PodSingleDevice",
     "PodView",
     "QuantityError",

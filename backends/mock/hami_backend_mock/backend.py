@@ -29,8 +29,6 @@ from hami_core.sdk import HamiConfig
 from hami_core.sdk import MutationResult
 from hami_core.sdk import PodView
 from hami_core.sdk import RequestRules
-from hami_core.sdk import ResourceNames
-from hami_core.sdk import VendorKeys
 from hami_core.sdk import echo
 from hami_core.sdk import whole_quantity
 
@@ -47,6 +45,14 @@ class MockBackend(DeviceBackend):
     """
 
     contract_version: ClassVar[str] = "2.0"
+    #: Always ``mock``.
+    name = resources.NAME
+    #: ``mock.hami.io/gpu``, ``/gpumem``, ``/gpumem-percentage``, ``/gpucores``, ``/priority``.
+    resource_names = resources.RESOURCE_NAMES
+    #: ``hami.io/node-mock-register``, ``hami.io/node-handshake-mock``, ``hami.io/mock-devices-*``.
+    keys = resources.KEYS
+    #: ``MOCK``; simulated models such as ``MOCK-A100`` contain it.
+    device_type = resources.DEVICE_TYPE
 
     def __init__(self, settings: MockSettings | None = None) -> None:
         self.settings = settings if settings is not None else MockSettings()
@@ -63,26 +69,6 @@ class MockBackend(DeviceBackend):
         return cls(parse_settings(config))
 
     # --- identity ---------------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """Always ``mock``."""
-        return resources.NAME
-
-    @property
-    def resource_names(self) -> ResourceNames:
-        """``mock.hami.io/gpu``, ``/gpumem``, ``/gpumem-percentage``, ``/gpucores``, ``/priority``."""
-        return resources.RESOURCE_NAMES
-
-    @property
-    def keys(self) -> VendorKeys:
-        """``hami.io/node-mock-register``, ``hami.io/node-handshake-mock``, ``hami.io/mock-devices-*``."""
-        return resources.KEYS
-
-    @property
-    def device_type(self) -> str:
-        """``MOCK``; simulated models such as ``MOCK-A100`` contain it."""
-        return resources.DEVICE_TYPE
 
     @property
     def request_rules(self) -> RequestRules:

@@ -40,7 +40,6 @@ from hami_core.sdk import Mount
 from hami_core.sdk import PodView
 from hami_core.sdk import RequestRules
 from hami_core.sdk import ResourceNames
-from hami_core.sdk import VendorKeys
 from hami_core.sdk import check_type
 from hami_core.sdk import check_uuid
 from hami_core.sdk import decode_node_devices_legacy
@@ -72,6 +71,12 @@ class DcuBackend(DeviceBackend):
     """
 
     contract_version: ClassVar[str] = "2.0"
+    #: Always ``dcu``.
+    name = resources.NAME
+    #: ``hami.io/node-dcu-register``, ``hami.io/node-handshake-dcu``, ``hami.io/dcu-devices-*``.
+    keys = resources.KEYS
+    #: ``DCU``; registered models are ``DCU-<series>``.
+    device_type = resources.DEVICE_TYPE
 
     def __init__(self, settings: DcuSettings | None = None, inventory: DcuInventory | None = None) -> None:
         self.settings = settings if settings is not None else DcuSettings()
@@ -92,24 +97,9 @@ class DcuBackend(DeviceBackend):
     # --- identity ---------------------------------------------------------------------------
 
     @property
-    def name(self) -> str:
-        """Always ``dcu``."""
-        return resources.NAME
-
-    @property
     def resource_names(self) -> ResourceNames:
         """``hygon.com/dcunum``, ``hygon.com/dcumem``, ``hygon.com/dcucores`` unless renamed."""
         return self.settings.resource_names
-
-    @property
-    def keys(self) -> VendorKeys:
-        """``hami.io/node-dcu-register``, ``hami.io/node-handshake-dcu``, ``hami.io/dcu-devices-*``."""
-        return resources.KEYS
-
-    @property
-    def device_type(self) -> str:
-        """``DCU``; registered models are ``DCU-<series>``."""
-        return resources.DEVICE_TYPE
 
     @property
     def request_rules(self) -> RequestRules:

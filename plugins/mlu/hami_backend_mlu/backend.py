@@ -41,7 +41,6 @@ from hami_core.sdk import PodSingleDevice
 from hami_core.sdk import PodView
 from hami_core.sdk import RequestRules
 from hami_core.sdk import ResourceNames
-from hami_core.sdk import VendorKeys
 from hami_core.sdk import check_uuid
 
 #: How long HAMi's ``cambricon.com/dsmlu.lock`` keeps other MLU binds off a node.
@@ -79,6 +78,12 @@ class MluBackend(DeviceBackend):
     """
 
     contract_version: ClassVar[str] = "2.0"
+    #: Always ``mlu``.
+    name = resources.NAME
+    #: ``hami.io/node-mlu-register``, ``hami.io/node-handshake-mlu``, ``hami.io/cambricon-mlu-devices-*``.
+    keys = resources.KEYS
+    #: ``MLU``.
+    device_type = resources.DEVICE_TYPE
 
     def __init__(self, settings: MluSettings | None = None, inventory: MluInventory | None = None) -> None:
         self.settings = settings if settings is not None else MluSettings()
@@ -97,24 +102,9 @@ class MluBackend(DeviceBackend):
     # --- identity ---------------------------------------------------------------------------
 
     @property
-    def name(self) -> str:
-        """Always ``mlu``."""
-        return resources.NAME
-
-    @property
     def resource_names(self) -> ResourceNames:
         """``cambricon.com/vmlu``, ``cambricon.com/mlu.smlu.vmemory``, ``cambricon.com/mlu.smlu.vcore`` unless renamed."""
         return self.settings.resource_names
-
-    @property
-    def keys(self) -> VendorKeys:
-        """``hami.io/node-mlu-register``, ``hami.io/node-handshake-mlu``, ``hami.io/cambricon-mlu-devices-*``."""
-        return resources.KEYS
-
-    @property
-    def device_type(self) -> str:
-        """``MLU``."""
-        return resources.DEVICE_TYPE
 
     @property
     def request_rules(self) -> RequestRules:

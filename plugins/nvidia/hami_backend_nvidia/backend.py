@@ -45,7 +45,6 @@ from hami_core.sdk import PodView
 from hami_core.sdk import RequestRules
 from hami_core.sdk import ResourceNames
 from hami_core.sdk import ShimCorePolicy
-from hami_core.sdk import VendorKeys
 from hami_core.sdk import check_type
 from hami_core.sdk import check_uuid
 from hami_core.sdk import parse_bool_go
@@ -83,6 +82,12 @@ class NvidiaBackend(DeviceBackend):
     """
 
     contract_version: ClassVar[str] = "2.0"
+    #: Always ``nvidia``.
+    name = resources.NAME
+    #: ``hami.io/node-nvidia-register``, ``hami.io/node-handshake``, ``hami.io/vgpu-devices-*``.
+    keys = resources.KEYS
+    #: ``NVIDIA`` (HAMi's CommonWord).
+    device_type = resources.DEVICE_TYPE
 
     def __init__(self, settings: NvidiaSettings | None = None) -> None:
         self.settings = settings if settings is not None else NvidiaSettings()
@@ -103,24 +108,9 @@ class NvidiaBackend(DeviceBackend):
     # --- identity ---------------------------------------------------------------------------
 
     @property
-    def name(self) -> str:
-        """Always ``nvidia``."""
-        return resources.NAME
-
-    @property
     def resource_names(self) -> ResourceNames:
         """``nvidia.com/gpu``, ``/gpumem``, ``/gpumem-percentage``, ``/gpucores``, ``/priority`` unless configured."""
         return self.settings.resource_names
-
-    @property
-    def keys(self) -> VendorKeys:
-        """``hami.io/node-nvidia-register``, ``hami.io/node-handshake``, ``hami.io/vgpu-devices-*``."""
-        return resources.KEYS
-
-    @property
-    def device_type(self) -> str:
-        """``NVIDIA`` (HAMi's CommonWord)."""
-        return resources.DEVICE_TYPE
 
     @property
     def request_rules(self) -> RequestRules:
