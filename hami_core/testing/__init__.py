@@ -23,6 +23,7 @@ from hami_core.testing.builders import make_node
 from hami_core.testing.builders import make_pod
 from hami_core.testing.builders import make_usage
 from hami_core.testing.builders import registered_node
+from hami_core.testing.cluster import ClusterStartError
 from hami_core.testing.cluster import HamiCluster
 from hami_core.testing.cluster import PipelineError
 from hami_core.testing.cluster import PodRun
@@ -37,6 +38,7 @@ from hami_core.testing.fake_kube import FakeKube
 
 __all__ = [
     "BackendContract",
+    "ClusterStartError",
     "FakeKube",
     "HamiCluster",
     "PipelineError",

@@ -284,10 +284,24 @@ class HamiCluster:
             if self._registered(node):
                 waiting.discard(node["metadata"]["name"])
             if not waiting:
+                self._wait_scheduler_sees_devices(deadline)
                 return
         raise ClusterStartError(
             f"{self.backend.name} devices did not register on {', '.join(sorted(waiting))} in time"
         )
+
+    def _wait_scheduler_sees_devices(self, deadline: float) -> None:
+        """Until the scheduler's cache holds every node's devices, so the first pod is not refused
+        for a node registration its watch has not delivered yet (the cache has no event to wait on)."""
+        assert self.scheduler is not None
+        cache = self.scheduler.cache
+        while True:
+            views = [cache.view(node) for node in self.cluster.node_names]
+            if all(view is not None and view.all_devices() for view in views):
+                return
+            if time.monotonic() > deadline:
+                raise ClusterStartError(f"the scheduler did not see the {self.backend.name} devices in time")
+            time.sleep(0.02)
 
     def _registered(self, node: objects.Node) -> bool:
         annotations = node["metadata"].get("annotations") or {}
