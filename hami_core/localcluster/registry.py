@@ -314,6 +314,8 @@ class Registry:
                 current["metadata"].get("namespace"),
             ):
                 raise statuses.invalid(rt, name, "metadata.name: Invalid value: field is immutable")
+            # A uid in the patch is a precondition, as kube-apiserver (and its garbage collector) has it.
+            _check_preconditions(rt, name, {"uid": meta.get("uid")}, current["metadata"])
             _check_rv(rt, current, patched)
             obj = _incoming(rt, namespace, patched)
             _apply_defaults(rt, obj)
@@ -518,7 +520,7 @@ def _parse_rv(text: str) -> int:
 
 
 def _check_preconditions(rt: ResourceType, name: str, wanted: JsonObj, meta: JsonObj) -> None:
-    """DELETE and binding preconditions: a given uid / resourceVersion must be the stored one."""
+    """DELETE, binding and patch preconditions: a given uid / resourceVersion must be the stored one."""
     for field, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
         value = wanted.get(field)
         if value and value != meta.get(field):

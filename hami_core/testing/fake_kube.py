@@ -290,6 +290,16 @@ class FakeKube:
     ) -> _Obj:
         with self._lock:
             current = self._get(kind, namespace, name)
+            patch_meta = patch.get("metadata")
+            wanted_uid = patch_meta.get("uid") if isinstance(patch_meta, Mapping) else None
+            if wanted_uid and wanted_uid != current["metadata"]["uid"]:
+                # kube-apiserver treats a uid in a patch as a precondition (the garbage collector's).
+                raise ConflictError(
+                    f"Precondition failed: UID in precondition: {wanted_uid}, "
+                    f"UID in object meta: {current['metadata']['uid']}",
+                    status=409,
+                    reason="Conflict",
+                )
             patch = with_resource_version(patch, resource_version)
             patched = cast(_Obj, merge_patch(current, patch))
             return self._write(kind, namespace, name, patched, status_only=status_only)
