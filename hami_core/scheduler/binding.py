@@ -198,6 +198,7 @@ class Binding:
                 raise BindError(
                     "allocation-mismatch", f"{where}: its allocation annotations changed since the filter"
                 )
+            self._check_health(placement.booked)
             return placement.booked
         try:
             held = decode_allocation(pod, list(self._backends.values()))
@@ -214,10 +215,22 @@ class Binding:
         why = self._unlike_filter(pod, held)
         if why:
             raise BindError("forged-allocation", f"{where}: {why}")
+        self._check_health(held)
         why = self._cache.overbooked(uid, held)
         if why:
             raise BindError("overcommit", f"{where}: its allocation does not fit: {why}")
         return held
+
+    def _check_health(self, held: PodAllocation) -> None:
+        """Refuse a pod whose node lost a backend's devices since the filter (its plugin died): the
+        kubelet would fail it, and a re-filter sends it elsewhere."""
+        view = self._cache.view(held.node)
+        lost = sorted(backend for backend in held.bookings if view is None or backend not in view.devices)
+        if lost:
+            raise BindError(
+                "node-unhealthy",
+                f"node {held.node} has no healthy {', '.join(lost)} devices now; filter it again",
+            )
 
     def _unlike_filter(self, pod: PodView, held: PodAllocation) -> str:
         """Why the pod's allocation is not as a filter writes it; "" when it is."""
