@@ -242,6 +242,13 @@ class SchedulerMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.cache_warnings = Counter(
+            "hami_scheduler_cache_warnings",
+            "Annotation items the cache skipped (unreadable allocations or registrations, devices "
+            "rejected by the register bounds), by object kind and event reason",
+            ["kind", "reason"],
+            registry=self.registry,
+        )
         self.lock_wait = Histogram(
             "hami_scheduler_node_lock_wait_seconds",
             "Time a bind waited for the node lock",

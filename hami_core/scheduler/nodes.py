@@ -5,7 +5,8 @@ the devices each enabled backend decoded from its register annotation, and the v
 verdict per backend (``specs/hami-wire.md`` 3.9):
 
 - **Devices** come from each enabled backend's register annotation on nodes matching the configured
-  label selector; an unreadable value keeps the last good one and raises a warning once.
+  label selector; an unreadable value keeps the last good one and raises a warning once; a device
+  outside :mod:`~hami_core.scheduler.register_bounds` is left out (the rest register) with a warning.
 - **Health** per node and backend: a node whose kubelet reports an allocatable count of 0 for the
   backend's resource is unhealthy at once, whatever its handshake says: its device plugin is gone, and a pod sent there would fail admission (``UnexpectedAdmissionError``); it is
   healthy again as soon as the count is back. Otherwise the handshake decides: any value other than
@@ -34,7 +35,13 @@ from hami_core.errors import BackendError
 from hami_core.errors import CodecError
 from hami_core.kube.objects import Node
 from hami_core.quantity import parse_quantity
+from hami_core.scheduler import register_bounds
 from hami_core.scheduler.changes import CacheWarning
+
+#: The Warning event of a node whose registration lists devices outside the sanity bounds.
+DEVICES_REJECTED = "DeviceRegistrationRejected"
+#: Rejected devices named in one event.
+_SHOWN = 5
 
 #: How long a ``Requesting_<time>`` handshake proves a node alive on its own (HAMi's 60 s rule).
 HANDSHAKE_GRACE_SECONDS = 60.0
@@ -219,7 +226,7 @@ class NodeInventory:
                 continue
             entry.registered[backend.name] = value
             try:
-                entry.infos[backend.name] = tuple(backend.node_devices(entry.annotations))
+                kept, rejected = register_bounds.within_bounds(backend.node_devices(entry.annotations))
             except CodecError as err:
                 # HAMi keeps the last good device list when a registration does not decode.
                 if entry.warned.get(backend.name) != value:
@@ -234,6 +241,22 @@ class NodeInventory:
                     )
             except BackendError:
                 entry.infos.pop(backend.name, None)
+            else:
+                if kept:
+                    entry.infos[backend.name] = kept
+                else:
+                    entry.infos.pop(backend.name, None)
+                if rejected:
+                    warnings.append(
+                        CacheWarning(
+                            kind="Node",
+                            name=entry.name,
+                            reason=DEVICES_REJECTED,
+                            message=f"{backend.keys.register}: {len(rejected)} devices rejected, "
+                            f"{len(kept)} kept: {'; '.join(rejected[:_SHOWN])}",
+                            items=len(rejected),
+                        )
+                    )
         return tuple(warnings)
 
     def _assess(self, entry: NodeEntry, now: datetime) -> tuple[tuple[str, str], ...]:
