@@ -314,8 +314,12 @@ class Registry:
                 current["metadata"].get("namespace"),
             ):
                 raise statuses.invalid(rt, name, "metadata.name: Invalid value: field is immutable")
-            # A uid in the patch is a precondition, as kube-apiserver (and its garbage collector) has it.
-            _check_preconditions(rt, name, {"uid": meta.get("uid")}, current["metadata"])
+            # A patch may name the uid (a precondition the garbage collector uses); another uid is
+            # refused as kube-apiserver's update validation does: the field is immutable.
+            if meta.get("uid") and meta.get("uid") != current["metadata"].get("uid"):
+                raise statuses.invalid(
+                    rt, name, f'metadata.uid: Invalid value: "{meta.get("uid")}": field is immutable'
+                )
             _check_rv(rt, current, patched)
             obj = _incoming(rt, namespace, patched)
             _apply_defaults(rt, obj)
@@ -520,7 +524,7 @@ def _parse_rv(text: str) -> int:
 
 
 def _check_preconditions(rt: ResourceType, name: str, wanted: JsonObj, meta: JsonObj) -> None:
-    """DELETE, binding and patch preconditions: a given uid / resourceVersion must be the stored one."""
+    """DELETE and binding preconditions: a given uid / resourceVersion must be the stored one."""
     for field, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
         value = wanted.get(field)
         if value and value != meta.get(field):

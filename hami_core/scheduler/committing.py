@@ -161,7 +161,7 @@ class Committer:
 
     def _annotate(self, pod: PodView, node: str, annotations: Mapping[str, str]) -> None:
         """One merge patch; its ``metadata.uid`` is a precondition, so a pod recreated under the same
-        name since the filter read it is not touched (409)."""
+        name since the filter read it is not touched (the API server refuses the patch)."""
         patch = {
             "metadata": {"uid": pod.uid, "annotations": dict(annotations), "labels": {codec.VGPU_NODE: node}}
         }

@@ -293,12 +293,11 @@ class FakeKube:
             patch_meta = patch.get("metadata")
             wanted_uid = patch_meta.get("uid") if isinstance(patch_meta, Mapping) else None
             if wanted_uid and wanted_uid != current["metadata"]["uid"]:
-                # kube-apiserver treats a uid in a patch as a precondition (the garbage collector's).
-                raise ConflictError(
-                    f"Precondition failed: UID in precondition: {wanted_uid}, "
-                    f"UID in object meta: {current['metadata']['uid']}",
-                    status=409,
-                    reason="Conflict",
+                # A uid in a patch is a precondition: kube-apiserver refuses another one as immutable.
+                raise KubeError(
+                    f'{kind} "{name}" is invalid: metadata.uid: Invalid value: "{wanted_uid}": field is immutable',
+                    status=422,
+                    reason="Invalid",
                 )
             patch = with_resource_version(patch, resource_version)
             patched = cast(_Obj, merge_patch(current, patch))

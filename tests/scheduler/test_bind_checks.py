@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hami_core import codec
-from hami_core.errors import ConflictError
+from hami_core.errors import KubeError
 from hami_core.kube.objects import Pod
 from hami_core.pods import PodView
 from hami_core.scheduler.binding import BindError
@@ -174,7 +174,7 @@ def test_the_filter_patch_does_not_touch_a_pod_recreated_under_the_same_name() -
     old = made.add_pod(gpu_pod("p", memory=1000))
     made.kube.delete_pod("default", "p")
     made.kube.create_pod("default", gpu_pod("p", memory=1000))  # the cache has not seen it yet
-    with pytest.raises(ConflictError, match="UID in precondition"):
+    with pytest.raises(KubeError, match="field is immutable"):
         made.filtering.filter(PodView.from_object(old), ["n"])
     assert KEYS.allocated not in annotations_of(made.kube, "p")
     assert made.cache.allocations() == []
