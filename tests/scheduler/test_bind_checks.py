@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 
 from hami_core import codec
+from hami_core.allocation import DeviceBooking
+from hami_core.devices import ContainerDevice
 from hami_core.errors import KubeError
 from hami_core.kube.objects import Pod
 from hami_core.pods import PodView
+from hami_core.scheduler import usage
 from hami_core.scheduler.binding import BindError
 from hami_core.scheduler.filtering import StalePodError
 from hami_core.scheduler.recording import EventRecorder
@@ -178,3 +181,28 @@ def test_the_filter_patch_does_not_touch_a_pod_recreated_under_the_same_name() -
         made.filtering.filter(PodView.from_object(old), ["n"])
     assert KEYS.allocated not in annotations_of(made.kube, "p")
     assert made.cache.allocations() == []
+
+
+@pytest.mark.parametrize(
+    ("others", "own", "why"),
+    [
+        ([], [("GPU-0", 8000, 100)], ""),
+        ([[("GPU-0", 4000, 50)]], [("GPU-0", 4000, 50)], ""),
+        ([[("GPU-0", 4000, 50)]], [("GPU-0", 4001, 0)], "8001/8000 MiB"),
+        ([[("GPU-0", 100, 60)]], [("GPU-0", 100, 50)], "110/100 cores"),
+        ([[("GPU-0", 100, 100)]], [("GPU-0", 100, 0)], "shared with a pod that booked all its cores"),
+        ([[("GPU-0", 100, 0)]], [("GPU-0", 100, 100)], "shared with a pod that booked all its cores"),
+        ([[("GPU-0", 1, 0)]] * 10, [("GPU-0", 1, 0)], "11/10 slots"),
+        ([], [("GPU-7", 1, 0)], "not a healthy registered device"),
+    ],
+)
+def test_overbooked_checks_every_device_beside_the_other_pods(
+    others: list[list[tuple[str, int, int]]], own: list[tuple[str, int, int]], why: str
+) -> None:
+    def bookings(devices: list[tuple[str, int, int]]) -> tuple[DeviceBooking, ...]:
+        return tuple(
+            DeviceBooking(ContainerDevice(uuid, "NVIDIA", mem, cores), 1) for uuid, mem, cores in devices
+        )
+
+    found = usage.overbooked(gpus("GPU", 1), "nvidia", [bookings(pod) for pod in others], bookings(own))
+    assert (why in found) if why else found == ""
