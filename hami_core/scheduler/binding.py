@@ -59,6 +59,10 @@ DEFAULT_LOCK_WAIT = 10.0
 #: A waiting bind re-checks the lock at least this often, in case a watch event was missed.
 _RECHECK = 0.5
 _DONE_PHASES = (codec.BIND_PHASE_SUCCESS, codec.BIND_PHASE_FAILED)
+#: The longest node name (a DNS subdomain).
+_NODE_NAME_MAX = 253
+#: How much of a request body's value a message repeats.
+_ECHO = 100
 
 
 class BindError(HamiError):
@@ -72,6 +76,11 @@ class BindError(HamiError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def _echo(text: str) -> str:
+    """A value from the request body, cut short for messages, events and logs."""
+    return text if len(text) <= _ECHO else f"{text[:_ECHO]}... ({len(text)} characters)"
 
 
 def _done(pod: PodView) -> bool:
@@ -144,7 +153,12 @@ class Binding:
             booked = self._verify(pod, uid, node)
         except BindError as err:
             self._event(
-                namespace, name, uid, "Warning", "BindingRefused", f"binding to node {node} refused: {err}"
+                namespace,
+                name,
+                pod.uid,
+                "Warning",
+                "BindingRefused",
+                f"binding to node {_echo(node)} refused: {err}",
             )
             raise
         locked = False
@@ -182,17 +196,17 @@ class Binding:
         """
         where = f"pod {pod.key}"
         if not uid or pod.uid != uid:
-            raise BindError("uid-mismatch", f"{where} has uid {pod.uid}, not {uid or '(none)'}")
+            raise BindError("uid-mismatch", f"{where} has uid {pod.uid}, not {_echo(uid) or '(none)'}")
         if pod.node_name:
             raise BindError("already-bound", f"{where} is already bound to node {pod.node_name}")
         if not self._node_exists(node):
-            raise BindError("unknown-node", f"node {node} does not exist")
+            raise BindError("unknown-node", f"node {_echo(node)} does not exist")
         placement = self._cache.placement(uid)
         if placement is not None:
             if placement.booked.node != node:
                 raise BindError(
                     "node-mismatch",
-                    f"{where} was filtered for node {placement.booked.node}, not {node}; filter it again",
+                    f"{where} was filtered for node {placement.booked.node}, not {_echo(node)}; filter it again",
                 )
             if not placement.matches(pod.annotations):
                 raise BindError(
@@ -210,7 +224,8 @@ class Binding:
             return None
         if held.node != node:
             raise BindError(
-                "node-mismatch", f"{where} was filtered for node {held.node}, not {node}; filter it again"
+                "node-mismatch",
+                f"{where} was filtered for node {held.node}, not {_echo(node)}; filter it again",
             )
         why = self._unlike_filter(pod, held)
         if why:
@@ -255,6 +270,8 @@ class Binding:
         """Known to the cache, or (a node outside its selector) to the API server."""
         if self._cache.node_metadata(node) is not None:
             return True
+        if not node or len(node) > _NODE_NAME_MAX or "/" in node:
+            return False  # not a node name: nothing to ask the API server
         try:
             self._kube.get_node(node)
         except NotFoundError:

@@ -191,7 +191,7 @@ class Extender:
         except BindError as err:
             result = "refused"
             self._metrics.bind_refused.labels(err.reason).inc()
-            _log.warning("bind of %s/%s to %s refused (%s): %s", namespace, name, node, err.reason, err)
+            _log.warning("bind of %s/%s to %.100s refused (%s): %s", namespace, name, node, err.reason, err)
             return {"Error": str(err)}
         except HamiError as err:
             _log.info("bind of %s/%s to %s failed: %s", namespace, name, node, err)

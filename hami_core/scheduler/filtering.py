@@ -194,7 +194,8 @@ class Filtering:
         current = self._kube.get_pod(pod.namespace, pod.name)
         found = str((current.get("metadata") or {}).get("uid", ""))
         if not pod.uid or found != pod.uid:
-            raise StalePodError(f"pod {pod.key} has uid {found}, not {pod.uid or '(none)'}; nothing reserved")
+            given = pod.uid[:64] or "(none)"
+            raise StalePodError(f"pod {pod.key} has uid {found}, not {given}; nothing reserved")
 
     def _place(self, ask: Ask, wanted: set[str]) -> FilterOutcome:
         excluded: dict[str, str] = {}

@@ -8,6 +8,8 @@ stand-in calls the real ``hami scheduler`` process over HTTP; the kubelet calls 
 ``Allocate`` over gRPC for every bound pod and sets it Running with the environment it got. Eight
 threads submit 1,000 random pods; the test follows them by watch until each is Running, Failed or
 unschedulable, then checks the allocations, the environments, the capacity and the node locks.
+A second burst SIGKILLs the scheduler and one node's device plugin (a process there) midway: no pod
+may fail admission on the dead node, and once the plugin is back the node takes pods again.
 """
 
 from __future__ import annotations

@@ -206,3 +206,12 @@ def test_overbooked_checks_every_device_beside_the_other_pods(
 
     found = usage.overbooked(gpus("GPU", 1), "nvidia", [bookings(pod) for pod in others], bookings(own))
     assert (why in found) if why else found == ""
+
+
+def test_a_huge_node_name_or_uid_is_cut_short_in_the_refusal() -> None:
+    made = one_gpu()
+    pod = placed(made, "p")
+    for node, uid in (("x" * 1_000_000, pod["metadata"]["uid"]), ("n", "u" * 1_000_000)):
+        err = refused(made, pod, node=node, uid=uid)
+        assert len(str(err)) < 300
+        assert "(1000000 characters)" in str(err)
