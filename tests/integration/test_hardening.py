@@ -2,7 +2,7 @@
 
 Three nodes, each with one mock GPU (8000 MiB, 100 cores, split 10) served by a ``hami device-plugin``
 process registered with the node's simulated kubelet; ``hami scheduler`` runs as a process and the
-kube-scheduler stand-in filters and binds ``hami-scheduler`` pods through it. The attacker posts
+kube-scheduler (the stand-in, or the real one) filters and binds ``hami-scheduler`` pods through it. The attacker posts
 ``/filter`` and ``/bind`` bodies of its own; its pods name a scheduler nobody runs, so only its own
 calls could place them.
 """
@@ -27,6 +27,7 @@ from hami_backend_mock.backend import MockBackend
 from hami_core import codec
 from hami_core.kube.objects import Pod
 from hami_core.localcluster.cluster import LocalCluster
+from hami_core.localcluster.controlplane import ControlPlaneKind
 from hami_core.localcluster.stack import free_port
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_pod
@@ -102,7 +103,7 @@ def gpu_pod(name: str, memory: int, *, scheduler: str = SCHEDULER, **annotations
 
 
 @pytest.fixture
-def setup() -> Iterator[Setup]:
+def setup(control_plane: ControlPlaneKind) -> Iterator[Setup]:
     workdir = Path(tempfile.mkdtemp(prefix="h"))  # unix socket paths must stay short
     config = workdir / "mock.yaml"
     group = {"count": 1, "memory_mib": 8000, "cores": 100, "split": 10}
@@ -113,7 +114,10 @@ def setup() -> Iterator[Setup]:
     scheduler = SchedulerProcess(workdir, workdir / "c" / "kubeconfig", port)
     try:
         with LocalCluster(
-            len(NODES), workdir / "c", scheduler_config=stand_in_configuration(port)
+            len(NODES),
+            workdir / "c",
+            scheduler_config=stand_in_configuration(port),
+            control_plane=control_plane,
         ) as cluster:
             plugins = PluginFleet.on_cluster(cluster)
             made = Setup(cluster, plugins, config, port)
