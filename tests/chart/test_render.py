@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import click
@@ -12,10 +13,12 @@ import yaml
 
 from hami_core.config import parse_config
 from hami_core.localcluster.scheduler_config import load_scheduler_config
+from hami_core.plugins import load_backends
 from tests.chart.chart import BACKENDS
 from tests.chart.chart import CHART
 from tests.chart.chart import KUBE_VERSIONS
 from tests.chart.chart import PENDING_COMMANDS
+from tests.chart.chart import ROOT
 from tests.chart.chart import by_kind
 from tests.chart.chart import check_cli_args
 from tests.chart.chart import container_env
@@ -51,8 +54,8 @@ HAMI_NAMES = {
     },
     "mlu": {"cambricon.com/vmlu", "cambricon.com/mlu.smlu.vmemory", "cambricon.com/mlu.smlu.vcore"},
     "dcu": {"hygon.com/dcunum", "hygon.com/dcumem", "hygon.com/dcucores"},
-    "ascend": {
-        f"huawei.com/{chip}{suffix}"
+    **{
+        chip.lower().replace("-", ""): {f"huawei.com/{chip}{suffix}" for suffix in ("", "-memory", "-core")}
         for chip in (
             "Ascend910A",
             "Ascend910B2",
@@ -62,7 +65,6 @@ HAMI_NAMES = {
             "Ascend310P",
             "Ascend910C",
         )
-        for suffix in ("", "-memory", "-core")
     },
     "mock": {
         "mock.hami.io/gpu",
@@ -154,6 +156,29 @@ def test_extender_manages_exactly_the_enabled_backends_resources(rendered: dict,
     assert config.scheduler_names == ("hami-scheduler",)
 
 
+def test_backend_keys_are_the_entry_point_names() -> None:
+    """One name per backend on every surface: values keys are the in-tree ``hami.backends`` entry points."""
+    entry_points: set[str] = set()
+    for pyproject in [*ROOT.glob("backends/*/pyproject.toml"), *ROOT.glob("plugins/*/pyproject.toml")]:
+        project = tomllib.loads(pyproject.read_text())["project"]
+        entry_points |= set(project.get("entry-points", {}).get("hami.backends", {}))
+    assert set(BACKENDS) == entry_points
+    assert set(HAMI_NAMES) == entry_points
+
+
+def test_managed_resources_are_what_the_loaded_backends_serve(rendered: dict) -> None:
+    """The backends the rendered config loads manage exactly the names the extender stanza lists."""
+    docs = rendered[("all-backends", KUBE_VERSIONS[-1])]
+    config = parse_config(yaml.safe_load(one(docs, "ConfigMap", "hami-config")["data"]["hami.yaml"]))
+    loaded = load_backends(config)
+    assert sorted(backend.name for backend in loaded) == sorted(BACKENDS)
+    for backend in loaded:
+        assert set(backend.resource_names.all()) == HAMI_NAMES[backend.name], backend.name
+    assert sorted(managed_resources(docs)) == sorted(
+        name for backend in loaded for name in backend.resource_names.all()
+    )
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_hami_config_loads_with_enabled_backends(rendered: dict, scenario: str) -> None:
     """The rendered hami config passes the real loader and enables exactly the chart's backends."""
@@ -215,6 +240,12 @@ def test_a_container_arg_the_cli_refuses_fails_the_check() -> None:
             "- webhook.failurePolicy: webhook.failurePolicy must be one of",
         ),
         ({"backends.tpu.enabled": True}, "- backends.tpu: nodeSelector is required"),
+        # The vendor is not a backend: each Ascend chip is one (ascend910b3, ...).
+        ({"backends.ascend.enabled": True}, "- backends.ascend: nodeSelector is required"),
+        (
+            {"backends.ascend910b3.enabeld": True},
+            "- backends.ascend910b3: Additional property enabeld is not allowed",
+        ),
     ],
 )
 def test_schema_refuses_typos_and_wrong_types_naming_the_key(
