@@ -284,6 +284,10 @@ class ControlPlane:
                 # The `kubernetes` Service's endpoints would be 127.0.0.1, which the API refuses; nothing
                 # here reaches the API server through that Service.
                 "--endpoint-reconciler-type=none",
+                # Webhooks behind a Service are called at the Service's endpoints (written by whoever
+                # runs the pod, as no endpoints controller runs here), not at its cluster IP, which
+                # nothing routes without kube-proxy.
+                "--enable-aggregator-routing=true",
                 "--profiling=false",
                 "--v=0",
             ],
