@@ -10,9 +10,12 @@ the server's discovery documents.
 from __future__ import annotations
 
 import base64
+import fcntl
+import ipaddress
 import json
 import socket
 import ssl
+import struct
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,6 +25,9 @@ import yaml
 
 from hami_core.localcluster.cluster import LocalCluster
 from hami_core.localcluster.rbac import TOKEN_PREFIX
+
+#: The ioctl that reads an interface's IPv4 address.
+_SIOCGIFADDR = 0x8915
 
 
 class ClusterApi:
@@ -56,23 +62,24 @@ class ClusterApi:
     def delete(self, path: str, body: object = None) -> Any:
         return self.request("DELETE", path, body)
 
-    def listable_resources(self) -> list[tuple[str, str, str]]:
-        """(kind, collection path, plural) of every top-level resource the server lists."""
-        groups = [("/api/v1", "")]
-        for group in self.get("/apis")["groups"]:
-            groups.append((f"/apis/{group['preferredVersion']['groupVersion']}", group["name"]))
-        found = []
-        for prefix, _ in groups:
-            for resource in self.get(prefix)["resources"]:
-                if "/" not in resource["name"] and "list" in resource.get("verbs", []):
-                    found.append((resource["kind"], f"{prefix}/{resource['name']}", resource["name"]))
-        return found
+    def listable_resources(self) -> list[tuple[str, str]]:
+        """(kind, collection path) of every top-level resource the server lists, from discovery."""
+        prefixes = ["/api/v1"]
+        prefixes += [
+            f"/apis/{group['preferredVersion']['groupVersion']}" for group in self.get("/apis")["groups"]
+        ]
+        return [
+            (resource["kind"], f"{prefix}/{resource['name']}")
+            for prefix in prefixes
+            for resource in self.get(prefix)["resources"]
+            if "/" not in resource["name"] and "list" in resource.get("verbs", [])
+        ]
 
 
 def release_objects(api: ClusterApi, release: str) -> list[str]:
     """Every object the release owns or that carries its name, across every served resource."""
     found = []
-    for kind, path, _ in api.listable_resources():
+    for kind, path in api.listable_resources():
         if kind == "Event":
             continue
         for obj in api.get(path)["items"]:
@@ -109,13 +116,20 @@ def service_account_kubeconfig(cluster: LocalCluster, namespace: str, account: s
 
 
 def host_address() -> str:
-    """This machine's address that is not loopback (a real API server refuses loopback endpoints)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect(("192.0.2.255", 9))  # no packet is sent: this only picks the outgoing address
-        address = str(probe.getsockname()[0])
-    if address.startswith("127."):
-        raise AssertionError("the real control plane needs a non-loopback IPv4 address for endpoints")
-    return address
+    """An IPv4 address of this machine that a real API server takes for an endpoint (not loopback
+    or link-local), read from the interfaces (Linux ``SIOCGIFADDR``)."""
+    for _, interface in socket.if_nameindex():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                answer = fcntl.ioctl(
+                    probe.fileno(), _SIOCGIFADDR, struct.pack("256s", interface[:15].encode())
+                )
+            except OSError:
+                continue  # no IPv4 address on this interface
+        address = ipaddress.IPv4Address(answer[20:24])
+        if not (address.is_loopback or address.is_link_local):
+            return str(address)
+    raise AssertionError("the real control plane needs a non-loopback IPv4 address for endpoints")
 
 
 def route_service(

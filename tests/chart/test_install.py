@@ -192,7 +192,7 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
         )
 
         scheduler_pod.start("extender")
-        scheduler_pod.start("certs")
+        scheduler_pod.start("renew-certs")
         stand_in = start_kube_scheduler(scheduler_pod)
         wait_for(
             "the scheduler to lead and label its pod",
@@ -287,7 +287,15 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
         (metrics_target,) = [p["targetPort"] for p in service["spec"]["ports"] if p["name"] == "metrics"]
         metrics_port = scheduler_pod.ports[scheduler_pod.named_ports[metrics_target]]
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
-            assert b"hami_gpu_memory_limit_bytes" in response.read()
+            metrics = response.read().decode()
+        assert "hami_gpu_memory_limit_bytes" in metrics
+        # ... and shows that kube-scheduler asked the extender to filter (the rendered stanza works).
+        (filters,) = [
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith("hami_scheduler_filter_duration_seconds_count")
+        ]
+        assert filters >= 1
 
         # Upgrade: the changed value arrives, the certificates hami certs stored survive.
         helm(

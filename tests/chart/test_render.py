@@ -118,6 +118,16 @@ def test_every_document_validates_for_oldest_and_newest_kubernetes(rendered: dic
     assert len(checked) > 50
 
 
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_container_names_are_unique_in_each_pod(rendered: dict, scenario: str) -> None:
+    """kube-apiserver refuses a pod whose init and regular containers share a name; the schemas cannot."""
+    names: dict[str, list[str]] = {}
+    for workload, container in containers(rendered[(scenario, KUBE_VERSIONS[-1])]):
+        names.setdefault(f"{workload['kind']}/{workload['metadata']['name']}", []).append(container["name"])
+    for workload, in_pod in names.items():
+        assert len(in_pod) == len(set(in_pod)), f"{workload}: {in_pod}"
+
+
 def test_validation_catches_a_wrong_type(home: Path) -> None:
     """The validation above can fail: a rendered Deployment with a string replica count is refused."""
     docs = render(home)
