@@ -8,7 +8,9 @@ the installed KubeSchedulerConfiguration (the stand-in on the emulator, the real
 binary on the real control plane), the webhook as the installed MutatingWebhookConfiguration
 registers it (through its Service, with the caBundle ``hami certs`` set), and each DaemonSet's
 device plugin on the nodes its selector picks. Every process authenticates as its pod's service
-account. A pod asking for a mock device must then be mutated, scheduled, bound and allocated. The
+account. Enabled: mock, NVIDIA (no node of its own) and two Ascend chip backends, one of which has
+a node labelled for it. A pod asking for a mock device and one asking for an Ascend 910B3 NPU must
+then be mutated, scheduled, bound and allocated. The
 monitor runs beside each device plugin and must serve its metrics (with no shim regions to read:
 tests/monitor covers those).
 """
@@ -48,17 +50,27 @@ from tests.chart.sandbox import PodSandbox
 
 NAMESPACE = "kube-system"
 RELEASE = "hami"
-#: The second backend beside the mock: NVIDIA when its distribution is installed. Its DaemonSet
-#: selects gpu=on nodes, which this fleet does not have, so no NVML is needed.
-SECOND = "nvidia" if importlib.util.find_spec("hami_backend_nvidia") else None
+#: NVIDIA when its distribution is installed. Its DaemonSet selects gpu=on nodes, which this fleet
+#: does not have, so no NVML is needed; the extender still loads it.
+NVIDIA = importlib.util.find_spec("hami_backend_nvidia") is not None
+#: Two Ascend chip backends when the distribution is installed: the 910B3 on its shipped
+#: ``npu-smi`` fake serves the one node labelled with that chip; the 910A's DaemonSet selects none.
+ASCEND = importlib.util.find_spec("hami_backend_ascend") is not None
 VALUES: dict[str, object] = {
     "backends.mock.enabled": True,
-    "backends.nvidia.enabled": SECOND == "nvidia",
+    "backends.nvidia.enabled": NVIDIA,
+    "backends.ascend910b3.enabled": ASCEND,
+    "backends.ascend910b3.config": {"fake": "8x910B3"},
+    "backends.ascend910a.enabled": ASCEND,
 }
+ENABLED = sorted(
+    ["mock", *(["nvidia"] if NVIDIA else []), *(["ascend910a", "ascend910b3"] if ASCEND else [])]
+)
 FLEET = {
     "nodes": [
         {"name": "mock-0", "labels": {"hami.io/mock-devices": "on"}},
         {"name": "mock-1", "labels": {"hami.io/mock-devices": "on"}},
+        {"name": "npu-0", "labels": {"ascend": "on", "hami.io/ascend-chip": "Ascend910B3"}},
         {"name": "plain-0"},
     ]
 }
@@ -150,9 +162,7 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
 
     deployment = api.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/hami-scheduler")
     daemonsets = api.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/daemonsets")["items"]
-    assert sorted(ds["metadata"]["labels"]["hami.io/backend"] for ds in daemonsets) == sorted(
-        ["mock", *([SECOND] if SECOND else [])]
-    )
+    assert sorted(ds["metadata"]["labels"]["hami.io/backend"] for ds in daemonsets) == ENABLED
     template = deployment["spec"]["template"]
     # The scheduler pod, as the Deployment's ReplicaSet would create it.
     pod = {
@@ -246,6 +256,24 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
             ),
         )
 
+        # Each DaemonSet ran exactly on the nodes labelled for its backend (an Ascend chip's on
+        # that chip's nodes only).
+        assert sorted(sandbox.pod_name for sandbox in sandboxes[1:]) == sorted(
+            [
+                "hami-device-plugin-mock-mock-0",
+                "hami-device-plugin-mock-mock-1",
+                *(["hami-device-plugin-ascend910b3-npu-0"] if ASCEND else []),
+            ]
+        )
+        if ASCEND:
+            wait_for(
+                "the 910B3 node to register its NPUs",
+                lambda: (
+                    "hami.io/node-register-Ascend910B3"
+                    in (kube.get_node("npu-0")["metadata"].get("annotations") or {})
+                ),
+            )
+
         # Each node's monitor serves its metrics on the monitor Service's target port.
         monitor_service = api.get(f"/api/v1/namespaces/{NAMESPACE}/services/hami-device-plugin-monitor")
         (monitor_target,) = [p["targetPort"] for p in monitor_service["spec"]["ports"]]
@@ -283,6 +311,34 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
         )
         assert bound["spec"]["nodeName"] in ("mock-0", "mock-1")
         assert "hami.io/mock-devices-allocated" in bound["metadata"]["annotations"]
+        if ASCEND:
+            # ... and one asking for an Ascend 910B3 NPU lands on the 910B3 node.
+            npu_pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "npu-trainer", "namespace": "default"},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "busybox:1.36",
+                            "resources": {"limits": {"huawei.com/Ascend910B3": 1}},
+                        }
+                    ]
+                },
+            }
+            assert kube.create_pod("default", npu_pod)["spec"]["schedulerName"] == "hami-scheduler"
+            npu_bound = wait_for(
+                "the NPU pod to be bound and allocated",
+                lambda: (
+                    (p := kube.get_pod("default", "npu-trainer"))["metadata"]
+                    .get("annotations", {})
+                    .get(ALLOCATIONS_ANNOTATION)
+                    and p
+                ),
+                timeout=90,
+            )
+            assert npu_bound["spec"]["nodeName"] == "npu-0"
         # The Service's metrics port reaches the extender's metrics endpoint.
         (metrics_target,) = [p["targetPort"] for p in service["spec"]["ports"] if p["name"] == "metrics"]
         metrics_port = scheduler_pod.ports[scheduler_pod.named_ports[metrics_target]]
