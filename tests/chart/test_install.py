@@ -10,9 +10,8 @@ registers it (through its Service, with the caBundle ``hami certs`` set), and ea
 device plugin on the nodes its selector picks. Every process authenticates as its pod's service
 account. Enabled: mock, NVIDIA (no node of its own) and two Ascend chip backends, one of which has
 a node labelled for it. A pod asking for a mock device and one asking for an Ascend 910B3 NPU must
-then be mutated, scheduled, bound and allocated. The
-monitor runs beside each device plugin and must serve its metrics (with no shim regions to read:
-tests/monitor covers those).
+then be mutated, scheduled, bound and allocated. The monitor runs beside each device plugin and
+must serve its metrics (with no shim regions to read: tests/monitor covers those).
 """
 
 from __future__ import annotations
