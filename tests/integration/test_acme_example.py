@@ -92,7 +92,7 @@ def test_hami_lists_the_installed_example(site: Path) -> None:
         check=True,
     )
     (acme,) = [row for row in json.loads(listed.stdout) if row["name"] == "acme"]
-    assert (acme["distribution"], acme["contract_version"]) == ("hami-backend-acme", "2.0")
+    assert (acme["distribution"], acme["contract_version"]) == ("hami-backend-acme", "3.0")
 
 
 @pytest.fixture
