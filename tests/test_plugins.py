@@ -263,9 +263,13 @@ def test_entry_point_registering_another_name_is_refused(install: Install) -> No
 
 
 @pytest.mark.parametrize(
-    ("backend", "stated"), [(FutureBackend("future"), "4.0"), (PastBackend("past"), "2.0")], ids=["newer", "older"]
+    ("backend", "stated"),
+    [(FutureBackend("future"), "4.0"), (PastBackend("past"), "2.0")],
+    ids=["newer", "older"],
 )
-def test_another_contract_major_version_is_refused_with_the_versions(backend: TinyBackend, stated: str) -> None:
+def test_another_contract_major_version_is_refused_with_the_versions(
+    backend: TinyBackend, stated: str
+) -> None:
     name = type(backend).__name__
     with pytest.raises(
         BackendLoadError, match=rf"{name} was written for contract {stated}, but this hami-core speaks 3\.0"

@@ -23,7 +23,10 @@ def test_a_device_pod_is_handed_to_hamis_scheduler_and_otherwise_unchanged() -> 
 
 def test_the_scheduler_name_is_the_one_given() -> None:
     pod = make_pod(containers=[make_container(limits={GPU: 1})])
-    assert admit(pod, MockBackend(), scheduler_name="gpu-scheduler").pod["spec"]["schedulerName"] == "gpu-scheduler"
+    assert (
+        admit(pod, MockBackend(), scheduler_name="gpu-scheduler").pod["spec"]["schedulerName"]
+        == "gpu-scheduler"
+    )
 
 
 def test_a_pod_without_devices_is_admitted_as_sent() -> None:
