@@ -517,6 +517,12 @@ def _stopped_by_signals() -> Iterator[threading.Event]:
     help="Serving key [default: scheduler.key_file].",
 )
 @click.option(
+    "--client-ca",
+    type=click.Path(dir_okay=False, path_type=Path, resolve_path=True),
+    help="CA of the client certificates the extender verbs require (mutual TLS); without one the "
+    "server listens on loopback only [default: scheduler.client_ca_file].",
+)
+@click.option(
     "--metrics-bind",
     metavar="HOST:PORT",
     help="Metrics-only endpoint, empty for none [default: scheduler.metrics_bind].",
@@ -546,6 +552,7 @@ def scheduler_command(
     http_bind: str | None,
     cert_file: Path | None,
     key_file: Path | None,
+    client_ca: Path | None,
     metrics_bind: str | None,
     leader_elect: bool | None,
     lock_expiry: float | None,
@@ -568,9 +575,12 @@ def scheduler_command(
     config = load_cli_config(config_path, backend_names)
     cert = str(cert_file) if cert_file is not None else config.scheduler.cert_file
     key = str(key_file) if key_file is not None else config.scheduler.key_file
+    ca = str(client_ca) if client_ca is not None else config.scheduler.client_ca_file
     if bool(cert) != bool(key):
         raise click.UsageError("HTTPS needs both a certificate and a key (--cert-file and --key-file)")
-    tls = ReloadingCertificate(cert, key) if cert else None
+    if ca and not cert:
+        raise click.UsageError("client certificates need HTTPS: give --cert-file and --key-file too")
+    tls = ReloadingCertificate(cert, key, ca or None) if cert else None
 
     def admission(loaded: plugins.Backends, view: AdmissionView) -> AdmissionHandler:
         policies = [name for name, policy in loaded.scoring_policies.items() if policy.kind == "node"]

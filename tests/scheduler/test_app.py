@@ -66,7 +66,9 @@ def post(app: SchedulerApp, verb: str, body: object) -> dict[str, object]:
     assert app.server is not None
     connection = http.client.HTTPConnection("127.0.0.1", app.server.port, timeout=5)
     try:
-        connection.request("POST", f"/{verb}", body=json.dumps(body))
+        connection.request(
+            "POST", f"/{verb}", body=json.dumps(body), headers={"Content-Type": "application/json"}
+        )
         response = connection.getresponse()
         assert response.status == 200
         return json.loads(response.read())  # type: ignore[no-any-return]
