@@ -212,6 +212,14 @@ def _table(installed: Sequence[plugins.InstalledBackend], enabled: set[str]) -> 
     type=click.Path(file_okay=False, path_type=Path, resolve_path=True),
     help="Also write tls.crt, tls.key and ca.crt here, for the webhook server.",
 )
+@click.option(
+    "--client-cert",
+    "client_name",
+    default="",
+    metavar="NAME",
+    help="With --cert-dir: also write client.crt and client.key, a client certificate for NAME signed by "
+    "the CA (kube-scheduler's identity toward the extender).",
+)
 @click.option("--watch", is_flag=True, help="Keep running and renew before expiry (until SIGTERM or Ctrl-C).")
 @click.option("--interval", default="1h", show_default=True, help="With --watch: how often to check.")
 def certs_command(
@@ -227,6 +235,7 @@ def certs_command(
     cert_validity: str,
     ca_validity: str,
     cert_dir: Path | None,
+    client_name: str,
     watch: bool,
     interval: str,
 ) -> None:
@@ -234,7 +243,7 @@ def certs_command(
 
     Makes a CA and a serving certificate for the Service's DNS names, stores them in the Secret,
     sets the MutatingWebhookConfiguration's caBundle, and (with --cert-dir) writes the files the
-    server reads and reloads. Rerunning changes nothing while the certificates are healthy; with
+    server reads and reloads, with --client-cert also a client pair signed by the CA. Rerunning changes nothing while the certificates are healthy; with
     --watch it keeps checking and renews before expiry.
     """
     # Imported here: the Kubernetes client takes a while to import and only this command needs it.
@@ -255,10 +264,12 @@ def certs_command(
     every = parse_duration(interval).total_seconds()
     if every <= 0:
         raise click.BadParameter("must be longer than 0s", param_hint="--interval")
+    if client_name and cert_dir is None:
+        raise click.UsageError("--client-cert writes into --cert-dir: give both")
     identity = ServingIdentity.for_service(
         service, namespace, extra_dns_names=dns_names, ip_addresses=ip_addresses
     )
-    target = CertTarget(namespace, secret_name, webhook_config, identity, policy, cert_dir)
+    target = CertTarget(namespace, secret_name, webhook_config, identity, policy, cert_dir, client_name)
     with RealKubeClient(kubeconfig=kubeconfig, timeout=api_timeout) as kube:
         syncer = CertificateSync(kube, target)
         if not watch:
@@ -754,6 +765,8 @@ def top_command(
                 screen.update(render.table(view, title="hami top"), refresh=True)
 
             live.follow(kube, draw, scrape, stop, refresh)
+
+
 @hami.command(name="simulate")
 @click.option(
     "--nodes",

@@ -376,6 +376,23 @@ def serving_problem(
     return _expiry_reason(cert, "serving certificate", now, renew_before)
 
 
+def client_problem(ca: KeyPair, client: KeyPair, now: datetime, renew_before: timedelta) -> str:
+    """Why a client pair (``issue_client_certificate``) must be replaced; empty when it is fine.
+
+    It must be readable, match its key, be signed by ``ca`` and have more than ``renew_before`` left.
+    """
+    try:
+        cert, _ = _load_pair(client, "client")
+        ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    except (ConfigError, ValueError) as err:
+        return str(err)
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return "the client certificate is not signed by the CA"
+    return _expiry_reason(cert, "client certificate", now, renew_before)
+
+
 def ensure(
     bundle: CertificateBundle | None, identity: ServingIdentity, now: datetime, policy: RenewalPolicy
 ) -> Renewal:
