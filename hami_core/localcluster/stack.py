@@ -212,7 +212,7 @@ class HamiStack:
 
     def stop(self) -> None:
         """Stop supervising, stop every process (SIGTERM, then SIGKILL after 10 s) and the cluster; idempotent."""
-        self.supervisor.stop(timeout=10)
+        self.supervisor.stop()
         self.cluster.stop()
 
     def __enter__(self) -> HamiStack:

@@ -1,7 +1,8 @@
 """Child processes kept running: a child that dies is reported and started again, with backoff.
 
 ``hami local-cluster up --hami`` runs the scheduler and one device plugin per node and backend as
-processes (:mod:`~hami_core.localcluster.stack`), like the Deployment and DaemonSets of the chart;
+processes (:mod:`~hami_core.localcluster.stack`), like the Deployment and DaemonSets of the chart, and
+``--real`` runs etcd, kube-apiserver and kube-scheduler (:mod:`~hami_core.localcluster.controlplane`);
 kubelet restarts a container that exits, so :class:`Supervisor` does the same here: each death is
 logged as a WARNING with the exit status and the restart count, and the child starts again after
 :meth:`Backoff.delay` (doubling from ``initial`` up to ``cap``, as kubelet's CrashLoopBackOff; a child
@@ -27,6 +28,8 @@ _log = logging.getLogger(__name__)
 
 #: Starts (or starts again) one child and returns its process.
 Launch = Callable[[], "subprocess.Popen[bytes]"]
+#: Ends one child and waits for it.
+Halt = Callable[["subprocess.Popen[bytes]"], None]
 
 
 @attrs.frozen
@@ -78,6 +81,8 @@ class Supervisor:
         backoff: the restart waits.
         poll: seconds between checks of the children.
         clock: monotonic seconds (tests pass a virtual clock and call :meth:`step`).
+        halt: ends one child at :meth:`stop` (children are ended newest first); by default SIGTERM,
+            then SIGKILL after 10 s.
     """
 
     def __init__(
@@ -86,8 +91,10 @@ class Supervisor:
         *,
         poll: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
+        halt: Halt | None = None,
     ) -> None:
         self.backoff = backoff if backoff is not None else Backoff()
+        self._halt = halt if halt is not None else terminate
         self._poll = poll
         self._clock = clock
         self._children: dict[str, _Child] = {}
@@ -169,18 +176,22 @@ class Supervisor:
             child.started_at = now
             _log.info("%s started again (restart %d, pid %d)", name, child.restarts, child.process.pid)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop supervising, then end every child: SIGTERM, SIGKILL after ``timeout`` seconds."""
+    def stop(self) -> None:
+        """Stop supervising, then end every child, newest first; idempotent."""
         self._loop.stop()
         with self._lock:
             processes = [child.process for child in self._children.values()]
             self._children = {}
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        for process in reversed(processes):
+            self._halt(process)
+
+
+def terminate(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM ``process``, SIGKILL it if it outlives ``timeout`` seconds, and wait for it."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

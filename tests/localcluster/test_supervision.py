@@ -36,7 +36,7 @@ def clock() -> Clock:
 def supervisor(clock: Clock) -> Iterator[Supervisor]:
     running = Supervisor(Backoff(initial=1, factor=2, cap=5, stable_after=60), clock=clock)
     yield running
-    running.stop(timeout=5)
+    running.stop()
 
 
 def test_backoff_doubles_up_to_its_cap() -> None:
@@ -96,7 +96,7 @@ def test_a_killed_child_is_restarted_by_the_background_loop() -> None:
         assert supervisor.deaths[0].status == -9
         assert supervisor.process("sleeper").poll() is None
     finally:
-        supervisor.stop(timeout=5)
+        supervisor.stop()
     assert first.returncode == -9
 
 
@@ -115,6 +115,6 @@ def test_a_held_child_is_not_restarted(supervisor: Supervisor, clock: Clock) -> 
 def test_stop_ends_every_child(clock: Clock) -> None:
     supervisor = Supervisor(clock=clock)
     process = supervisor.start("sleeper", lambda: python("import time; time.sleep(60)"))
-    supervisor.stop(timeout=5)
+    supervisor.stop()
     assert process.poll() is not None
     assert supervisor.processes() == {}
