@@ -250,6 +250,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             self._answer(route, body)
+        except (ConnectionError, TimeoutError):
+            raise  # the client went away while the reply was written: its business (handle_error)
         except Exception as err:  # a fault of hami's must still answer, and be seen in the log
             _log.exception("POST %s from %s failed", route, self.address_string())
             self._json(500, {"Error": f"hami failed on POST {route}: {type(err).__name__}: {echo(str(err))}"})
@@ -291,6 +293,8 @@ class _Handler(BaseHTTPRequestHandler):
         route = self.path.split("?", 1)[0].rstrip("/")
         try:
             self._get(route)
+        except (ConnectionError, TimeoutError):
+            raise
         except Exception as err:  # as in do_POST: answered and logged
             _log.exception("GET %s from %s failed", route, self.address_string())
             self._json(500, {"Error": f"hami failed on GET {route}: {type(err).__name__}: {echo(str(err))}"})
