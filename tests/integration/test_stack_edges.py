@@ -20,9 +20,12 @@ from typing import Any
 
 import pytest
 
+from hami_core.kube.objects import Pod
 from hami_core.localcluster.fleet import Fleet
 from hami_core.localcluster.kubelet import ALLOCATIONS_ANNOTATION
 from hami_core.localcluster.stack import HamiStack
+from hami_core.testing.builders import make_container
+from hami_core.testing.builders import make_pod
 
 pytestmark = pytest.mark.slow
 
@@ -62,17 +65,16 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = 90.0) -> An
     pytest.fail(f"{what} did not happen within {timeout}s")
 
 
-def schedule_a_pod(stack: HamiStack) -> dict[str, Any]:
+def schedule_a_pod(stack: HamiStack) -> Pod:
     name = f"p-{uuid.uuid4().hex[:6]}"
-    container = {"name": "main", "image": "busybox", "resources": {"limits": {GPU: "1"}}}
-    stack.kube.create_pod("default", {"metadata": {"name": name}, "spec": {"containers": [container]}})
+    stack.kube.create_pod("default", make_pod(name, containers=[make_container(limits={GPU: "1"})]))
 
-    def running() -> dict[str, Any] | None:
+    def running() -> Pod | None:
         pod = stack.kube.get_pod("default", name)
         annotations = pod["metadata"].get("annotations") or {}
         return pod if pod.get("spec", {}).get("nodeName") and ALLOCATIONS_ANNOTATION in annotations else None
 
-    pod: dict[str, Any] = eventually(running, f"pod {name} bound and allocated")
+    pod: Pod = eventually(running, f"pod {name} bound and allocated")
     stack.kube.delete_pod("default", name)
     return pod
 
