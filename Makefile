@@ -43,11 +43,11 @@ test: venv tools native kube
 	$(PY) -m pytest -q
 	$(VENV)/bin/lint-imports
 
-# The backend packages to type-check: every hami_backend_* under backends/ and plugins/.
-BACKEND_PACKAGES := $(wildcard backends/*/hami_backend_* plugins/*/hami_backend_*)
+# The backend packages to type-check: every hami_backend_* under backends/, plugins/ and the docs' examples.
+BACKEND_PACKAGES := $(wildcard backends/*/hami_backend_* plugins/*/hami_backend_* docs/examples/*/hami_backend_*)
 
 lint: venv
-	$(VENV)/bin/ruff check hami_core $(wildcard backends plugins) tests bench tools
+	$(VENV)/bin/ruff check hami_core $(wildcard backends plugins) docs/examples tests bench tools
 	$(VENV)/bin/mypy hami_core $(BACKEND_PACKAGES)
 	$(VENV)/bin/lint-imports
 

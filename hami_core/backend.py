@@ -1,11 +1,11 @@
 """The vendor contract: :class:`DeviceBackend`, the one class a device vendor writes.
 
-Methods are grouped by the process that calls them (identity, admission, scheduling, node,
-isolation). Only what every backend must supply is abstract: its name, resource names,
-annotation keys, device discovery and ``allocate``. Everything else has a safe, documented
-default that follows HAMi's generic behaviour (``specs/hami-wire.md``), so a minimal backend is
-small and a vendor overrides only where its devices differ. Every method returns a named type,
-never a bare tuple or a loose dict.
+Methods are grouped by the process that calls them (identity, admission, scheduling, node).
+Only what every backend must supply is abstract: its name, resource names, annotation keys,
+device discovery and ``allocate`` (which also returns the in-container shim's environment).
+Everything else has a safe, documented default that follows HAMi's generic behaviour
+(``specs/hami-wire.md``), so a minimal backend is small and a vendor overrides only where its
+devices differ. Every method returns a named type, never a bare tuple or a loose dict.
 
 The contract is versioned by :data:`CONTRACT_VERSION`; a backend states the version it was
 written against in its ``contract_version`` class attribute and the plugin loader refuses a
@@ -43,8 +43,11 @@ from hami_core.pods import ContainerView
 from hami_core.pods import PodView
 from hami_core.quantity import parse_quantity
 
-#: The version of this contract. A backend whose ``contract_version`` has another major number
-#: is refused at load; minor versions only add methods with defaults.
+#: The version of this contract and of :mod:`hami_core.sdk`. A minor bump (2.0 to 2.1) only adds:
+#: methods with defaults that keep today's behaviour, optional arguments, SDK names; a backend
+#: written for 2.0 runs unchanged. A major bump (to 3.0) removes or renames a method or SDK name,
+#: changes a signature or what a method means; the plugin loader refuses a backend whose
+#: ``contract_version`` has another major number.
 CONTRACT_VERSION = "2.0"
 
 #: HAMi keeps requests in Go ``int32``: larger ones are refused.
@@ -141,11 +144,13 @@ class DeviceBackend(abc.ABC):
 
     Subclasses set ``contract_version`` (the :data:`CONTRACT_VERSION` they were written for) and
     implement the abstract members; the rest have defaults that follow HAMi's generic rules.
-    Instances are built by the plugin's ``hami_register_backends`` hook from
-    ``config.backend(name)`` and must be cheap: no hardware access before :meth:`discover`.
+    The identity properties (``name``, ``resource_names``, ``keys``, ``device_type``) may be
+    plain class attributes when their values are fixed. Instances are built by the plugin's
+    ``hami_register_backends`` hook from ``config.backend(name)`` and must be cheap: no hardware
+    access before :meth:`discover`.
     """
 
-    #: The contract version this backend was written against, e.g. ``"1.0"``.
+    #: The contract version this backend was written against, as a literal, e.g. ``"2.0"``.
     contract_version: ClassVar[str]
 
     # --- identity (every process) -------------------------------------------------------------
@@ -437,14 +442,3 @@ class DeviceBackend(abc.ABC):
         Raises:
             BackendError: the devices cannot be handed out on this node.
         """
-
-    # --- isolation (the shim inside the container) --------------------------------------------
-
-    def isolation_env(self, devices: ContainerDevices, container: ContainerView) -> Mapping[str, str]:
-        """The environment that hands this container's limits to the in-container shim.
-
-        The default is empty (no shim); backends with one return HAMi-core's variables, e.g.
-        ``CUDA_DEVICE_MEMORY_LIMIT_<i>`` and ``CUDA_DEVICE_SM_LIMIT``, and merge them in
-        :meth:`allocate`.
-        """
-        return {}

@@ -11,6 +11,7 @@ everywhere.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -99,7 +100,55 @@ def hami() -> None:
 
 @hami.group(name="backends")
 def backends() -> None:
-    """Inspect the device backends installed in this environment."""
+    """Inspect the device backends installed here, or scaffold a new one (also ``hami backend``)."""
+
+
+#: ``hami backend new`` reads as the issue and the docs spell it; the same commands as ``hami backends``.
+hami.add_command(click.Group(name="backend", commands=backends.commands, hidden=True, help=backends.help))
+
+
+@backends.command(name="new")
+@click.argument("name")
+@click.option("--domain", help="DNS prefix of the resource names [default: NAME.example.com].")
+@click.option(
+    "--directory",
+    "-C",
+    type=click.Path(file_okay=False, path_type=Path, resolve_path=True),
+    default=Path(),
+    help="Where to create hami-backend-NAME [default: the current directory].",
+)
+def backends_new(name: str, domain: str | None, directory: Path) -> None:
+    """Scaffold hami-backend-NAME: a backend distribution that passes its own tests as generated.
+
+    NAME is the backend's one name: lowercase letters and digits, starting with a letter.
+    """
+    from hami_core import scaffold
+
+    try:
+        scaffold.check_name(name)
+    except scaffold.ScaffoldError as err:
+        raise click.BadParameter(str(err), param_hint="NAME") from err
+    try:
+        chosen = scaffold.check_domain(domain) if domain is not None else scaffold.default_domain(name)
+    except scaffold.ScaffoldError as err:
+        raise click.BadParameter(str(err), param_hint="--domain") from err
+    if importlib.metadata.entry_points(group=plugins.ENTRY_POINT_GROUP, name=name):
+        raise click.UsageError(f"a backend named {name!r} is already installed here; choose another name")
+    spec = scaffold.BackendSpec(
+        name=name, domain=chosen, core_version=importlib.metadata.version("hami-core")
+    )
+    target = directory / spec.directory
+    if target.exists():
+        raise click.UsageError(f"{target} already exists; remove it, or choose another name or --directory")
+    files = scaffold.render(spec, scaffold.load_templates())
+    for relative, text in files.items():
+        path = target / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    click.echo(f"created {target} ({len(files)} files); test it with:")
+    click.echo(
+        f"  cd {target} && python -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest"
+    )
 
 
 @backends.command(name="list")

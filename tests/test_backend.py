@@ -273,13 +273,10 @@ class TestDefaultScheduling:
         assert ExampleBackend().score_node([], (), FitContext()) == 0.0
 
 
-class TestDefaultNodeAndIsolation:
+class TestDefaultNodeSide:
     def test_device_type_defaults_to_the_upper_cased_name(self) -> None:
         assert ExampleBackend().device_type == "EXAMPLE"
 
     def test_health_reports_what_discovery_saw(self) -> None:
         devices = [DeviceInfo(id="a", health=True), DeviceInfo(id="b", health=False)]
         assert ExampleBackend().health(devices) == {"a": True, "b": False}
-
-    def test_isolation_env_defaults_to_nothing(self) -> None:
-        assert ExampleBackend().isolation_env((), ContainerView.from_object(make_container())) == {}

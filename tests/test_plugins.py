@@ -15,7 +15,6 @@ from typing import ClassVar
 import pytest
 
 from hami_core import codec
-from hami_core import hookimpl
 from hami_core.backend import DeviceBackend
 from hami_core.backend import ResourceNames
 from hami_core.codec import VendorKeys
@@ -34,6 +33,7 @@ from hami_core.plugins import load_backends
 from hami_core.plugins import make_plugin_manager
 from hami_core.pods import ContainerView
 from hami_core.pods import PodView
+from hami_core.sdk import hookimpl
 
 Install = Callable[..., None]
 
@@ -106,18 +106,18 @@ def _backend_module(
         f"""
         from __future__ import annotations
 
-        from hami_core import ContainerAllocation
-        from hami_core import DeviceBackend
-        from hami_core import ResourceNames
-        from hami_core import codec
-        from hami_core import hookimpl
+        from hami_core.sdk import ContainerAllocation
+        from hami_core.sdk import DeviceBackend
+        from hami_core.sdk import ResourceNames
+        from hami_core.sdk import hookimpl
+        from hami_core.sdk import vendor_keys
 
 
         class Backend(DeviceBackend):
             contract_version = {contract!r}
             name = {registered_name or name!r}
             resource_names = ResourceNames(count={resource or f"{name}.example.com/gpu"!r})
-            keys = codec.vendor_keys(register_word={name!r}, devices_word={name!r}, handshake_suffix={name!r})
+            keys = vendor_keys(register_word={name!r}, devices_word={name!r}, handshake_suffix={name!r})
 
             def discover(self, node_name):
                 return []

@@ -1,9 +1,12 @@
-"""Builders for the Kubernetes objects tests feed to backends and components.
+"""Builders for the Kubernetes objects and devices tests feed to backends and components.
 
-Each returns a plain dict shaped exactly like the API's JSON (typed with
-:mod:`hami_core.kube.objects`), with only the fields given plus what the API server always sets.
-Quantities may be passed as ints for brevity; they are written as strings, as the API returns
-them. UIDs are derived from namespace and name, so the same builder call gives the same pod.
+``make_pod``, ``make_container`` and ``make_node`` return plain dicts shaped exactly like the API's
+JSON (typed with :mod:`hami_core.kube.objects`), with only the fields given plus what the API
+server always sets. Quantities may be passed as ints for brevity; they are written as strings, as
+the API returns them. UIDs are derived from namespace and name, so the same builder call gives the
+same pod. ``make_config`` builds hami's configuration as the YAML file would give it; ``make_device`` and ``make_usage`` build the contract's device values, and
+``registered_node`` a node whose register annotation lists devices the way a backend's device
+plugin writes it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from collections.abc import Sequence
+from typing import Any
 
+import attrs
+
+from hami_core.backend import DeviceBackend
+from hami_core.config import HamiConfig
+from hami_core.config import parse_config
+from hami_core.devices import DeviceInfo
+from hami_core.devices import DeviceUsage
 from hami_core.kube import objects
 
 _UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "testing.hami")
@@ -124,3 +135,96 @@ def make_node(
         "metadata": metadata,
         "status": {"capacity": dict(quantities), "allocatable": quantities},
     }
+
+
+def make_device(
+    index: int = 0,
+    *,
+    device_type: str = "MOCK",
+    memory_mib: int = 16384,
+    cores: int = 100,
+    split: int = 10,
+    numa: int = 0,
+    healthy: bool = True,
+    device_id: str = "",
+    vendor: str = "",
+) -> DeviceInfo:
+    """A device as a node registers it, e.g. ``make_device(1, device_type="ACME", memory_mib=40960)``.
+
+    Args:
+        index: its index on the node.
+        device_type: its ``type``; it must contain the backend's ``device_type`` to belong to it.
+        memory_mib: its memory (``devmem``).
+        cores: its compute units (``devcore``, 100 is a whole device).
+        split: how many containers may share it (``count``).
+        numa: its NUMA node.
+        healthy: its health.
+        device_id: its UUID (``id``); by default ``<device_type>-<index>``.
+        vendor: the backend name the scheduler stamps on it (``device_vendor``).
+    """
+    return DeviceInfo(
+        id=device_id or f"{device_type}-{index}",
+        index=index,
+        count=split,
+        devmem=memory_mib,
+        devcore=cores,
+        type=device_type,
+        numa=numa,
+        health=healthy,
+        device_vendor=vendor,
+    )
+
+
+def make_usage(device: DeviceInfo, *, used: int = 0, used_mib: int = 0, used_cores: int = 0) -> DeviceUsage:
+    """``device`` as the scheduler sees it with what pods already hold, for ``fit`` tests.
+
+    Args:
+        device: the registered device.
+        used: how many containers share it already.
+        used_mib: memory they hold.
+        used_cores: compute units they hold.
+    """
+    return attrs.evolve(DeviceUsage.from_info(device), used=used, usedmem=used_mib, usedcores=used_cores)
+
+
+def registered_node(
+    backend: DeviceBackend, devices: Sequence[DeviceInfo], name: str = "node", **fields: Any
+) -> objects.Node:
+    """A node whose annotations register ``devices`` for ``backend``, as its device plugin writes them.
+
+    Args:
+        backend: whose register key and encoding to use.
+        devices: the devices to register.
+        name: the node's name.
+        fields: further :func:`make_node` arguments; their ``annotations`` are kept beside the register one.
+    """
+    annotations = {
+        **fields.pop("annotations", {}),
+        **backend.extra_node_annotations(devices),
+        backend.keys.register: backend.encode_node_devices(devices),
+    }
+    return make_node(name, annotations=annotations, **fields)
+
+
+def make_config(
+    backends: Mapping[str, Mapping[str, object]] | None = None,
+    scheduler: Mapping[str, object] | None = None,
+) -> HamiConfig:
+    """hami's configuration, as ``load_config`` would read it from a file with these sections.
+
+    ``make_config({"acme": {"enabled": True, "fake_devices": 2}})`` is a config whose ``acme`` section
+    a backend's ``from_config`` reads.
+
+    Args:
+        backends: the ``backends:`` section: settings by backend name.
+        scheduler: the ``scheduler:`` section.
+
+    Raises:
+        ConfigError: a section is invalid, as it would be in the file.
+    """
+    document: dict[str, object] = {"version": "v1"}
+    if backends is not None:
+        document["backends"] = {name: dict(section) for name, section in backends.items()}
+    if scheduler is not None:
+        document["scheduler"] = dict(scheduler)
+    return parse_config(document, "<make_config>")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,8 +18,10 @@ import pytest
 if TYPE_CHECKING:
     import pluggy
 
+    from hami_core.backend import DeviceBackend
     from hami_core.config import HamiConfig
     from hami_core.plugins import Backends
+    from hami_core.testing.cluster import HamiCluster
     from hami_core.testing.fake_kube import FakeKube
 
 pytest.register_assert_rewrite("hami_core.testing")
@@ -60,3 +63,19 @@ def load_hami_backends(hami_config: HamiConfig) -> Callable[[Iterable[str]], Bac
         return load_backends(hami_config.with_enabled(names))
 
     return load
+
+
+@pytest.fixture
+def hami_cluster(backend: DeviceBackend, hami_config: HamiConfig) -> Iterator[HamiCluster]:
+    """A one-node local cluster running hami with the test's ``backend`` fixture, started and ready.
+
+    Every part runs in this process (:class:`~hami_core.testing.cluster.HamiCluster`); the backend
+    object is used as is, so it may run on its fakes. ``hami_cluster.run_pod(make_pod(...))`` sends a
+    pod through webhook, filter, bind and the kubelet's ``Allocate`` and returns what it got.
+    Override ``hami_config`` for scheduler settings; build a ``HamiCluster`` yourself for more nodes
+    or a wider scope.
+    """
+    from hami_core.testing.cluster import HamiCluster
+
+    with HamiCluster(backend, config=hami_config) as cluster:
+        yield cluster

@@ -63,3 +63,13 @@ def test_every_backend_distribution_is_forbidden_to_the_core() -> None:
     in_tree = {path.name for path in ROOT.glob("*/*/hami_backend_*") if path.is_dir()}
     installed = {info.name for info in pkgutil.iter_modules() if info.name.startswith("hami_backend_")}
     assert in_tree | installed <= names, "add the new backend package to the contract in pyproject.toml"
+
+
+def test_backends_may_import_only_the_sdk_and_the_kit_of_the_core() -> None:
+    (contract,) = [c for key, c in _contracts().items() if key.startswith("forbidden:backends import the core")]
+    modules = {info.name for info in pkgutil.iter_modules(hami_core.__path__)}
+    assert set(contract["forbidden_modules"]) == {f"hami_core.{name}" for name in modules - {"sdk", "testing"}}
+    in_tree = {path.name for path in ROOT.glob("*/*/hami_backend_*") if path.is_dir()}
+    assert set(contract["source_modules"]) == in_tree, "add the new backend package to the SDK contract"
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert set(config["tool"]["importlinter"]["root_packages"]) == {"hami_core"} | in_tree

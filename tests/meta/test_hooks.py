@@ -43,3 +43,9 @@ def test_every_hook_is_documented(name: str, argnames: list[str]) -> None:
 @pytest.mark.parametrize("name", [name for name, _ in _hooks()])
 def test_every_hook_is_tested(name: str) -> None:
     assert re.search(rf"^def test_hook_{name}\(", _test_sources(), re.MULTILINE), f"write test_hook_{name}"
+
+
+def test_every_hook_heading_names_a_hook() -> None:
+    """A heading left behind by a removed or renamed hook fails too."""
+    documented = re.findall(r"^## (hami_\w+)\(", HOOK_DOCS.read_text(), re.MULTILINE)
+    assert sorted(documented) == sorted(name for name, _ in _hooks())

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+from hami_backend_mock.backend import MockBackend
+
+from hami_core.devices import DeviceInfo
+from hami_core.errors import ConfigError
+from hami_core.testing import make_config
 from hami_core.testing import make_container
+from hami_core.testing import make_device
 from hami_core.testing import make_node
 from hami_core.testing import make_pod
+from hami_core.testing import make_usage
+from hami_core.testing import registered_node
 
 
 def test_container_quantities_become_strings_and_env_keeps_its_order() -> None:
@@ -56,3 +65,35 @@ def test_a_node_has_its_hostname_label_and_allocatable_as_capacity() -> None:
     assert node["metadata"]["labels"] == {"kubernetes.io/hostname": "gpu-1", "zone": "a"}
     assert node["metadata"]["annotations"] == {"k": "v"}
     assert node["status"] == {"capacity": {"example.com/gpu": "20"}, "allocatable": {"example.com/gpu": "20"}}
+
+
+def test_a_device_defaults_to_a_healthy_shareable_whole_device() -> None:
+    device = make_device(1, device_type="ACME", memory_mib=40960)
+    assert device == DeviceInfo(
+        id="ACME-1", index=1, count=10, devmem=40960, devcore=100, type="ACME", health=True
+    )
+    assert make_device(device_id="GPU-x", healthy=False).id == "GPU-x"
+
+
+def test_usage_books_what_pods_hold_on_a_device() -> None:
+    usage = make_usage(make_device(memory_mib=1000), used=2, used_mib=300, used_cores=40)
+    assert (usage.used, usage.usedmem, usage.usedcores) == (2, 300, 40)
+    assert (usage.count, usage.totalmem, usage.totalcore) == (10, 1000, 100)
+
+
+def test_a_registered_node_carries_the_backends_register_annotation() -> None:
+    backend = MockBackend()
+    devices = backend.discover("gpu-1")
+    node = registered_node(backend, devices, "gpu-1", annotations={"k": "v"}, labels={"zone": "a"})
+    annotations = node["metadata"]["annotations"]
+    assert annotations["k"] == "v"
+    assert [d.id for d in backend.node_devices(annotations)] == [d.id for d in devices]
+    assert node["metadata"]["labels"]["zone"] == "a"
+
+
+def test_a_config_is_read_as_the_yaml_file_would_be() -> None:
+    config = make_config({"mock": {"enabled": True}}, scheduler={"scheduler_name": "other"})
+    assert config.enabled_backends == ("mock",)
+    assert config.scheduler.scheduler_name == "other"
+    with pytest.raises(ConfigError, match="scheduler"):
+        make_config(scheduler={"no_such_key": 1})

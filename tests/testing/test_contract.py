@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from collections.abc import Sequence
+from datetime import datetime
 
 import attrs
 import pytest
 from hami_backend_mock.backend import MockBackend
 
+from hami_core.backend import DeviceBackend
+from hami_core.backend import MutationResult
 from hami_core.devices import MEM_PERCENTAGE_UNSET
+from hami_core.devices import ContainerAllocation
 from hami_core.devices import ContainerDevice
+from hami_core.devices import ContainerDevices
 from hami_core.devices import DeviceInfo
 from hami_core.devices import DeviceRequest
 from hami_core.devices import DeviceUsage
 from hami_core.devices import FitContext
 from hami_core.devices import FitResult
+from hami_core.devices import Mount
 from hami_core.pods import ContainerView
+from hami_core.pods import PodView
 from hami_core.testing import BackendContract
 from hami_core.testing import assert_fit_within_capacity
 from hami_core.testing import assert_tolerates_container
+from hami_core.testing import contract
 
 
 class Overcommitting(MockBackend):
@@ -76,3 +86,54 @@ def test_duplicate_device_ids_fail() -> None:
     backend = Duplicating()
     with pytest.raises(AssertionError, match="duplicate device ids"):
         BackendContract().test_discovered_devices_are_well_formed(backend, backend.discover("n"))
+
+
+class Growing(MockBackend):
+    """Adds one more env entry every time it admits a container."""
+
+    def mutate_container(self, container: ContainerView, pod: PodView) -> MutationResult:
+        spec = dict(container.spec)
+        spec["env"] = [*(spec.get("env") or []), {"name": "ADMITTED", "value": "1"}]
+        return MutationResult(has_resource=True, container=spec)
+
+
+class RelativeMounts(MockBackend):
+    """Mounts a relative host path."""
+
+    def allocate(
+        self, devices: ContainerDevices, container: ContainerView, pod: PodView
+    ) -> ContainerAllocation:
+        given = super().allocate(devices, container, pod)
+        return attrs.evolve(given, mounts=(Mount("/usr/local/vgpu", "vgpu"),))
+
+
+class LeakyBind(MockBackend):
+    """Sets a node annotation at bind that it never lists for release."""
+
+    def bind_node_annotations(self, node_annotations: Mapping[str, str], now: datetime) -> Mapping[str, str]:
+        return {"mock.hami.io/bind-lock": now.isoformat()}
+
+
+def test_admission_that_mutates_again_fails() -> None:
+    with pytest.raises(AssertionError, match="twice differs"):
+        BackendContract().test_admission_is_idempotent(Growing())
+
+
+def test_a_relative_mount_path_fails() -> None:
+    backend = RelativeMounts()
+    with pytest.raises(AssertionError, match="host path must be absolute"):
+        BackendContract().test_one_device_fits_an_idle_node_and_allocates(backend, backend.discover("n"))
+
+
+def test_bind_annotations_that_are_never_released_fail() -> None:
+    with pytest.raises(AssertionError, match="released_node_annotations does not list"):
+        BackendContract().test_bind_node_annotations_are_released_again(LeakyBind())
+
+
+def test_every_method_of_the_contract_is_exercised_by_the_suite() -> None:
+    """Each public member of DeviceBackend is called or read somewhere in BackendContract's module."""
+    source = inspect.getsource(contract)
+    members = [name for name in vars(DeviceBackend) if not name.startswith("_")]
+    assert "allocate" in members
+    missing = [name for name in members if f".{name}" not in source]
+    assert not missing, f"BackendContract never exercises {missing}"

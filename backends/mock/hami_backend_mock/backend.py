@@ -1,4 +1,4 @@
-"""``MockBackend``: the reference :class:`~hami_core.backend.DeviceBackend`.
+"""``MockBackend``: the reference :class:`~hami_core.sdk.DeviceBackend`.
 
 It supplies the abstract members (names, keys, discovery, allocate) and overrides admission and
 isolation the way a vendor with a HAMi-core shim would; request parsing, node devices and fit
@@ -19,20 +19,18 @@ from hami_backend_mock import isolation
 from hami_backend_mock import resources
 from hami_backend_mock.settings import MockSettings
 from hami_backend_mock.settings import parse_settings
-from hami_core import BackendError
-from hami_core import ContainerAllocation
-from hami_core import ContainerDevices
-from hami_core import DeviceBackend
-from hami_core import DeviceInfo
-from hami_core import HamiConfig
-from hami_core import MutationResult
-from hami_core import RequestRules
-from hami_core import ResourceNames
-from hami_core import VendorKeys
-from hami_core.backend import whole_quantity
-from hami_core.errors import echo
-from hami_core.pods import ContainerView
-from hami_core.pods import PodView
+from hami_core.sdk import BackendError
+from hami_core.sdk import ContainerAllocation
+from hami_core.sdk import ContainerDevices
+from hami_core.sdk import ContainerView
+from hami_core.sdk import DeviceBackend
+from hami_core.sdk import DeviceInfo
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import MutationResult
+from hami_core.sdk import PodView
+from hami_core.sdk import RequestRules
+from hami_core.sdk import echo
+from hami_core.sdk import whole_quantity
 
 #: What the webhook adds as the count when a container asks only memory or cores (HAMi's
 #: ``defaultGPUNum``).
@@ -47,6 +45,14 @@ class MockBackend(DeviceBackend):
     """
 
     contract_version: ClassVar[str] = "2.0"
+    #: Always ``mock``.
+    name = resources.NAME
+    #: ``mock.hami.io/gpu``, ``/gpumem``, ``/gpumem-percentage``, ``/gpucores``, ``/priority``.
+    resource_names = resources.RESOURCE_NAMES
+    #: ``hami.io/node-mock-register``, ``hami.io/node-handshake-mock``, ``hami.io/mock-devices-*``.
+    keys = resources.KEYS
+    #: ``MOCK``; simulated models such as ``MOCK-A100`` contain it.
+    device_type = resources.DEVICE_TYPE
 
     def __init__(self, settings: MockSettings | None = None) -> None:
         self.settings = settings if settings is not None else MockSettings()
@@ -63,26 +69,6 @@ class MockBackend(DeviceBackend):
         return cls(parse_settings(config))
 
     # --- identity ---------------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """Always ``mock``."""
-        return resources.NAME
-
-    @property
-    def resource_names(self) -> ResourceNames:
-        """``mock.hami.io/gpu``, ``/gpumem``, ``/gpumem-percentage``, ``/gpucores``, ``/priority``."""
-        return resources.RESOURCE_NAMES
-
-    @property
-    def keys(self) -> VendorKeys:
-        """``hami.io/node-mock-register``, ``hami.io/node-handshake-mock``, ``hami.io/mock-devices-*``."""
-        return resources.KEYS
-
-    @property
-    def device_type(self) -> str:
-        """``MOCK``; simulated models such as ``MOCK-A100`` contain it."""
-        return resources.DEVICE_TYPE
 
     @property
     def request_rules(self) -> RequestRules:
@@ -173,12 +159,10 @@ class MockBackend(DeviceBackend):
         if self.settings.allocate_delay:
             time.sleep(self.settings.allocate_delay)
         return ContainerAllocation(
-            envs={**isolation.visible_devices_env(devices), **self.isolation_env(devices, container)}
+            envs={**isolation.visible_devices_env(devices), **self._limits_env(devices, container)}
         )
 
-    # --- isolation --------------------------------------------------------------------------
-
-    def isolation_env(self, devices: ContainerDevices, container: ContainerView) -> Mapping[str, str]:
+    def _limits_env(self, devices: ContainerDevices, container: ContainerView) -> Mapping[str, str]:
         """HAMi-core's ``CUDA_DEVICE_MEMORY_LIMIT_<i>``, ``CUDA_DEVICE_SM_LIMIT`` and, when the
         container has a priority limit, ``CUDA_TASK_PRIORITY`` (the same value admission wrote).
 

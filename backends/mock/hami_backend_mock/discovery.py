@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from hami_backend_mock import resources
 from hami_backend_mock.settings import DeviceGroup
-from hami_core import DeviceInfo
+from hami_core.sdk import DeviceInfo
 
 
 def device_id(node_name: str, index: int) -> str:

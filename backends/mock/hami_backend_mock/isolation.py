@@ -1,7 +1,7 @@
 """The container environment of the mock: the HAMi-core shim's contract, plus the mock's device list.
 
 A container given mock devices gets what HAMi's NVIDIA ``Allocate`` gives a container on HAMi-core
-(names and units from :mod:`hami_core.isolation.shim`, ``specs/shim.md`` section 2):
+(names and units from :func:`hami_core.sdk.shim_env`, ``specs/shim.md`` section 2):
 ``CUDA_DEVICE_MEMORY_LIMIT_<i>=<MiB>m`` per device in the order the scheduler gave them,
 ``CUDA_DEVICE_SM_LIMIT`` from the first device's cores (HAMi sets one value for all), and
 ``CUDA_TASK_PRIORITY`` when the container asks a priority. ``MOCK_VISIBLE_DEVICES`` lists the
@@ -11,17 +11,20 @@ saw. The mock mounts nothing, so it sets no shared-region path: the shim uses it
 
 from __future__ import annotations
 
-from hami_core import ContainerDevices
-from hami_core.isolation import shim
+from hami_core.sdk import CUDA_DEVICE_MEMORY_LIMIT_PREFIX
+from hami_core.sdk import CUDA_DEVICE_SM_LIMIT
+from hami_core.sdk import CUDA_TASK_PRIORITY
+from hami_core.sdk import ContainerDevices
+from hami_core.sdk import shim_env
 
 #: Comma-separated device ids given to the container (the mock's ``NVIDIA_VISIBLE_DEVICES``).
 VISIBLE_DEVICES = "MOCK_VISIBLE_DEVICES"
 #: Per-device memory limit; ``<i>`` is the device's position in the container's list.
-MEMORY_LIMIT_PREFIX = shim.CUDA_DEVICE_MEMORY_LIMIT_PREFIX
+MEMORY_LIMIT_PREFIX = CUDA_DEVICE_MEMORY_LIMIT_PREFIX
 #: Compute limit in percent for all devices; 0 means no limit.
-SM_LIMIT = shim.CUDA_DEVICE_SM_LIMIT
+SM_LIMIT = CUDA_DEVICE_SM_LIMIT
 #: Task priority; lower is more important.
-TASK_PRIORITY = shim.CUDA_TASK_PRIORITY
+TASK_PRIORITY = CUDA_TASK_PRIORITY
 
 
 def visible_devices_env(devices: ContainerDevices) -> dict[str, str]:
@@ -31,4 +34,4 @@ def visible_devices_env(devices: ContainerDevices) -> dict[str, str]:
 
 def limits_env(devices: ContainerDevices, task_priority: int | None = None) -> dict[str, str]:
     """The shim's memory and compute limits for ``devices`` (empty for no devices), and the priority."""
-    return shim.container_env(devices, task_priority=task_priority)
+    return shim_env(devices, task_priority=task_priority)

@@ -1,7 +1,7 @@
 """The mock backend's names: resources, annotation keys, device type and defaults.
 
 Every string another component matches on is spelled here once. The annotation keys are built
-with the core's key helpers (:mod:`hami_core.codec`), so they follow HAMi's naming exactly as a
+with the core's key helpers (:mod:`hami_core.sdk`), so they follow HAMi's naming exactly as a
 vendor's would: ``hami.io/node-mock-register``, ``hami.io/node-handshake-mock``,
 ``hami.io/mock-devices-to-allocate`` and ``hami.io/mock-devices-allocated``.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import uuid
 
-from hami_core import ResourceNames
-from hami_core import codec
+from hami_core.sdk import ResourceNames
+from hami_core.sdk import vendor_keys
 
 #: The backend's name on every surface (entry point, distribution suffix, Helm key).
 NAME = "mock"
@@ -26,7 +26,7 @@ RESOURCE_NAMES = ResourceNames(
     priority="mock.hami.io/priority",
 )
 
-KEYS = codec.vendor_keys(register_word=NAME, devices_word=NAME, handshake_suffix=NAME)
+KEYS = vendor_keys(register_word=NAME, devices_word=NAME, handshake_suffix=NAME)
 
 #: Namespace of the simulated device UUIDs: the same node and index always give the same UUID.
 UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "mock.hami.io")

@@ -4,7 +4,7 @@ The mock imitates any vendor's shape through its settings: how many devices of w
 memory and compute each has, how many containers may share one (``split``), NUMA placement,
 health, the memory unit of requests and the request defaults. ``nodes`` gives single nodes their
 own device list (a heterogeneous demo fleet). Problems are reported with
-:meth:`hami_core.config.HamiConfig.error`, naming the file and the dotted key.
+:class:`hami_core.sdk.BackendSection`, naming the file and the dotted key.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from collections.abc import Mapping
 import attrs
 
 from hami_backend_mock import resources
-from hami_core import MODE_HAMI_CORE
-from hami_core import HamiConfig
-
-_INT32_MAX = 2**31 - 1
+from hami_core.sdk import MODE_HAMI_CORE
+from hami_core.sdk import BackendSection
+from hami_core.sdk import HamiConfig
 
 
 @attrs.frozen
@@ -81,62 +80,48 @@ _SETTINGS_KEYS = ("devices", "nodes", "memory_factor", "default_memory", "defaul
 _MAX_DELAY_SECONDS = 3600.0
 
 
-def _integer(config: HamiConfig, key: str, value: object, low: int, high: int = _INT32_MAX) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise config.error(key, f"expected an integer, got {value!r}")
-    if not low <= value <= high:
-        raise config.error(key, f"must be between {low} and {high}, got {value}")
-    return value
-
-
-def _seconds(config: HamiConfig, key: str, value: object) -> float:
+def _seconds(section: BackendSection, key: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise config.error(key, f"expected a number of seconds, got {value!r}")
+        raise section.error(key, f"expected a number of seconds, got {value!r}")
     if not 0 <= value <= _MAX_DELAY_SECONDS:
-        raise config.error(key, f"must be between 0 and {_MAX_DELAY_SECONDS:g}, got {value}")
+        raise section.error(key, f"must be between 0 and {_MAX_DELAY_SECONDS:g}, got {value}")
     return float(value)
 
 
-def _group(config: HamiConfig, key: str, raw: object) -> DeviceGroup:
+def _group(section: BackendSection, key: str, raw: object) -> DeviceGroup:
     if not isinstance(raw, dict):
-        raise config.error(key, f"expected a mapping like {{count: 4, memory_mib: 24576}}, got {raw!r}")
+        raise section.error(key, f"expected a mapping like {{count: 4, memory_mib: 24576}}, got {raw!r}")
     for name in raw:
         if name not in _GROUP_FIELDS:
-            raise config.error(f"{key}.{name}", f"unknown key (known keys: {', '.join(_GROUP_FIELDS)})")
+            raise section.error(f"{key}.{name}", f"unknown key (known keys: {', '.join(_GROUP_FIELDS)})")
     for required in ("count", "memory_mib"):
         if required not in raw:
-            raise config.error(f"{key}.{required}", "required")
+            raise section.error(f"{key}.{required}", "required")
     kind = raw.get("type", "MOCK-GPU")
     if not isinstance(kind, str) or resources.DEVICE_TYPE.lower() not in kind.lower():
-        raise config.error(
+        raise section.error(
             f"{key}.type", f"must be a string containing {resources.DEVICE_TYPE!r}, got {kind!r}"
         )
     if any(separator in kind for separator in ",:;"):
-        raise config.error(
+        raise section.error(
             f"{key}.type", f"must not contain ',', ':' or ';' (annotation separators), got {kind!r}"
         )
-    healthy = raw.get("healthy", True)
-    if not isinstance(healthy, bool):
-        raise config.error(f"{key}.healthy", f"expected true or false, got {healthy!r}")
-    mode = raw.get("mode", MODE_HAMI_CORE)
-    if not isinstance(mode, str) or not mode:
-        raise config.error(f"{key}.mode", f"expected a non-empty string, got {mode!r}")
     return DeviceGroup(
-        count=_integer(config, f"{key}.count", raw["count"], 0),
-        memory_mib=_integer(config, f"{key}.memory_mib", raw["memory_mib"], 1),
+        count=section.integer(f"{key}.count", raw["count"]),
+        memory_mib=section.integer(f"{key}.memory_mib", raw["memory_mib"], low=1),
         type=kind,
-        split=_integer(config, f"{key}.split", raw.get("split", 10), 1),
-        cores=_integer(config, f"{key}.cores", raw.get("cores", 100), 1),
-        numa=_integer(config, f"{key}.numa", raw.get("numa", 0), 0),
-        healthy=healthy,
-        mode=mode,
+        split=section.integer(f"{key}.split", raw.get("split", 10), low=1),
+        cores=section.integer(f"{key}.cores", raw.get("cores", 100), low=1),
+        numa=section.integer(f"{key}.numa", raw.get("numa", 0)),
+        healthy=section.boolean(f"{key}.healthy", raw.get("healthy", True)),
+        mode=section.string(f"{key}.mode", raw.get("mode", MODE_HAMI_CORE), empty=False),
     )
 
 
-def _groups(config: HamiConfig, key: str, raw: object) -> tuple[DeviceGroup, ...]:
+def _groups(section: BackendSection, key: str, raw: object) -> tuple[DeviceGroup, ...]:
     if not isinstance(raw, list):
-        raise config.error(key, f"expected a list of device groups, got {raw!r}")
-    return tuple(_group(config, f"{key}[{position}]", item) for position, item in enumerate(raw))
+        raise section.error(key, f"expected a list of device groups, got {raw!r}")
+    return tuple(_group(section, f"{key}[{position}]", item) for position, item in enumerate(raw))
 
 
 def parse_settings(config: HamiConfig) -> MockSettings:
@@ -145,31 +130,21 @@ def parse_settings(config: HamiConfig) -> MockSettings:
     Raises:
         ConfigError: a key is unknown or a value has the wrong type or range.
     """
-    section = config.backend(resources.NAME)
-    prefix = f"backends.{resources.NAME}"
-    for key in section:
-        if key != "enabled" and key not in _SETTINGS_KEYS:
-            raise config.error(
-                f"{prefix}.{key}", f"unknown key (known keys: enabled, {', '.join(_SETTINGS_KEYS)})"
-            )
-    devices = (
-        _groups(config, f"{prefix}.devices", section["devices"]) if "devices" in section else DEFAULT_DEVICES
-    )
+    section = BackendSection.read(config, resources.NAME, _SETTINGS_KEYS)
+    devices = _groups(section, "devices", section["devices"]) if "devices" in section else DEFAULT_DEVICES
     raw_nodes = section.get("nodes", {})
     if not isinstance(raw_nodes, dict):
-        raise config.error(
-            f"{prefix}.nodes", f"expected a mapping of node name to device groups, got {raw_nodes!r}"
-        )
+        raise section.error("nodes", f"expected a mapping of node name to device groups, got {raw_nodes!r}")
     nodes: dict[str, tuple[DeviceGroup, ...]] = {}
     for node_name, raw in raw_nodes.items():
         if not isinstance(node_name, str):
-            raise config.error(f"{prefix}.nodes.{node_name}", "node names are strings")
-        nodes[node_name] = _groups(config, f"{prefix}.nodes.{node_name}", raw)
+            raise section.error(f"nodes.{node_name}", "node names are strings")
+        nodes[node_name] = _groups(section, f"nodes.{node_name}", raw)
     return MockSettings(
         devices=devices,
         nodes=nodes,
-        memory_factor=_integer(config, f"{prefix}.memory_factor", section.get("memory_factor", 1), 1),
-        default_memory=_integer(config, f"{prefix}.default_memory", section.get("default_memory", 0), 0),
-        default_cores=_integer(config, f"{prefix}.default_cores", section.get("default_cores", 0), 0, 100),
-        allocate_delay=_seconds(config, f"{prefix}.allocate_delay", section.get("allocate_delay", 0)),
+        memory_factor=section.integer("memory_factor", section.get("memory_factor", 1), low=1),
+        default_memory=section.integer("default_memory", section.get("default_memory", 0)),
+        default_cores=section.integer("default_cores", section.get("default_cores", 0), high=100),
+        allocate_delay=_seconds(section, "allocate_delay", section.get("allocate_delay", 0)),
     )

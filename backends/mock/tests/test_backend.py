@@ -12,15 +12,15 @@ from hami_backend_mock.backend import MockBackend
 from hami_backend_mock.settings import DeviceGroup
 from hami_backend_mock.settings import MockSettings
 
-from hami_core import MEM_PERCENTAGE_UNSET
-from hami_core import BackendError
-from hami_core import ContainerDevice
-from hami_core import DeviceRequest
-from hami_core import DeviceUsage
-from hami_core import FitContext
-from hami_core import HamiConfig
-from hami_core.pods import ContainerView
-from hami_core.pods import PodView
+from hami_core.sdk import MEM_PERCENTAGE_UNSET
+from hami_core.sdk import BackendError
+from hami_core.sdk import ContainerDevice
+from hami_core.sdk import ContainerView
+from hami_core.sdk import DeviceRequest
+from hami_core.sdk import DeviceUsage
+from hami_core.sdk import FitContext
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import PodView
 from hami_core.testing import make_container
 from hami_core.testing import make_pod
 

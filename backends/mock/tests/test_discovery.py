@@ -6,7 +6,7 @@ from hami_backend_mock.discovery import device_id
 from hami_backend_mock.discovery import simulate
 from hami_backend_mock.settings import DeviceGroup
 
-from hami_core import DeviceInfo
+from hami_core.sdk import DeviceInfo
 
 
 def test_devices_follow_their_groups_with_consecutive_indexes() -> None:

@@ -6,8 +6,10 @@ from hami_backend_mock import isolation
 from hami_backend_mock.isolation import limits_env
 from hami_backend_mock.isolation import visible_devices_env
 
-from hami_core import ContainerDevice
-from hami_core.isolation import shim
+from hami_core.sdk import CUDA_DEVICE_MEMORY_LIMIT_PREFIX
+from hami_core.sdk import CUDA_DEVICE_SM_LIMIT
+from hami_core.sdk import CUDA_TASK_PRIORITY
+from hami_core.sdk import ContainerDevice
 
 
 def test_each_device_gets_a_memory_limit_in_mib_and_the_first_sets_the_sm_limit() -> None:
@@ -31,9 +33,9 @@ def test_a_priority_is_handed_to_the_shim() -> None:
 
 def test_the_variable_names_are_the_shim_contracts() -> None:
     assert (isolation.MEMORY_LIMIT_PREFIX, isolation.SM_LIMIT, isolation.TASK_PRIORITY) == (
-        shim.CUDA_DEVICE_MEMORY_LIMIT_PREFIX,
-        shim.CUDA_DEVICE_SM_LIMIT,
-        shim.CUDA_TASK_PRIORITY,
+        CUDA_DEVICE_MEMORY_LIMIT_PREFIX,
+        CUDA_DEVICE_SM_LIMIT,
+        CUDA_TASK_PRIORITY,
     )
 
 

@@ -9,9 +9,9 @@ from hami_backend_mock.settings import DEFAULT_DEVICES
 from hami_backend_mock.settings import DeviceGroup
 from hami_backend_mock.settings import parse_settings
 
-from hami_core import ConfigError
-from hami_core import HamiConfig
-from hami_core.config import parse_config
+from hami_core.sdk import ConfigError
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import parse_config
 
 
 def _config(section: dict[str, object]) -> HamiConfig:

@@ -27,26 +27,38 @@ from hami_backend_ascend.discovery import NpuChip
 from hami_backend_ascend.discovery import NpuInventory
 from hami_backend_ascend.settings import AscendSettings
 from hami_backend_ascend.settings import parse_settings
-from hami_core import BackendError
-from hami_core import ContainerAllocation
-from hami_core import ContainerDevice
-from hami_core import ContainerDevices
-from hami_core import DeviceBackend
-from hami_core import DeviceInfo
-from hami_core import DeviceRequest
-from hami_core import DeviceUsage
-from hami_core import FitContext
-from hami_core import FitResult
-from hami_core import HamiConfig
-from hami_core import MutationResult
-from hami_core import PodSingleDevice
-from hami_core import RequestRules
-from hami_core import ResourceNames
-from hami_core import VendorKeys
-from hami_core import codec
-from hami_core.backend import whole_quantity
-from hami_core.pods import ContainerView
-from hami_core.pods import PodView
+from hami_core.sdk import ALLOCATED_CARDS_INSUFFICIENT_REQUEST
+from hami_core.sdk import CARD_COMPUTE_UNITS_EXHAUSTED
+from hami_core.sdk import CARD_INSUFFICIENT_CORE
+from hami_core.sdk import CARD_INSUFFICIENT_MEMORY
+from hami_core.sdk import CARD_NOT_HEALTH
+from hami_core.sdk import CARD_TIME_SLICING_EXHAUSTED
+from hami_core.sdk import CARD_TYPE_MISMATCH
+from hami_core.sdk import CARD_UUID_MISMATCH
+from hami_core.sdk import EXCLUSIVE_DEVICE_ALLOCATE_CONFLICT
+from hami_core.sdk import MODE_NOT_FIT
+from hami_core.sdk import NODE_INSUFFICIENT_DEVICE
+from hami_core.sdk import BackendError
+from hami_core.sdk import ContainerAllocation
+from hami_core.sdk import ContainerDevice
+from hami_core.sdk import ContainerDevices
+from hami_core.sdk import ContainerView
+from hami_core.sdk import DeviceBackend
+from hami_core.sdk import DeviceInfo
+from hami_core.sdk import DeviceRequest
+from hami_core.sdk import DeviceUsage
+from hami_core.sdk import FitContext
+from hami_core.sdk import FitResult
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import MutationResult
+from hami_core.sdk import PodSingleDevice
+from hami_core.sdk import PodView
+from hami_core.sdk import RequestRules
+from hami_core.sdk import ResourceNames
+from hami_core.sdk import VendorKeys
+from hami_core.sdk import check_uuid
+from hami_core.sdk import encode_node_devices
+from hami_core.sdk import whole_quantity
 
 _FULL_CORES = 100
 
@@ -313,11 +325,11 @@ class AscendBackend(DeviceBackend):
         typed = [device for device in devices if word.lower() in device.type.lower()]
         soft = self.soft_split(context.pod_annotations)
         if soft and not self._node_supports_soft_split(context.node_annotations):
-            return FitResult(ok=False, reasons={codec.MODE_NOT_FIT: 1}, considered=len(typed))
+            return FitResult(ok=False, reasons={MODE_NOT_FIT: 1}, considered=len(typed))
         if request.nums <= 0:
             return FitResult(ok=True)
         if request.nums > len(typed):
-            return FitResult(ok=False, reasons={codec.NODE_INSUFFICIENT_DEVICE: 1}, considered=0)
+            return FitResult(ok=False, reasons={NODE_INSUFFICIENT_DEVICE: 1}, considered=0)
         topology = word.startswith(resources.ASCEND910_PREFIX) and all(
             _network_id(device.custom_info) is not None for device in typed
         )
@@ -351,7 +363,7 @@ class AscendBackend(DeviceBackend):
         if len(chosen) == request.nums:
             return FitResult(ok=True, devices=tuple(chosen), considered=len(typed))
         if picked:
-            reasons[codec.ALLOCATED_CARDS_INSUFFICIENT_REQUEST] = len(picked)
+            reasons[ALLOCATED_CARDS_INSUFFICIENT_REQUEST] = len(picked)
         return FitResult(ok=False, reasons=dict(reasons), considered=len(typed))
 
     def _refusal(
@@ -366,22 +378,22 @@ class AscendBackend(DeviceBackend):
     ) -> str | None:
         """Why one NPU cannot take the request, in HAMi's order; ``None`` when it can."""
         if not device.health:
-            return codec.CARD_NOT_HEALTH
+            return CARD_NOT_HEALTH
         if request.type != self.chip.common_word:
-            return codec.CARD_TYPE_MISMATCH
-        if not codec.check_uuid(annotations, device.id, use_key, nouse_key):
-            return codec.CARD_UUID_MISMATCH
+            return CARD_TYPE_MISMATCH
+        if not check_uuid(annotations, device.id, use_key, nouse_key):
+            return CARD_UUID_MISMATCH
         if device.count <= device.used:
-            return codec.CARD_TIME_SLICING_EXHAUSTED
+            return CARD_TIME_SLICING_EXHAUSTED
         if device.free_mem < request.memory_on(device.totalmem):
-            return codec.CARD_INSUFFICIENT_MEMORY
+            return CARD_INSUFFICIENT_MEMORY
         total_cores = _FULL_CORES if soft else device.totalcore
         if total_cores - device.usedcores < cores:
-            return codec.CARD_INSUFFICIENT_CORE
+            return CARD_INSUFFICIENT_CORE
         if total_cores == _FULL_CORES and cores == _FULL_CORES and device.used > 0:
-            return codec.EXCLUSIVE_DEVICE_ALLOCATE_CONFLICT
+            return EXCLUSIVE_DEVICE_ALLOCATE_CONFLICT
         if total_cores != 0 and device.usedcores == total_cores and cores == 0:
-            return codec.CARD_COMPUTE_UNITS_EXHAUSTED
+            return CARD_COMPUTE_UNITS_EXHAUSTED
         return None
 
     def score_node(
@@ -450,7 +462,7 @@ class AscendBackend(DeviceBackend):
         plugin writes it (the core's encoder leaves ``custominfo`` out, as NVIDIA's does)."""
         items = []
         for device in devices:
-            text = codec.encode_node_devices([device])[1:-1]
+            text = encode_node_devices([device])[1:-1]
             network = _network_id(device.custom_info)
             if network is not None:
                 extra = f'"custominfo":{{"{resources.NETWORK_ID}":{network}}}'

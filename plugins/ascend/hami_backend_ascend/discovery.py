@@ -22,9 +22,9 @@ import attrs
 
 from hami_backend_ascend import resources
 from hami_backend_ascend.resources import Chip
-from hami_core import MODE_HAMI_CORE
-from hami_core import BackendError
-from hami_core import DeviceInfo
+from hami_core.sdk import MODE_HAMI_CORE
+from hami_core.sdk import BackendError
+from hami_core.sdk import DeviceInfo
 
 _TIMEOUT_SECONDS = 60
 _ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+|-)\s+(\S.*?)\s*$", re.MULTILINE)

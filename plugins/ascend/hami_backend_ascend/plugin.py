@@ -9,9 +9,9 @@ from __future__ import annotations
 from hami_backend_ascend import resources
 from hami_backend_ascend.backend import AscendBackend
 from hami_backend_ascend.resources import Chip
-from hami_core import DeviceBackend
-from hami_core import HamiConfig
-from hami_core import hookimpl
+from hami_core.sdk import DeviceBackend
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import hookimpl
 
 
 class ChipPlugin:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import attrs
 
-from hami_core import ResourceNames
-from hami_core import VendorKeys
-from hami_core import codec
+from hami_core.sdk import ResourceNames
+from hami_core.sdk import VendorKeys
+from hami_core.sdk import annotation_key
+from hami_core.sdk import devices_allocated_key
+from hami_core.sdk import devices_to_allocate_key
+from hami_core.sdk import node_handshake_key
 
 #: Pod annotation selecting the soft-split (HAMi-core) mode, and its value.
 VNPU_MODE = "huawei.com/vnpu-mode"
@@ -141,21 +144,21 @@ def resource_names(common_word: str) -> ResourceNames:
 def keys(common_word: str) -> VendorKeys:
     """The chip's register, handshake and pod device keys."""
     return VendorKeys(
-        register=codec.annotation_key(f"node-register-{common_word}"),
-        handshake=codec.node_handshake_key(common_word),
-        to_allocate=codec.devices_to_allocate_key(common_word),
-        allocated=codec.devices_allocated_key(common_word),
+        register=annotation_key(f"node-register-{common_word}"),
+        handshake=node_handshake_key(common_word),
+        to_allocate=devices_to_allocate_key(common_word),
+        allocated=devices_allocated_key(common_word),
     )
 
 
 def use_uuid_key(common_word: str) -> str:
     """``hami.io/use-C-uuid``: the NPUs a pod may use."""
-    return codec.annotation_key(f"use-{common_word}-uuid")
+    return annotation_key(f"use-{common_word}-uuid")
 
 
 def no_use_uuid_key(common_word: str) -> str:
     """``hami.io/no-use-C-uuid``: the NPUs a pod must not use."""
-    return codec.annotation_key(f"no-use-{common_word}-uuid")
+    return annotation_key(f"no-use-{common_word}-uuid")
 
 
 def runtime_key(common_word: str) -> str:

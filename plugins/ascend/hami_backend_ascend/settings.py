@@ -3,7 +3,7 @@
 The keys are those of HAMi's ``vnpus.configs`` entries (``specs/hami-wire.md`` 6.1), each defaulting
 to the chart's table (:data:`hami_backend_ascend.resources.CHIPS`), plus HAMi's global
 ``hamiVnpuCore`` and the node-side discovery keys. Templates are sorted by memory, as HAMi does at
-start. Problems are reported with :meth:`hami_core.config.HamiConfig.error`, naming the file and
+start. Problems are reported with :class:`hami_core.sdk.BackendSection`, naming the file and
 the dotted key.
 """
 
@@ -16,10 +16,9 @@ import attrs
 from hami_backend_ascend import resources
 from hami_backend_ascend.resources import Chip
 from hami_backend_ascend.resources import Template
-from hami_core import HamiConfig
-from hami_core import ResourceNames
-
-_INT32_MAX = 2**31 - 1
+from hami_core.sdk import BackendSection
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import ResourceNames
 
 
 @attrs.frozen
@@ -73,7 +72,6 @@ _STRINGS = {
     "fake": "fake",
 }
 _KEYS = (
-    "enabled",
     *_NAMES,
     *_CHIP_INTEGERS,
     "templates",
@@ -84,29 +82,9 @@ _KEYS = (
 )
 
 
-def _integer(config: HamiConfig, key: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise config.error(key, f"expected an integer, got {value!r}")
-    if not low <= value <= _INT32_MAX:
-        raise config.error(key, f"must be between {low} and {_INT32_MAX}, got {value}")
-    return value
-
-
-def _boolean(config: HamiConfig, key: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise config.error(key, f"expected true or false, got {value!r}")
-    return value
-
-
-def _string(config: HamiConfig, key: str, value: object, *, empty: bool = True) -> str:
-    if not isinstance(value, str) or (not empty and not value):
-        raise config.error(key, f"expected a{'' if empty else ' non-empty'} string, got {value!r}")
-    return value
-
-
-def _templates(config: HamiConfig, key: str, raw: object) -> tuple[Template, ...]:
+def _templates(section: BackendSection, key: str, raw: object) -> tuple[Template, ...]:
     if not isinstance(raw, list):
-        raise config.error(key, f"expected a list of {{name, memory, aiCore, aiCPU}}, got {raw!r}")
+        raise section.error(key, f"expected a list of {{name, memory, aiCore, aiCPU}}, got {raw!r}")
     found = []
     for position, item in enumerate(raw):
         at = f"{key}[{position}]"
@@ -116,15 +94,15 @@ def _templates(config: HamiConfig, key: str, raw: object) -> tuple[Template, ...
             "aiCore",
             "aiCPU",
         }:
-            raise config.error(
+            raise section.error(
                 at, f"expected {{name, memory, aiCore, aiCPU}} with name and memory, got {item!r}"
             )
         found.append(
             Template(
-                name=_string(config, f"{at}.name", item["name"], empty=False),
-                memory=_integer(config, f"{at}.memory", item["memory"], 1),
-                ai_core=_integer(config, f"{at}.aiCore", item.get("aiCore", 0), 0),
-                ai_cpu=_integer(config, f"{at}.aiCPU", item.get("aiCPU", 0), 0),
+                name=section.string(f"{at}.name", item["name"], empty=False),
+                memory=section.integer(f"{at}.memory", item["memory"], low=1),
+                ai_core=section.integer(f"{at}.aiCore", item.get("aiCore", 0)),
+                ai_cpu=section.integer(f"{at}.aiCPU", item.get("aiCPU", 0)),
             )
         )
     return tuple(sorted(found, key=lambda template: template.memory))
@@ -136,46 +114,28 @@ def parse_settings(config: HamiConfig, chip: Chip) -> AscendSettings:
     Raises:
         ConfigError: a key is unknown or a value has the wrong type or range.
     """
-    name = chip.backend_name
-    section = config.backend(name)
-    prefix = f"backends.{name}"
-    for key in section:
-        if key not in _KEYS:
-            raise config.error(f"{prefix}.{key}", f"unknown key (known keys: {', '.join(_KEYS)})")
+    section = BackendSection.read(config, chip.backend_name, _KEYS)
     chip_changes: dict[str, Any] = {
-        field: _integer(config, f"{prefix}.{key}", section[key], low)
+        field: section.integer(key, section[key], low=low)
         for key, (field, low) in _CHIP_INTEGERS.items()
         if key in section
     }
     if "templates" in section:
-        chip_changes["templates"] = _templates(config, f"{prefix}.templates", section["templates"])
+        chip_changes["templates"] = _templates(section, "templates", section["templates"])
     if "superPod" in section:
-        chip_changes["super_pod"] = _boolean(config, f"{prefix}.superPod", section["superPod"])
+        chip_changes["super_pod"] = section.boolean("superPod", section["superPod"])
     changes: dict[str, Any] = {
-        field: _boolean(config, f"{prefix}.{key}", section[key])
-        for key, field in _BOOLEANS.items()
-        if key in section
+        field: section.boolean(key, section[key]) for key, field in _BOOLEANS.items() if key in section
     }
     changes.update(
-        {
-            field: _string(config, f"{prefix}.{key}", section[key])
-            for key, field in _STRINGS.items()
-            if key in section
-        }
+        {field: section.string(key, section[key]) for key, field in _STRINGS.items() if key in section}
     )
     if "network_group_size" in section:
-        changes["network_group_size"] = _integer(
-            config, f"{prefix}.network_group_size", section["network_group_size"], 0
-        )
+        changes["network_group_size"] = section.integer("network_group_size", section["network_group_size"])
     defaults = AscendSettings.for_chip(chip)
-    names = {
-        field: _string(config, f"{prefix}.{key}", section[key], empty=False)
-        for key, field in _NAMES.items()
-        if key in section
-    }
     return attrs.evolve(
         defaults,
         chip=attrs.evolve(chip, **chip_changes),
-        resource_names=attrs.evolve(defaults.resource_names, **names),
+        resource_names=section.resource_names(defaults.resource_names, _NAMES),
         **changes,
     )

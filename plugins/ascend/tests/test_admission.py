@@ -9,10 +9,10 @@ from hami_backend_ascend import resources
 from hami_backend_ascend.backend import AscendBackend
 from hami_backend_ascend.settings import AscendSettings
 
-from hami_core import BackendError
-from hami_core import DeviceRequest
-from hami_core.pods import ContainerView
-from hami_core.pods import PodView
+from hami_core.sdk import BackendError
+from hami_core.sdk import ContainerView
+from hami_core.sdk import DeviceRequest
+from hami_core.sdk import PodView
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_pod
 

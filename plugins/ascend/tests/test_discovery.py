@@ -11,10 +11,10 @@ from hami_backend_ascend.discovery import NpuChip
 from hami_backend_ascend.settings import AscendSettings
 from hami_backend_ascend.settings import parse_settings
 
-from hami_core import BackendError
-from hami_core import ConfigError
-from hami_core import HamiConfig
-from hami_core.config import parse_config
+from hami_core.sdk import BackendError
+from hami_core.sdk import ConfigError
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import parse_config
 
 
 def test_info_m_lists_chips_and_skips_mcus() -> None:

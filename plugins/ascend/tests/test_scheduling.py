@@ -11,13 +11,17 @@ from hami_backend_ascend import resources
 from hami_backend_ascend.backend import AscendBackend
 from hami_backend_ascend.settings import AscendSettings
 
-from hami_core import BackendError
-from hami_core import ContainerDevice
-from hami_core import DeviceRequest
-from hami_core import DeviceUsage
-from hami_core import FitContext
 from hami_core import codec
-from hami_core.pods import PodView
+from hami_core.sdk import ALLOCATED_CARDS_INSUFFICIENT_REQUEST
+from hami_core.sdk import CARD_TIME_SLICING_EXHAUSTED
+from hami_core.sdk import CARD_UUID_MISMATCH
+from hami_core.sdk import BackendError
+from hami_core.sdk import ContainerDevice
+from hami_core.sdk import DeviceRequest
+from hami_core.sdk import DeviceUsage
+from hami_core.sdk import FitContext
+from hami_core.sdk import PodView
+from hami_core.sdk import encode_pod_devices
 from hami_core.testing.builders import make_pod
 
 NOW = datetime(2026, 8, 1, 6, 0, tzinfo=UTC)
@@ -81,7 +85,7 @@ def test_template_shares_fill_an_npu_by_memory() -> None:
         assert result.ok
         devices = [devices[0].add(result.devices[0])]
     refused = b.fit(share, devices, FitContext())
-    assert refused.reasons == {codec.CARD_TIME_SLICING_EXHAUSTED: 1}
+    assert refused.reasons == {CARD_TIME_SLICING_EXHAUSTED: 1}
 
 
 def test_uuid_filters() -> None:
@@ -97,7 +101,7 @@ def test_uuid_filters() -> None:
         usage(b)[:2],
         FitContext({"hami.io/no-use-Ascend910B3-uuid": "Ascend910B3-0,Ascend910B3-1"}),
     )
-    assert none.reasons == {codec.CARD_UUID_MISMATCH: 2}
+    assert none.reasons == {CARD_UUID_MISMATCH: 2}
 
 
 def test_soft_split_needs_node_support() -> None:
@@ -152,7 +156,7 @@ def test_910c_takes_whole_modules_only() -> None:
     assert [d.uuid for d in two.devices] == ["Ascend910C-2", "Ascend910C-3"]
     four = b.fit(DeviceRequest(4, "Ascend910C", mem_percentage_req=100), busy, FitContext())
     assert not four.ok
-    assert four.reasons[codec.ALLOCATED_CARDS_INSUFFICIENT_REQUEST] == 3
+    assert four.reasons[ALLOCATED_CARDS_INSUFFICIENT_REQUEST] == 3
 
 
 # --- the pod annotations the scheduler writes (Test_PatchAnnotations) -----------------------------
@@ -161,7 +165,7 @@ def test_910c_takes_whole_modules_only() -> None:
 def test_runtime_annotation_of_a_template_share() -> None:
     b = AscendBackend(AscendSettings.for_chip(resources.CHIPS_BY_NAME["ascend910a"]))
     devices = ((ContainerDevice("device-0", "Ascend", 8738, 1),),)
-    assert codec.encode_pod_devices(devices) == "device-0,Ascend,8738,1:;"
+    assert encode_pod_devices(devices) == "device-0,Ascend,8738,1:;"
     assert b.filter_annotations(devices, PodView.from_object(make_pod()), NOW) == {
         "predicate-time": str(int(NOW.timestamp())),
         "huawei.com/Ascend910A": '[{"UUID":"device-0","temp":"vir08","memory":8738,"core":1}]',

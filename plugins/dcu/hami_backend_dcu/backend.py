@@ -25,23 +25,25 @@ from hami_backend_dcu.discovery import DcuCard
 from hami_backend_dcu.discovery import DcuInventory
 from hami_backend_dcu.settings import DcuSettings
 from hami_backend_dcu.settings import parse_settings
-from hami_core import BackendError
-from hami_core import ContainerAllocation
-from hami_core import ContainerDevices
-from hami_core import DeviceBackend
-from hami_core import DeviceInfo
-from hami_core import DeviceRequest
-from hami_core import DeviceSpec
-from hami_core import FitContext
-from hami_core import HamiConfig
-from hami_core import Mount
-from hami_core import RequestRules
-from hami_core import ResourceNames
-from hami_core import VendorKeys
-from hami_core import allocation
-from hami_core import codec
-from hami_core.pods import ContainerView
-from hami_core.pods import PodView
+from hami_core.sdk import BackendError
+from hami_core.sdk import ContainerAllocation
+from hami_core.sdk import ContainerDevices
+from hami_core.sdk import ContainerView
+from hami_core.sdk import DeviceBackend
+from hami_core.sdk import DeviceInfo
+from hami_core.sdk import DeviceRequest
+from hami_core.sdk import DeviceSpec
+from hami_core.sdk import FitContext
+from hami_core.sdk import FitRules
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import Mount
+from hami_core.sdk import PodView
+from hami_core.sdk import RequestRules
+from hami_core.sdk import ResourceNames
+from hami_core.sdk import check_type
+from hami_core.sdk import check_uuid
+from hami_core.sdk import decode_node_devices_legacy
+from hami_core.sdk import encode_node_devices_legacy
 
 #: HAMi's DCU default when ``hygon.com/dcucores`` is absent: the whole card's compute.
 DEFAULT_CORES = 100
@@ -69,6 +71,12 @@ class DcuBackend(DeviceBackend):
     """
 
     contract_version: ClassVar[str] = "2.0"
+    #: Always ``dcu``.
+    name = resources.NAME
+    #: ``hami.io/node-dcu-register``, ``hami.io/node-handshake-dcu``, ``hami.io/dcu-devices-*``.
+    keys = resources.KEYS
+    #: ``DCU``; registered models are ``DCU-<series>``.
+    device_type = resources.DEVICE_TYPE
 
     def __init__(self, settings: DcuSettings | None = None, inventory: DcuInventory | None = None) -> None:
         self.settings = settings if settings is not None else DcuSettings()
@@ -89,24 +97,9 @@ class DcuBackend(DeviceBackend):
     # --- identity ---------------------------------------------------------------------------
 
     @property
-    def name(self) -> str:
-        """Always ``dcu``."""
-        return resources.NAME
-
-    @property
     def resource_names(self) -> ResourceNames:
         """``hygon.com/dcunum``, ``hygon.com/dcumem``, ``hygon.com/dcucores`` unless renamed."""
         return self.settings.resource_names
-
-    @property
-    def keys(self) -> VendorKeys:
-        """``hami.io/node-dcu-register``, ``hami.io/node-handshake-dcu``, ``hami.io/dcu-devices-*``."""
-        return resources.KEYS
-
-    @property
-    def device_type(self) -> str:
-        """``DCU``; registered models are ``DCU-<series>``."""
-        return resources.DEVICE_TYPE
 
     @property
     def request_rules(self) -> RequestRules:
@@ -137,21 +130,21 @@ class DcuBackend(DeviceBackend):
         value = node_annotations.get(self.keys.register)
         if value is None:
             return []
-        devices = codec.decode_node_devices_legacy(value)
+        devices = decode_node_devices_legacy(value)
         if not devices:
             raise BackendError(f"no DCU found on node ({self.keys.register} lists no device)")
         return [attrs.evolve(device, device_vendor=self.name) for device in devices]
 
-    def fit_rules(self, context: FitContext) -> allocation.FitRules:
+    def fit_rules(self, context: FitContext) -> FitRules:
         """The DCU type filters (``hygon.com/use-dcutype`` / ``nouse-dcutype``, model substrings)
         and UUID filters (``hygon.com/use-gpuuuid`` / ``nouse-gpuuuid``) of the pod."""
         annotations = context.pod_annotations
-        return allocation.FitRules(
+        return FitRules(
             request_type=self.device_type,
-            type_ok=lambda device: codec.check_type(
+            type_ok=lambda device: check_type(
                 annotations, device.type, resources.USE_TYPE, resources.NOUSE_TYPE
             ),
-            uuid_ok=lambda uuid: codec.check_uuid(
+            uuid_ok=lambda uuid: check_uuid(
                 annotations, uuid, resources.USE_UUID, resources.NOUSE_UUID
             ),
         )
@@ -176,7 +169,7 @@ class DcuBackend(DeviceBackend):
 
     def encode_node_devices(self, devices: Sequence[DeviceInfo]) -> str:
         """The legacy colon format HAMi's scheduler decodes for DCUs (9 fields per device)."""
-        return codec.encode_node_devices_legacy(devices)
+        return encode_node_devices_legacy(devices)
 
     def _card(self, index: int) -> DcuCard:
         if index not in self._cards:

@@ -21,9 +21,9 @@ from typing import Protocol
 import attrs
 
 from hami_backend_dcu import resources
-from hami_core import MODE_HAMI_CORE
-from hami_core import BackendError
-from hami_core import DeviceInfo
+from hami_core.sdk import MODE_HAMI_CORE
+from hami_core.sdk import BackendError
+from hami_core.sdk import DeviceInfo
 
 #: What the device plugin asks ``hy-smi`` for.
 HY_SMI_ARGS = ("--showproductname", "--showmeminfo", "vram", "--showbus", "--showserial", "--json")

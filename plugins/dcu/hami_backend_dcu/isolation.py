@@ -17,7 +17,7 @@ from pathlib import Path
 
 import attrs
 
-from hami_core import BackendError
+from hami_core.sdk import BackendError
 
 #: Where the container sees its virtual device configuration.
 CONTAINER_VDEV_DIR = "/etc/vdev/docker/"

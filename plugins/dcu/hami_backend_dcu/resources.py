@@ -8,8 +8,8 @@ the pod keys ``hami.io/dcu-devices-to-allocate`` / ``hami.io/dcu-devices-allocat
 
 from __future__ import annotations
 
-from hami_core import ResourceNames
-from hami_core import codec
+from hami_core.sdk import ResourceNames
+from hami_core.sdk import vendor_keys
 
 #: The backend's name on every surface (entry point, distribution suffix, Helm key).
 NAME = "dcu"
@@ -22,7 +22,7 @@ RESOURCE_NAMES = ResourceNames(
     cores="hygon.com/dcucores",
 )
 
-KEYS = codec.vendor_keys(register_word=NAME, devices_word=NAME, handshake_suffix=NAME)
+KEYS = vendor_keys(register_word=NAME, devices_word=NAME, handshake_suffix=NAME)
 
 #: Pod annotations: comma lists of model substrings a container's DCUs must (not) match.
 USE_TYPE = "hygon.com/use-dcutype"

@@ -3,7 +3,7 @@
 HAMi's DCU section (``hygon:`` in ``device-config.yaml``) only renames resources; the node side
 (HAMi's separate dcu-vgpu-device-plugin) is configured by its DaemonSet. Both live here, under
 the names of ``specs/hami-wire.md`` 2.1 where HAMi has one. Problems are reported with
-:meth:`hami_core.config.HamiConfig.error`, naming the file and the dotted key.
+:class:`hami_core.sdk.BackendSection`, naming the file and the dotted key.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from typing import Any
 import attrs
 
 from hami_backend_dcu import resources
-from hami_core import HamiConfig
-from hami_core import ResourceNames
-
-_INT32_MAX = 2**31 - 1
+from hami_core.sdk import BackendSection
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import ResourceNames
 
 
 @attrs.frozen
@@ -56,21 +55,6 @@ _INTEGERS = {
     "compute_units": ("compute_units", 1),
 }
 _NAMES = {"resourceCountName": "count", "resourceMemoryName": "memory", "resourceCoreName": "cores"}
-_KEYS = ("enabled", *_NAMES, *_INTEGERS, *_STRINGS)
-
-
-def _integer(config: HamiConfig, key: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise config.error(key, f"expected an integer, got {value!r}")
-    if not low <= value <= _INT32_MAX:
-        raise config.error(key, f"must be between {low} and {_INT32_MAX}, got {value}")
-    return value
-
-
-def _string(config: HamiConfig, key: str, value: object, *, empty: bool) -> str:
-    if not isinstance(value, str) or (not empty and not value):
-        raise config.error(key, f"expected a{'' if empty else ' non-empty'} string, got {value!r}")
-    return value
 
 
 def parse_settings(config: HamiConfig) -> DcuSettings:
@@ -79,27 +63,21 @@ def parse_settings(config: HamiConfig) -> DcuSettings:
     Raises:
         ConfigError: a key is unknown or a value has the wrong type or range.
     """
-    section = config.backend(resources.NAME)
-    prefix = f"backends.{resources.NAME}"
-    for key in section:
-        if key not in _KEYS:
-            raise config.error(f"{prefix}.{key}", f"unknown key (known keys: {', '.join(_KEYS)})")
+    section = BackendSection.read(config, resources.NAME, (*_NAMES, *_INTEGERS, *_STRINGS))
     defaults = DcuSettings()
-    names = {
-        field: _string(config, f"{prefix}.{key}", section[key], empty=False)
-        for key, field in _NAMES.items()
-        if key in section
-    }
     integers: dict[str, Any] = {
-        field: _integer(config, f"{prefix}.{key}", section[key], low)
+        field: section.integer(key, section[key], low=low)
         for key, (field, low) in _INTEGERS.items()
         if key in section
     }
     strings: dict[str, Any] = {
-        key: _string(config, f"{prefix}.{key}", section[key], empty=key in ("hy_smi_output", "fake"))
+        key: section.string(key, section[key], empty=key in ("hy_smi_output", "fake"))
         for key in _STRINGS
         if key in section
     }
     return attrs.evolve(
-        defaults, resource_names=attrs.evolve(defaults.resource_names, **names), **integers, **strings
+        defaults,
+        resource_names=section.resource_names(defaults.resource_names, _NAMES),
+        **integers,
+        **strings,
     )

@@ -11,18 +11,20 @@ from hami_backend_dcu import resources
 from hami_backend_dcu.backend import DcuBackend
 from hami_backend_dcu.settings import DcuSettings
 
-from hami_core import BackendError
-from hami_core import CodecError
-from hami_core import ContainerDevice
-from hami_core import DeviceInfo
-from hami_core import DeviceRequest
-from hami_core import DeviceSpec
-from hami_core import DeviceUsage
-from hami_core import FitContext
-from hami_core import Mount
-from hami_core import codec
-from hami_core.pods import ContainerView
-from hami_core.pods import PodView
+from hami_core.sdk import CARD_TYPE_MISMATCH
+from hami_core.sdk import CARD_UUID_MISMATCH
+from hami_core.sdk import BackendError
+from hami_core.sdk import CodecError
+from hami_core.sdk import ContainerDevice
+from hami_core.sdk import ContainerView
+from hami_core.sdk import DeviceInfo
+from hami_core.sdk import DeviceRequest
+from hami_core.sdk import DeviceSpec
+from hami_core.sdk import DeviceUsage
+from hami_core.sdk import FitContext
+from hami_core.sdk import Mount
+from hami_core.sdk import PodView
+from hami_core.sdk import encode_pod_devices
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_pod
 from hami_core.webhook.mutating import WebhookSettings
@@ -164,7 +166,7 @@ def test_type_and_uuid_annotations_filter_devices(
     )
     assert result.ok is fits
     if not fits:
-        assert set(result.reasons) <= {codec.CARD_TYPE_MISMATCH, codec.CARD_UUID_MISMATCH}
+        assert set(result.reasons) <= {CARD_TYPE_MISMATCH, CARD_UUID_MISMATCH}
 
 
 def test_use_uuid_picks_that_card(backend: DcuBackend) -> None:
@@ -175,7 +177,7 @@ def test_use_uuid_picks_that_card(backend: DcuBackend) -> None:
     )
     assert [device.uuid for device in result.devices] == ["DCU-1"]
     # The pod annotation the scheduler writes to both DCU keys.
-    assert codec.encode_pod_devices([result.devices]) == "DCU-1,DCU,2000,60:;"
+    assert encode_pod_devices([result.devices]) == "DCU-1,DCU,2000,60:;"
 
 
 def test_default_cores_make_a_card_exclusive(backend: DcuBackend) -> None:

@@ -9,9 +9,9 @@ import pytest
 from hami_backend_dcu import discovery
 from hami_backend_dcu.discovery import DcuCard
 
-from hami_core import BackendError
-from hami_core import DeviceInfo
-from hami_core import codec
+from hami_core.sdk import BackendError
+from hami_core.sdk import DeviceInfo
+from hami_core.sdk import encode_node_devices_legacy
 
 
 def test_the_shipped_output_lists_two_z100l_cards() -> None:
@@ -24,7 +24,7 @@ def test_the_shipped_output_lists_two_z100l_cards() -> None:
 
 def test_register_entries_encode_to_the_colon_form_hami_decodes() -> None:
     devices = discovery.register_devices([DcuCard(0, "Z100L", 32752), DcuCard(1, "K100_AI", 65520)], split=4)
-    assert codec.encode_node_devices_legacy(devices) == (
+    assert encode_node_devices_legacy(devices) == (
         "DCU-0,4,32752,100,DCU-Z100L,0,true,0,hami-core:DCU-1,4,65520,100,DCU-K100_AI,0,true,1,hami-core:"
     )
 

@@ -6,9 +6,9 @@ import pytest
 from hami_backend_dcu.settings import DcuSettings
 from hami_backend_dcu.settings import parse_settings
 
-from hami_core import ConfigError
-from hami_core import HamiConfig
-from hami_core.config import parse_config
+from hami_core.sdk import ConfigError
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import parse_config
 
 
 def config(section: dict[str, object]) -> HamiConfig:

@@ -25,24 +25,23 @@ from hami_backend_mlu.discovery import MluCard
 from hami_backend_mlu.discovery import MluInventory
 from hami_backend_mlu.settings import MluSettings
 from hami_backend_mlu.settings import parse_settings
-from hami_core import BackendError
-from hami_core import ContainerAllocation
-from hami_core import ContainerDevices
-from hami_core import DeviceBackend
-from hami_core import DeviceInfo
-from hami_core import DeviceRequest
-from hami_core import DeviceSpec
-from hami_core import FitContext
-from hami_core import HamiConfig
-from hami_core import PodSingleDevice
-from hami_core import RequestRules
-from hami_core import ResourceNames
-from hami_core import VendorKeys
-from hami_core import allocation
-from hami_core import codec
-from hami_core.errors import LockError
-from hami_core.pods import ContainerView
-from hami_core.pods import PodView
+from hami_core.sdk import BackendError
+from hami_core.sdk import ContainerAllocation
+from hami_core.sdk import ContainerDevices
+from hami_core.sdk import ContainerView
+from hami_core.sdk import DeviceBackend
+from hami_core.sdk import DeviceInfo
+from hami_core.sdk import DeviceRequest
+from hami_core.sdk import DeviceSpec
+from hami_core.sdk import FitContext
+from hami_core.sdk import FitRules
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import LockError
+from hami_core.sdk import PodSingleDevice
+from hami_core.sdk import PodView
+from hami_core.sdk import RequestRules
+from hami_core.sdk import ResourceNames
+from hami_core.sdk import check_uuid
 
 #: How long HAMi's ``cambricon.com/dsmlu.lock`` keeps other MLU binds off a node.
 DSMLU_LOCK_EXPIRY = timedelta(minutes=2)
@@ -79,6 +78,12 @@ class MluBackend(DeviceBackend):
     """
 
     contract_version: ClassVar[str] = "2.0"
+    #: Always ``mlu``.
+    name = resources.NAME
+    #: ``hami.io/node-mlu-register``, ``hami.io/node-handshake-mlu``, ``hami.io/cambricon-mlu-devices-*``.
+    keys = resources.KEYS
+    #: ``MLU``.
+    device_type = resources.DEVICE_TYPE
 
     def __init__(self, settings: MluSettings | None = None, inventory: MluInventory | None = None) -> None:
         self.settings = settings if settings is not None else MluSettings()
@@ -97,24 +102,9 @@ class MluBackend(DeviceBackend):
     # --- identity ---------------------------------------------------------------------------
 
     @property
-    def name(self) -> str:
-        """Always ``mlu``."""
-        return resources.NAME
-
-    @property
     def resource_names(self) -> ResourceNames:
         """``cambricon.com/vmlu``, ``cambricon.com/mlu.smlu.vmemory``, ``cambricon.com/mlu.smlu.vcore`` unless renamed."""
         return self.settings.resource_names
-
-    @property
-    def keys(self) -> VendorKeys:
-        """``hami.io/node-mlu-register``, ``hami.io/node-handshake-mlu``, ``hami.io/cambricon-mlu-devices-*``."""
-        return resources.KEYS
-
-    @property
-    def device_type(self) -> str:
-        """``MLU``."""
-        return resources.DEVICE_TYPE
 
     @property
     def request_rules(self) -> RequestRules:
@@ -144,13 +134,13 @@ class MluBackend(DeviceBackend):
         names = self.resource_names
         return discovery.capacity_devices(node_name, capacity, names.cores, names.memory)
 
-    def fit_rules(self, context: FitContext) -> allocation.FitRules:
+    def fit_rules(self, context: FitContext) -> FitRules:
         """The MLU UUID filters (``cambricon.com/use-gpuuuid`` / ``nouse-gpuuuid``); HAMi declares
         but does not evaluate the MLU type annotations, and neither does this backend."""
         annotations = context.pod_annotations
-        return allocation.FitRules(
+        return FitRules(
             request_type=self.device_type,
-            uuid_ok=lambda uuid: codec.check_uuid(
+            uuid_ok=lambda uuid: check_uuid(
                 annotations, uuid, resources.USE_UUID, resources.NOUSE_UUID
             ),
         )

@@ -21,10 +21,10 @@ from typing import Protocol
 import attrs
 
 from hami_backend_mlu import resources
-from hami_core import MODE_HAMI_CORE
-from hami_core import BackendError
-from hami_core import DeviceInfo
-from hami_core.quantity import parse_quantity
+from hami_core.sdk import MODE_HAMI_CORE
+from hami_core.sdk import BackendError
+from hami_core.sdk import DeviceInfo
+from hami_core.sdk import parse_quantity
 
 _TIMEOUT_SECONDS = 30
 _CARD = re.compile(r"^Card\s+(\d+)\s*$", re.MULTILINE)

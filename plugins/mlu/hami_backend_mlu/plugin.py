@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from hami_backend_mlu.backend import MluBackend
-from hami_core import DeviceBackend
-from hami_core import HamiConfig
-from hami_core import hookimpl
+from hami_core.sdk import DeviceBackend
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import hookimpl
 
 
 @hookimpl

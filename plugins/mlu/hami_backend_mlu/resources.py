@@ -10,8 +10,8 @@ and the scheduler handshakes on ``hami.io/node-handshake-mlu``. The pod keys are
 
 from __future__ import annotations
 
-from hami_core import ResourceNames
-from hami_core import codec
+from hami_core.sdk import ResourceNames
+from hami_core.sdk import vendor_keys
 
 #: The backend's name on every surface (entry point, distribution suffix, Helm key).
 NAME = "mlu"
@@ -24,7 +24,7 @@ RESOURCE_NAMES = ResourceNames(
     cores="cambricon.com/mlu.smlu.vcore",
 )
 
-KEYS = codec.vendor_keys(register_word=NAME, devices_word="cambricon-mlu", handshake_suffix=NAME)
+KEYS = vendor_keys(register_word=NAME, devices_word="cambricon-mlu", handshake_suffix=NAME)
 
 #: MiB per unit of ``cambricon.com/mlu.smlu.vmemory`` (HAMi's ``MemoryFactor``).
 MEMORY_UNIT_MIB = 256

@@ -3,7 +3,7 @@
 HAMi's MLU section (``cambricon:`` in ``device-config.yaml``) only renames resources (chart
 defaults ``cambricon.com/vmlu``, ``cambricon.com/mlu.smlu.vmemory``, ``cambricon.com/mlu.smlu.vcore``);
 the node side adds where discovery reads the cards. Problems are reported with
-:meth:`hami_core.config.HamiConfig.error`, naming the file and the dotted key.
+:class:`hami_core.sdk.BackendSection`, naming the file and the dotted key.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 import attrs
 
 from hami_backend_mlu import resources
-from hami_core import HamiConfig
-from hami_core import ResourceNames
+from hami_core.sdk import BackendSection
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import ResourceNames
 
 
 @attrs.frozen
@@ -37,13 +38,6 @@ class MluSettings:
 
 _STRINGS = ("cnmon", "cnmon_output", "fake")
 _NAMES = {"resourceCountName": "count", "resourceMemoryName": "memory", "resourceCoreName": "cores"}
-_KEYS = ("enabled", *_NAMES, *_STRINGS)
-
-
-def _string(config: HamiConfig, key: str, value: object, *, empty: bool) -> str:
-    if not isinstance(value, str) or (not empty and not value):
-        raise config.error(key, f"expected a{'' if empty else ' non-empty'} string, got {value!r}")
-    return value
 
 
 def parse_settings(config: HamiConfig) -> MluSettings:
@@ -52,20 +46,13 @@ def parse_settings(config: HamiConfig) -> MluSettings:
     Raises:
         ConfigError: a key is unknown or a value has the wrong type or range.
     """
-    section = config.backend(resources.NAME)
-    prefix = f"backends.{resources.NAME}"
-    for key in section:
-        if key not in _KEYS:
-            raise config.error(f"{prefix}.{key}", f"unknown key (known keys: {', '.join(_KEYS)})")
+    section = BackendSection.read(config, resources.NAME, (*_NAMES, *_STRINGS))
     defaults = MluSettings()
-    names = {
-        field: _string(config, f"{prefix}.{key}", section[key], empty=False)
-        for key, field in _NAMES.items()
-        if key in section
-    }
     strings: dict[str, Any] = {
-        key: _string(config, f"{prefix}.{key}", section[key], empty=key in ("cnmon_output", "fake"))
+        key: section.string(key, section[key], empty=key in ("cnmon_output", "fake"))
         for key in _STRINGS
         if key in section
     }
-    return attrs.evolve(defaults, resource_names=attrs.evolve(defaults.resource_names, **names), **strings)
+    return attrs.evolve(
+        defaults, resource_names=section.resource_names(defaults.resource_names, _NAMES), **strings
+    )

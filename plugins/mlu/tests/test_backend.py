@@ -11,17 +11,18 @@ from hami_backend_mlu import resources
 from hami_backend_mlu.backend import MluBackend
 from hami_backend_mlu.settings import MluSettings
 
-from hami_core import BackendError
-from hami_core import ContainerDevice
-from hami_core import DeviceRequest
-from hami_core import DeviceSpec
-from hami_core import DeviceUsage
-from hami_core import FitContext
-from hami_core import ResourceNames
-from hami_core import codec
-from hami_core.errors import LockError
-from hami_core.pods import ContainerView
-from hami_core.pods import PodView
+from hami_core.sdk import CARD_UUID_MISMATCH
+from hami_core.sdk import BackendError
+from hami_core.sdk import ContainerDevice
+from hami_core.sdk import ContainerView
+from hami_core.sdk import DeviceRequest
+from hami_core.sdk import DeviceSpec
+from hami_core.sdk import DeviceUsage
+from hami_core.sdk import FitContext
+from hami_core.sdk import LockError
+from hami_core.sdk import PodView
+from hami_core.sdk import ResourceNames
+from hami_core.sdk import encode_pod_devices
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_pod
 from hami_core.webhook.mutating import WebhookSettings
@@ -107,13 +108,13 @@ def test_uuid_filters_pick_or_skip_cards(backend: MluBackend) -> None:
         FitContext({resources.NOUSE_UUID: "mlu-0-cambricon-mlu-0,mlu-0-cambricon-mlu-1"}),
     )
     assert not refused.ok
-    assert refused.reasons == {codec.CARD_UUID_MISMATCH: 2}
+    assert refused.reasons == {CARD_UUID_MISMATCH: 2}
 
 
 def test_patch_annotations_example_of_hami() -> None:
     # cambricon device_test.go Test_PatchAnnotations "exist device".
     devices = ((ContainerDevice("device-0", "MLU", 256000, 1, idx=0),),)
-    assert codec.encode_pod_devices(devices) == "device-0,MLU,256000,1:;"
+    assert encode_pod_devices(devices) == "device-0,MLU,256000,1:;"
     assert MluBackend().filter_annotations(devices, POD, NOW) == {
         "CAMBRICON_DSMLU_ASSIGNED": "false",
         "CAMBRICON_DSMLU_PROFILE": "0_1_1000",

@@ -8,8 +8,8 @@ import pytest
 from hami_backend_mlu import discovery
 from hami_backend_mlu.discovery import MluCard
 
-from hami_core import BackendError
-from hami_core import DeviceInfo
+from hami_core.sdk import BackendError
+from hami_core.sdk import DeviceInfo
 
 CORES, MEMORY = "cambricon.com/mlu.smlu.vcore", "cambricon.com/mlu.smlu.vmemory"
 

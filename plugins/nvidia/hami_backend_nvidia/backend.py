@@ -27,24 +27,29 @@ from hami_backend_nvidia.health import parse_disable_healthchecks
 from hami_backend_nvidia.inventory import register_devices
 from hami_backend_nvidia.settings import NvidiaSettings
 from hami_backend_nvidia.settings import parse_settings
-from hami_core import BackendError
-from hami_core import CodecError
-from hami_core import ContainerAllocation
-from hami_core import ContainerDevices
-from hami_core import DeviceBackend
-from hami_core import DeviceInfo
-from hami_core import FitContext
-from hami_core import HamiConfig
-from hami_core import MutationResult
-from hami_core import RequestRules
-from hami_core import ResourceNames
-from hami_core import VendorKeys
-from hami_core import allocation
-from hami_core import codec
-from hami_core.backend import whole_quantity
-from hami_core.isolation import shim
-from hami_core.pods import ContainerView
-from hami_core.pods import PodView
+from hami_core.sdk import CUDA_TASK_PRIORITY
+from hami_core.sdk import DEVICE_CORDON
+from hami_core.sdk import GPU_CORE_UTILIZATION_POLICY
+from hami_core.sdk import BackendError
+from hami_core.sdk import CodecError
+from hami_core.sdk import ContainerAllocation
+from hami_core.sdk import ContainerDevices
+from hami_core.sdk import ContainerView
+from hami_core.sdk import DeviceBackend
+from hami_core.sdk import DeviceInfo
+from hami_core.sdk import FitContext
+from hami_core.sdk import FitRules
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import MutationResult
+from hami_core.sdk import PodView
+from hami_core.sdk import RequestRules
+from hami_core.sdk import ResourceNames
+from hami_core.sdk import ShimCorePolicy
+from hami_core.sdk import check_type
+from hami_core.sdk import check_uuid
+from hami_core.sdk import parse_bool_go
+from hami_core.sdk import parse_cordon
+from hami_core.sdk import whole_quantity
 
 _log = logging.getLogger(__name__)
 
@@ -63,7 +68,7 @@ def _numa_bind(value: str | None) -> bool:
     if value is None:
         return False
     try:
-        return codec.parse_bool_go(value)
+        return parse_bool_go(value)
     except CodecError:
         return False
 
@@ -77,6 +82,12 @@ class NvidiaBackend(DeviceBackend):
     """
 
     contract_version: ClassVar[str] = "2.0"
+    #: Always ``nvidia``.
+    name = resources.NAME
+    #: ``hami.io/node-nvidia-register``, ``hami.io/node-handshake``, ``hami.io/vgpu-devices-*``.
+    keys = resources.KEYS
+    #: ``NVIDIA`` (HAMi's CommonWord).
+    device_type = resources.DEVICE_TYPE
 
     def __init__(self, settings: NvidiaSettings | None = None) -> None:
         self.settings = settings if settings is not None else NvidiaSettings()
@@ -97,24 +108,9 @@ class NvidiaBackend(DeviceBackend):
     # --- identity ---------------------------------------------------------------------------
 
     @property
-    def name(self) -> str:
-        """Always ``nvidia``."""
-        return resources.NAME
-
-    @property
     def resource_names(self) -> ResourceNames:
         """``nvidia.com/gpu``, ``/gpumem``, ``/gpumem-percentage``, ``/gpucores``, ``/priority`` unless configured."""
         return self.settings.resource_names
-
-    @property
-    def keys(self) -> VendorKeys:
-        """``hami.io/node-nvidia-register``, ``hami.io/node-handshake``, ``hami.io/vgpu-devices-*``."""
-        return resources.KEYS
-
-    @property
-    def device_type(self) -> str:
-        """``NVIDIA`` (HAMi's CommonWord)."""
-        return resources.DEVICE_TYPE
 
     @property
     def request_rules(self) -> RequestRules:
@@ -155,10 +151,10 @@ class NvidiaBackend(DeviceBackend):
         changed = False
         if names.priority and (priority := container.limit(names.priority)) is not None:
             level = whole_quantity(container, names.priority, priority)
-            env.append({"name": shim.CUDA_TASK_PRIORITY, "value": str(level)})
+            env.append({"name": CUDA_TASK_PRIORITY, "value": str(level)})
             changed = True
         if settings.gpu_core_policy != "default":
-            env.append({"name": shim.GPU_CORE_UTILIZATION_POLICY, "value": settings.gpu_core_policy})
+            env.append({"name": GPU_CORE_UTILIZATION_POLICY, "value": settings.gpu_core_policy})
             changed = True
         has_resource = names.count in limits
         if not has_resource and settings.default_gpu_num > 0:
@@ -211,7 +207,7 @@ class NvidiaBackend(DeviceBackend):
             return False
         return handshake_healthy
 
-    def fit_rules(self, context: FitContext) -> allocation.FitRules:
+    def fit_rules(self, context: FitContext) -> FitRules:
         """Type and mode (``use-gputype``, ``nouse-gputype``, ``vgpu-mode``), UUID lists, the node's
         cordon list, NUMA binding and the node's pair scores (``specs/hami-wire.md`` 3.4)."""
         pod = context.pod_annotations
@@ -222,16 +218,16 @@ class NvidiaBackend(DeviceBackend):
         except CodecError:
             scores = {}
         try:
-            cordoned = codec.parse_cordon(context.node_annotations.get(codec.DEVICE_CORDON))
+            cordoned = parse_cordon(context.node_annotations.get(DEVICE_CORDON))
         except CodecError:
             cordoned = frozenset()
-        return allocation.FitRules(
+        return FitRules(
             request_type=self.device_type,
             type_ok=lambda device: (
-                codec.check_type(pod, device.type, resources.USE_GPUTYPE, resources.NOUSE_GPUTYPE)
+                check_type(pod, device.type, resources.USE_GPUTYPE, resources.NOUSE_GPUTYPE)
                 and mode_allowed(device.mode, mode)
             ),
-            uuid_ok=lambda uuid: codec.check_uuid(pod, uuid, resources.USE_GPUUUID, resources.NOUSE_GPUUUID),
+            uuid_ok=lambda uuid: check_uuid(pod, uuid, resources.USE_GPUUUID, resources.NOUSE_GPUUUID),
             cordoned=cordoned,
             numa_bind=_numa_bind(pod.get(resources.NUMA_BIND)),
             pair_scores=scores,
@@ -333,7 +329,7 @@ class NvidiaBackend(DeviceBackend):
             mode=node.mode,
             oversubscribe=node.memory_scaling > 1,
             log_level=node.log_level,
-            core_policy=cast("shim.CorePolicy", core_policy),
+            core_policy=cast("ShimCorePolicy", core_policy),
         )
         if node.mode != resources.MODE_MIG:
             directory = Path(paths.container_dir(pod_uid, container.name))
@@ -342,12 +338,6 @@ class NvidiaBackend(DeviceBackend):
             except OSError as err:
                 raise BackendError(f"cannot create the shim cache directory {directory}: {err}") from err
         return result
-
-    # --- isolation --------------------------------------------------------------------------
-
-    def isolation_env(self, devices: ContainerDevices, container: ContainerView) -> Mapping[str, str]:
-        """The shim's memory and compute limits for ``devices`` (without the per-container paths)."""
-        return shim.container_env(devices)
 
 
 def _resources(container: Mapping[str, object]) -> dict[str, object]:

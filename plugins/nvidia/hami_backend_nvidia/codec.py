@@ -2,8 +2,8 @@
 
 ``hami.io/node-nvidia-score`` (``specs/hami-wire.md`` 1.4.6) and ``hami.io/vgpu-mig-allocations``
 (1.4.7), written byte for byte as HAMi's Go code marshals them and read as Go's decoder reads them,
-with the core's Go ``encoding/json`` building blocks (:mod:`hami_core.codec`). Decoders raise
-nothing but :class:`~hami_core.errors.CodecError`. No I/O.
+with the core's Go ``encoding/json`` building blocks (:mod:`hami_core.sdk`). Decoders raise
+nothing but :class:`~hami_core.sdk.CodecError`. No I/O.
 """
 
 from __future__ import annotations
@@ -13,19 +13,33 @@ from collections.abc import Sequence
 
 import attrs
 
-from hami_core import codec
-from hami_core.devices import MigPlacement
-from hami_core.errors import CodecError
+from hami_core.sdk import GO_INT64
+from hami_core.sdk import GO_UINT32
+from hami_core.sdk import JSON_TOP
+from hami_core.sdk import CodecError
+from hami_core.sdk import GoObject
+from hami_core.sdk import JsonPlace
+from hami_core.sdk import MigPlacement
+from hami_core.sdk import decode_mig_placement
+from hami_core.sdk import go_array
+from hami_core.sdk import go_clean
+from hami_core.sdk import go_int
+from hami_core.sdk import go_int_text
+from hami_core.sdk import go_json_string
+from hami_core.sdk import go_kind
+from hami_core.sdk import go_members
+from hami_core.sdk import go_str
+from hami_core.sdk import load_go_json
 
 # --- GPU pair scores (1.4.6) ----------------------------------------------------------------------
 
 
-def _scores(value: object, where: codec.JsonPlace) -> dict[str, int]:
+def _scores(value: object, where: JsonPlace) -> dict[str, int]:
     if value is None:
         return {}
-    if not isinstance(value, codec.GoObject):
-        raise where.error(codec.go_kind(value), "map[string]int")
-    return {codec.go_clean(other): codec.go_int(score, where, "int", codec.INT64) for other, score in value}
+    if not isinstance(value, GoObject):
+        raise where.error(go_kind(value), "map[string]int")
+    return {go_clean(other): go_int(score, where, "int", GO_INT64) for other, score in value}
 
 
 def decode_pair_scores(value: str) -> dict[str, dict[str, int]]:
@@ -35,15 +49,15 @@ def decode_pair_scores(value: str) -> dict[str, dict[str, int]]:
         CodecError: invalid JSON or values of the wrong type (HAMi then drops the node's GPUs).
     """
     scores: dict[str, dict[str, int]] = {}
-    for item in codec.go_array(codec.load_go_json(value), codec.JSON_TOP, "device.DevicePairScores"):
+    for item in go_array(load_go_json(value), JSON_TOP, "device.DevicePairScores"):
         if item is None:
             uuid, pairs = "", {}
         else:
-            found = codec.go_members(
-                item, codec.JSON_TOP, "device.DevicePairScore", ("uuid", "score"), nullable=("score",)
+            found = go_members(
+                item, JSON_TOP, "device.DevicePairScore", ("uuid", "score"), nullable=("score",)
             )
-            uuid = codec.go_str(found.get("uuid"), codec.JSON_TOP.field("DevicePairScore", "uuid"))
-            pairs = _scores(found.get("score"), codec.JSON_TOP.field("DevicePairScore", "score"))
+            uuid = go_str(found.get("uuid"), JSON_TOP.field("DevicePairScore", "uuid"))
+            pairs = _scores(found.get("score"), JSON_TOP.field("DevicePairScore", "score"))
         scores.setdefault(uuid, pairs)
     return scores
 
@@ -58,10 +72,10 @@ def encode_pair_scores(scores: Mapping[str, Mapping[str, int]]) -> str:
     for uuid, pairs in scores.items():
         members = []
         if uuid:
-            members.append(f'"uuid":{codec.go_json_string(uuid)}')
+            members.append(f'"uuid":{go_json_string(uuid)}')
         if pairs:
             inner = ",".join(
-                f"{codec.go_json_string(other)}:{codec.go_int_text(pairs[other], codec.INT64, 'pair score')}"
+                f"{go_json_string(other)}:{go_int_text(pairs[other], GO_INT64, 'pair score')}"
                 for other in sorted(pairs)
             )
             members.append(f'"score":{{{inner}}}')
@@ -128,9 +142,9 @@ def _check_mig_allocations(allocations: Sequence[MigAllocation]) -> None:
 
 def _decode_mig_allocation(value: object) -> MigAllocation:
     found = (
-        codec.go_members(
+        go_members(
             value,
-            codec.JSON_TOP,
+            JSON_TOP,
             "nvidia.MigAllocation",
             _ALLOCATION_FIELDS,
             ("gpuInstanceID", "computeInstanceID"),
@@ -139,21 +153,21 @@ def _decode_mig_allocation(value: object) -> MigAllocation:
         else {}
     )
 
-    def at(name: str) -> codec.JsonPlace:
-        return codec.JSON_TOP.field("MigAllocation", name)
+    def at(name: str) -> JsonPlace:
+        return JSON_TOP.field("MigAllocation", name)
 
     def instance_id(name: str) -> int | None:
         raw = found.get(name)
-        return None if raw is None else codec.go_int(raw, at(name), "uint32", codec.UINT32)
+        return None if raw is None else go_int(raw, at(name), "uint32", GO_UINT32)
 
     placement = found.get("placement")
     return MigAllocation(
-        container_index=codec.go_int(found.get("containerIndex"), at("containerIndex"), "int", codec.INT64),
-        device_index=codec.go_int(found.get("deviceIndex"), at("deviceIndex"), "int", codec.INT64),
-        gpu_uuid=codec.go_str(found.get("gpuUUID"), at("gpuUUID")),
-        profile=codec.go_str(found.get("profile"), at("profile")),
-        placement=codec.decode_mig_placement(placement, at("placement")),
-        mig_uuid=codec.go_str(found.get("migUUID"), at("migUUID")),
+        container_index=go_int(found.get("containerIndex"), at("containerIndex"), "int", GO_INT64),
+        device_index=go_int(found.get("deviceIndex"), at("deviceIndex"), "int", GO_INT64),
+        gpu_uuid=go_str(found.get("gpuUUID"), at("gpuUUID")),
+        profile=go_str(found.get("profile"), at("profile")),
+        placement=decode_mig_placement(placement, at("placement")),
+        mig_uuid=go_str(found.get("migUUID"), at("migUUID")),
         gpu_instance_id=instance_id("gpuInstanceID"),
         compute_instance_id=instance_id("computeInstanceID"),
     )
@@ -170,7 +184,7 @@ def decode_mig_allocations(value: str) -> list[MigAllocation]:
         return []
     allocations = [
         _decode_mig_allocation(item)
-        for item in codec.go_array(codec.load_go_json(value), codec.JSON_TOP, "[]nvidia.MigAllocation")
+        for item in go_array(load_go_json(value), JSON_TOP, "[]nvidia.MigAllocation")
     ]
     _check_mig_allocations(allocations)
     return allocations
@@ -188,22 +202,22 @@ def encode_mig_allocations(allocations: Sequence[MigAllocation]) -> str:
     items = []
     for a in allocations:
         members = [
-            f'"containerIndex":{codec.go_int_text(a.container_index, codec.INT64, "containerIndex")}',
-            f'"deviceIndex":{codec.go_int_text(a.device_index, codec.INT64, "deviceIndex")}',
-            f'"gpuUUID":{codec.go_json_string(a.gpu_uuid)}',
-            f'"profile":{codec.go_json_string(a.profile)}',
-            f'"placement":{{"start":{codec.go_int_text(a.placement.start, codec.UINT32, "placement start")},'
-            f'"size":{codec.go_int_text(a.placement.size, codec.UINT32, "placement size")}}}',
+            f'"containerIndex":{go_int_text(a.container_index, GO_INT64, "containerIndex")}',
+            f'"deviceIndex":{go_int_text(a.device_index, GO_INT64, "deviceIndex")}',
+            f'"gpuUUID":{go_json_string(a.gpu_uuid)}',
+            f'"profile":{go_json_string(a.profile)}',
+            f'"placement":{{"start":{go_int_text(a.placement.start, GO_UINT32, "placement start")},'
+            f'"size":{go_int_text(a.placement.size, GO_UINT32, "placement size")}}}',
         ]
         if a.mig_uuid:
-            members.append(f'"migUUID":{codec.go_json_string(a.mig_uuid)}')
+            members.append(f'"migUUID":{go_json_string(a.mig_uuid)}')
         if a.gpu_instance_id is not None:
             members.append(
-                f'"gpuInstanceID":{codec.go_int_text(a.gpu_instance_id, codec.UINT32, "gpuInstanceID")}'
+                f'"gpuInstanceID":{go_int_text(a.gpu_instance_id, GO_UINT32, "gpuInstanceID")}'
             )
         if a.compute_instance_id is not None:
             members.append(
-                f'"computeInstanceID":{codec.go_int_text(a.compute_instance_id, codec.UINT32, "computeInstanceID")}'
+                f'"computeInstanceID":{go_int_text(a.compute_instance_id, GO_UINT32, "computeInstanceID")}'
             )
         items.append("{" + ",".join(members) + "}")
     return "[" + ",".join(items) + "]"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pynvml
 
 from hami_backend_nvidia.inventory import Gpu
-from hami_core import BackendError
+from hami_core.sdk import BackendError
 
 _log = logging.getLogger(__name__)
 

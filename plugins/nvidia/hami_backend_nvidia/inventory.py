@@ -18,7 +18,7 @@ import attrs
 
 from hami_backend_nvidia import resources
 from hami_backend_nvidia.settings import NodeSettings
-from hami_core import DeviceInfo
+from hami_core.sdk import DeviceInfo
 
 _log = logging.getLogger(__name__)
 

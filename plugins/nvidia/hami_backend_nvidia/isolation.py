@@ -2,7 +2,7 @@
 
 ``NVIDIA_VISIBLE_DEVICES`` lists the GPUs (each once, in the scheduler's order). On HAMi-core nodes
 (``hami-core`` and ``mps`` modes) the container also gets the shim's contract (names from
-:mod:`hami_core.isolation.shim`): ``CUDA_DEVICE_MEMORY_LIMIT_<i>=<MiB>m``, ``CUDA_DEVICE_SM_LIMIT``
+:func:`hami_core.sdk.shim_env`): ``CUDA_DEVICE_MEMORY_LIMIT_<i>=<MiB>m``, ``CUDA_DEVICE_SM_LIMIT``
 from the first GPU, ``CUDA_DEVICE_MEMORY_SHARED_CACHE`` (one fresh file per container, in the
 container's own host directory), ``CUDA_OVERSUBSCRIBE`` when memory is scaled up,
 ``LIBCUDA_LOG_LEVEL`` and ``GPU_CORE_UTILIZATION_POLICY``; and the mounts HAMi gives: the shim
@@ -20,12 +20,14 @@ from pathlib import PurePosixPath
 import attrs
 
 from hami_backend_nvidia import resources
-from hami_core import ContainerAllocation
-from hami_core import ContainerDevices
-from hami_core import Mount
-from hami_core.codec import parse_bool_go
-from hami_core.errors import CodecError
-from hami_core.isolation import shim
+from hami_core.sdk import CUDA_DISABLE_CONTROL
+from hami_core.sdk import CodecError
+from hami_core.sdk import ContainerAllocation
+from hami_core.sdk import ContainerDevices
+from hami_core.sdk import Mount
+from hami_core.sdk import ShimCorePolicy
+from hami_core.sdk import parse_bool_go
+from hami_core.sdk import shim_env
 
 #: Shared lock directory HAMi mounts into every container (host and container path alike).
 VGPU_LOCK_DIR = "/tmp/vgpulock"
@@ -57,7 +59,7 @@ def visible_devices_env(devices: ContainerDevices) -> dict[str, str]:
 def _control_disabled(env: Mapping[str, str]) -> bool:
     """``CUDA_DISABLE_CONTROL`` in the container spec parses as Go's true."""
     try:
-        return parse_bool_go(env.get(shim.CUDA_DISABLE_CONTROL, "false"))
+        return parse_bool_go(env.get(CUDA_DISABLE_CONTROL, "false"))
     except CodecError:
         return False
 
@@ -72,7 +74,7 @@ def container_allocation(
     mode: str,
     oversubscribe: bool,
     log_level: str,
-    core_policy: shim.CorePolicy,
+    core_policy: ShimCorePolicy,
 ) -> ContainerAllocation:
     """Env and mounts for a container given ``devices``; pure (the caller creates host directories).
 
@@ -92,7 +94,7 @@ def container_allocation(
         return ContainerAllocation(envs=envs)
     cache = paths.vgpu / f"{uuid.uuid4()}.cache"
     envs.update(
-        shim.container_env(
+        shim_env(
             devices,
             shared_cache=str(cache),
             oversubscribe=oversubscribe,

@@ -2,15 +2,16 @@
 
 Every string another component matches on is spelled here once, exactly as HAMi v2.10 spells it
 (``specs/hami-wire.md`` sections 1-2, 5). Annotation keys are built with the core's key helpers
-(:mod:`hami_core.codec`): ``hami.io/node-nvidia-register``, the bare ``hami.io/node-handshake``,
+(:mod:`hami_core.sdk`): ``hami.io/node-nvidia-register``, the bare ``hami.io/node-handshake``,
 ``hami.io/vgpu-devices-to-allocate`` / ``-allocated``, ``hami.io/node-nvidia-score`` and
 ``hami.io/vgpu-mig-allocations``.
 """
 
 from __future__ import annotations
 
-from hami_core import ResourceNames
-from hami_core import codec
+from hami_core.sdk import ResourceNames
+from hami_core.sdk import annotation_key
+from hami_core.sdk import vendor_keys
 
 #: The backend's name on every surface (entry point, distribution suffix, Helm key).
 NAME = "nvidia"
@@ -28,11 +29,11 @@ DEFAULT_RESOURCE_NAMES = ResourceNames(
     priority="nvidia.com/priority",
 )
 
-KEYS = codec.vendor_keys(register_word=NAME, devices_word="vgpu")
+KEYS = vendor_keys(register_word=NAME, devices_word="vgpu")
 #: Node annotation: GPU pair scores for topology-aware placement.
-NODE_SCORE = codec.annotation_key("node-nvidia-score")
+NODE_SCORE = annotation_key("node-nvidia-score")
 #: Pod annotation: dynamic MIG reservations.
-MIG_ALLOCATIONS = codec.annotation_key("vgpu-mig-allocations")
+MIG_ALLOCATIONS = annotation_key("vgpu-mig-allocations")
 
 # Pod annotations users set (hami-wire.md 1.2).
 USE_GPUTYPE = "nvidia.com/use-gputype"

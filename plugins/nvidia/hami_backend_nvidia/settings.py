@@ -20,9 +20,9 @@ from typing import Any
 import attrs
 
 from hami_backend_nvidia import resources
-from hami_core import ConfigError
-from hami_core import HamiConfig
-from hami_core import ResourceNames
+from hami_core.sdk import ConfigError
+from hami_core.sdk import HamiConfig
+from hami_core.sdk import ResourceNames
 
 _INT32_MAX = 2**31 - 1
 _UINT32_MAX = 2**32 - 1

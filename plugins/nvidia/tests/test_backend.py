@@ -11,17 +11,17 @@ from hami_backend_nvidia.backend import NvidiaBackend
 from hami_backend_nvidia.settings import NodeSettings
 from hami_backend_nvidia.settings import NvidiaSettings
 
-from hami_core import MEM_PERCENTAGE_UNSET
-from hami_core import BackendError
-from hami_core import CodecError
-from hami_core import ContainerDevice
-from hami_core import DeviceRequest
-from hami_core import DeviceUsage
-from hami_core import FitContext
-from hami_core import Mount
-from hami_core import ResourceNames
-from hami_core.pods import ContainerView
-from hami_core.pods import PodView
+from hami_core.sdk import MEM_PERCENTAGE_UNSET
+from hami_core.sdk import BackendError
+from hami_core.sdk import CodecError
+from hami_core.sdk import ContainerDevice
+from hami_core.sdk import ContainerView
+from hami_core.sdk import DeviceRequest
+from hami_core.sdk import DeviceUsage
+from hami_core.sdk import FitContext
+from hami_core.sdk import Mount
+from hami_core.sdk import PodView
+from hami_core.sdk import ResourceNames
 from hami_core.testing import make_container
 from hami_core.testing import make_pod
 

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from hami_core import CodecError
-from hami_core import MigPlacement
+from hami_core.sdk import CodecError
+from hami_core.sdk import MigPlacement
 
 # --- pair scores -------------------------------------------------------------------------------
 

@@ -17,11 +17,11 @@ from hami_backend_nvidia.settings import NodeSettings
 from hami_backend_nvidia.settings import NvidiaSettings
 from hami_backend_nvidia.topology import pair_scores
 
-from hami_core import BackendError
-from hami_core import DeviceRequest
-from hami_core import DeviceUsage
-from hami_core import FitContext
 from hami_core.deviceplugin.registering import register_value
+from hami_core.sdk import BackendError
+from hami_core.sdk import DeviceRequest
+from hami_core.sdk import DeviceUsage
+from hami_core.sdk import FitContext
 from plugins.nvidia.tests.conftest import UseNvml
 
 #: The two V100s of HAMi's protocol document, as the Go plugin registers them (hami-wire.md 1.4.1

@@ -22,11 +22,17 @@ from typing import Any
 import pytest
 from hami_backend_nvidia import resources
 
-from hami_core import codec
 from hami_core.kube.client import KubeClient
 from hami_core.localcluster.fleet import load_fleet
 from hami_core.localcluster.kubelet import ALLOCATIONS_ANNOTATION
 from hami_core.localcluster.stack import HamiStack
+from hami_core.sdk import BIND_PHASE
+from hami_core.sdk import BIND_PHASE_FAILED
+from hami_core.sdk import BIND_PHASE_SUCCESS
+from hami_core.sdk import NODE_LOCK
+from hami_core.sdk import VGPU_NODE
+from hami_core.sdk import decode_node_devices
+from hami_core.sdk import decode_pod_devices
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_pod
 from plugins.nvidia.tests.conftest import LIBRARY
@@ -101,7 +107,7 @@ def _running(kube: KubeClient, *names: str) -> None:
 
 def _no_lock_on(kube: KubeClient, *nodes: str) -> bool:
     return all(
-        codec.NODE_LOCK not in (kube.get_node(node)["metadata"].get("annotations") or {}) for node in nodes
+        NODE_LOCK not in (kube.get_node(node)["metadata"].get("annotations") or {}) for node in nodes
     )
 
 
@@ -111,7 +117,7 @@ def _allocations(kube: KubeClient, name: str) -> dict[str, Any]:
 
 def _assigned(kube: KubeClient, name: str) -> list[list[tuple[str, int, int]]]:
     value = _pod(kube, name)["metadata"]["annotations"][resources.KEYS.allocated]
-    return [[(d.uuid, d.usedmem, d.usedcores) for d in entry] for entry in codec.decode_pod_devices(value)]
+    return [[(d.uuid, d.usedmem, d.usedcores) for d in entry] for entry in decode_pod_devices(value)]
 
 
 def _limits(kube: KubeClient, name: str, container: int = 0) -> dict[str, str]:
@@ -175,7 +181,7 @@ def test_every_request_form_runs_with_hamis_env_and_mounts(stack: HamiStack) -> 
     for name in names:
         pod = _pod(kube, name)
         annotations = pod["metadata"]["annotations"]
-        assert annotations[codec.BIND_PHASE] == codec.BIND_PHASE_SUCCESS, name
+        assert annotations[BIND_PHASE] == BIND_PHASE_SUCCESS, name
         assert annotations[resources.KEYS.to_allocate].strip(";") == "", name  # every entry consumed
         node = pod["spec"]["nodeName"]
         assert node in ("gpu-a100", "gpu-t4"), name
@@ -229,7 +235,7 @@ def test_a_node_registered_by_hamis_go_plugin_schedules_under_our_scheduler(stac
         lambda: _pod(kube, "on-go-node")["spec"].get("nodeName") == "hami-go", timeout=60, what="bound"
     )
     annotations = _pod(kube, "on-go-node")["metadata"]["annotations"]
-    assert annotations[codec.VGPU_NODE] == "hami-go"
+    assert annotations[VGPU_NODE] == "hami-go"
     assert annotations[resources.KEYS.allocated] == "GPU-0,NVIDIA,1000,20:;"
     assert annotations[resources.KEYS.to_allocate] == annotations[resources.KEYS.allocated]
 
@@ -242,7 +248,7 @@ def test_an_injected_xid_marks_that_gpu_unhealthy_and_the_scheduler_avoids_it(st
         events.write(f"{sick} 79\n")
 
     def unhealthy_in_annotation() -> bool:
-        devices = codec.decode_node_devices(
+        devices = decode_node_devices(
             kube.get_node("gpu-t4")["metadata"]["annotations"][resources.KEYS.register]
         )
         return any(d.id == sick and not d.health for d in devices)
@@ -295,7 +301,7 @@ def test_a_kubelet_restart_makes_the_plugin_register_again(stack: HamiStack) -> 
     )
     _running(kube, "after-restart")
     assert (
-        _pod(kube, "after-restart")["metadata"]["annotations"][codec.BIND_PHASE] == codec.BIND_PHASE_SUCCESS
+        _pod(kube, "after-restart")["metadata"]["annotations"][BIND_PHASE] == BIND_PHASE_SUCCESS
     )
 
 
@@ -323,7 +329,7 @@ def test_a_plugin_killed_mid_allocation_fails_the_pod_and_its_lock_is_released(s
     eventually(
         lambda: _no_lock_on(kube, "gpu-a100"), timeout=60, what="the restarted plugin releases the lock"
     )
-    assert _pod(kube, "victim")["metadata"]["annotations"][codec.BIND_PHASE] == codec.BIND_PHASE_FAILED
+    assert _pod(kube, "victim")["metadata"]["annotations"][BIND_PHASE] == BIND_PHASE_FAILED
     _create(
         kube,
         "after-crash",

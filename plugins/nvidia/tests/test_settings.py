@@ -12,8 +12,8 @@ from hami_backend_nvidia.settings import NodeSettings
 from hami_backend_nvidia.settings import parse_node_config
 from hami_backend_nvidia.settings import parse_settings
 
-from hami_core import ConfigError
-from hami_core.config import parse_config
+from hami_core.sdk import ConfigError
+from hami_core.sdk import parse_config
 
 
 def _settings(section: dict[str, object], source: str = "cluster.yaml"):  # type: ignore[no-untyped-def]
