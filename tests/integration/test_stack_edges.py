@@ -1,7 +1,8 @@
 """``local-cluster up --hami`` at its edges: the extender only kube-scheduler can drive, private keys,
 and children that are restarted when they die.
 
-On the emulator (``test_pipeline.py`` runs the same stack, mTLS included, on the real control plane).
+On the emulator and on the real control plane (``control_plane``), where the real kube-scheduler
+v1.37 drives the extender over mutual TLS from its extender ``tlsConfig``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from hami_core.kube.objects import Pod
+from hami_core.localcluster.controlplane import ControlPlaneKind
 from hami_core.localcluster.fleet import Fleet
 from hami_core.localcluster.kubelet import ALLOCATIONS_ANNOTATION
 from hami_core.localcluster.stack import HamiStack
@@ -30,14 +32,15 @@ from hami_core.testing.builders import make_pod
 pytestmark = pytest.mark.slow
 
 GPU = "mock.hami.io/gpu"
+MEM = "mock.hami.io/gpumem"
 BIND = json.dumps({"PodName": "p", "PodNamespace": "default", "PodUID": "u", "Node": "node-0"}).encode()
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HamiStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, control_plane: ControlPlaneKind) -> Iterator[HamiStack]:
     workdir = tmp_path_factory.mktemp("edges", numbered=True)
     document = {"version": "v1", "backends": {"mock": {"enabled": True}}}
-    with HamiStack(document, Fleet.of_size(1), workdir) as running:
+    with HamiStack(document, Fleet.of_size(1), workdir, control_plane=control_plane) as running:
         yield running
 
 
@@ -67,7 +70,10 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = 90.0) -> An
 
 def schedule_a_pod(stack: HamiStack) -> Pod:
     name = f"p-{uuid.uuid4().hex[:6]}"
-    stack.kube.create_pod("default", make_pod(name, containers=[make_container(limits={GPU: "1"})]))
+    # A slice of a device: on the real control plane a deleted pod holds its share until kubelet's
+    # grace period ends, so whole devices would run out over the module.
+    limits = {GPU: "1", MEM: "1000"}
+    stack.kube.create_pod("default", make_pod(name, containers=[make_container(limits=limits)]))
 
     def running() -> Pod | None:
         pod = stack.kube.get_pod("default", name)
