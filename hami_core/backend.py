@@ -304,7 +304,8 @@ class DeviceBackend(abc.ABC):
     def node_health(self, handshake_healthy: bool, allocatable: int, peak_allocatable: int) -> bool:
         """Whether a node's devices of this backend may take pods, given the handshake rule's answer.
 
-        The default is that answer (HAMi's generic ``CheckHealth``, ``specs/hami-wire.md`` 3.9).
+        The default is that answer (HAMi's generic ``CheckHealth``, ``specs/hami-wire.md`` 3.9). Not
+        asked while the node's kubelet reports 0 of the count resource: the node is unhealthy then.
         A vendor whose scheduler side also tracks the kubelet's count (HAMi's NVIDIA backend)
         overrides it.
 

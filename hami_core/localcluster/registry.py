@@ -314,6 +314,12 @@ class Registry:
                 current["metadata"].get("namespace"),
             ):
                 raise statuses.invalid(rt, name, "metadata.name: Invalid value: field is immutable")
+            # A patch may name the uid (a precondition the garbage collector uses); another uid is
+            # refused as kube-apiserver's update validation does: the field is immutable.
+            if meta.get("uid") and meta.get("uid") != current["metadata"].get("uid"):
+                raise statuses.invalid(
+                    rt, name, f'metadata.uid: Invalid value: "{meta.get("uid")}": field is immutable'
+                )
             _check_rv(rt, current, patched)
             obj = _incoming(rt, namespace, patched)
             _apply_defaults(rt, obj)

@@ -222,6 +222,7 @@ def build_scheduler(
                 kind=warning.kind, name=warning.name, namespace=warning.namespace, uid=warning.uid
             )
             recorder.record(ref, "Warning", warning.reason, warning.message)
+            metrics.cache_warnings.labels(warning.kind, warning.reason).inc(warning.items)
         if changes.lock_nodes:
             binding.lock_changed(changes.lock_nodes)
         retrier.notify(changes)

@@ -1,4 +1,12 @@
-"""The extender's bind: node lock, then ``pods/binding`` carrying ``bind-phase=allocating`` (``specs/hami-wire.md`` 3.8).
+"""The extender's bind: checks, node lock, then ``pods/binding`` carrying ``bind-phase=allocating`` (``specs/hami-wire.md`` 3.8).
+
+Bind acts only on what the filter placed. HAMi's bind trusts the pod's own annotations, so anyone who
+reaches the extender could bind a pod with forged allocation annotations onto devices other pods
+hold, or any pod to any node name. Here the pod is read afresh and the bind refused (a
+:class:`BindError` with a reason, a ``BindingRefused`` event, nothing changed) unless it names the
+pod's current uid and a known node, and the pod's allocation is one this scheduler's filter placed
+(the annotations it wrote, unchanged), or, for a pod filtered before this scheduler started, one that
+looks as the filter writes it and fits the node beside every other booking.
 
 The node lock is what the device plugin's ``Allocate`` uses to find the pod it serves, so it is taken
 only for pods that hold devices and only for their node; nothing else is serialised. Where HAMi fails
@@ -25,6 +33,7 @@ from datetime import datetime
 
 from hami_core import codec
 from hami_core.backend import DeviceBackend
+from hami_core.errors import BackendError
 from hami_core.errors import CodecError
 from hami_core.errors import ConflictError
 from hami_core.errors import HamiError
@@ -39,6 +48,7 @@ from hami_core.scheduler.bookings import PodAllocation
 from hami_core.scheduler.bookings import decode_allocation
 from hami_core.scheduler.cache import ClusterCache
 from hami_core.scheduler.changes import Changes
+from hami_core.scheduler.pod_requests import parse_pod_request
 from hami_core.scheduler.recording import EventRecorder
 from hami_core.scheduler.recording import ObjectRef
 
@@ -49,10 +59,28 @@ DEFAULT_LOCK_WAIT = 10.0
 #: A waiting bind re-checks the lock at least this often, in case a watch event was missed.
 _RECHECK = 0.5
 _DONE_PHASES = (codec.BIND_PHASE_SUCCESS, codec.BIND_PHASE_FAILED)
+#: The longest node name (a DNS subdomain).
+_NODE_NAME_MAX = 253
+#: How much of a request body's value a message repeats.
+_ECHO = 100
 
 
 class BindError(HamiError):
-    """The pod cannot be bound to the node it asked for (it was filtered for another one)."""
+    """The bind is refused: it is not for what the filter placed (see :meth:`Binding._verify`).
+
+    Args:
+        reason: a short label for the refusal metric (``uid-mismatch``, ``unknown-node``, ...).
+        message: what was wrong.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _echo(text: str) -> str:
+    """A value from the request body, cut short for messages, events and logs."""
+    return text if len(text) <= _ECHO else f"{text[:_ECHO]}... ({len(text)} characters)"
 
 
 def _done(pod: PodView) -> bool:
@@ -114,16 +142,25 @@ class Binding:
         """Bind pod ``namespace/name`` (``uid``) to ``node``.
 
         Raises:
-            BindError: the pod was filtered for another node.
+            BindError: the bind is refused (see :meth:`_verify`); nothing was changed.
             LockError: the node stayed locked by another pod for the whole wait.
             KubeError: the pod or node could not be read or written (``NotFoundError`` when gone).
-            CodecError: the pod's allocation annotation is malformed.
         """
-        booked = self._allocation(namespace, name, uid)
-        if booked is not None and booked.node != node:
-            raise BindError(
-                f"pod {namespace}/{name} was filtered for node {booked.node}, not {node}; filter it again"
+        pod = self._read(namespace, name)
+        if pod.node_name == node and pod.uid == uid:
+            return  # a retried bind whose first attempt went through (lost reply)
+        try:
+            booked = self._verify(pod, uid, node)
+        except BindError as err:
+            self._event(
+                namespace,
+                name,
+                pod.uid,
+                "Warning",
+                "BindingRefused",
+                f"binding to node {_echo(node)} refused: {err}",
             )
+            raise
         locked = False
         vendor_keys: tuple[str, ...] = ()
         try:
@@ -144,20 +181,102 @@ class Binding:
             f"Successfully binding node [{node}] to {namespace}/{name}",
         )
 
-    def _allocation(self, namespace: str, name: str, uid: str) -> PodAllocation | None:
-        booked = self._cache.allocation(uid) if uid else None
-        if booked is not None:
-            return booked
-        pod = self._read(namespace, name)
-        found = pod.uid
-        if uid and found != uid:
-            raise NotFoundError(
-                f"pod {namespace}/{name} with uid {uid} is gone (found uid {found})", status=404
-            )
+    def _verify(self, pod: PodView, uid: str, node: str) -> PodAllocation | None:
+        """What the pod holds on ``node`` if this bind may go ahead; ``None`` for a pod without devices.
+
+        The bind must name the pod's current uid and a known node, and the pod must not be bound
+        already. A pod this scheduler's filter placed must still carry exactly the annotations the
+        filter wrote, for that node. Any other pod with an allocation (one a filter wrote before this
+        scheduler started) must look as the filter writes it (``hami.io/vgpu-time`` set, each
+        ``-to-allocate`` equal to its ``-allocated``) and fit its node beside every other booking. A
+        pod asking devices without an allocation was never filtered.
+
+        Raises:
+            BindError: with the reason (a metric label) why the bind is refused.
+        """
+        where = f"pod {pod.key}"
+        if not uid or pod.uid != uid:
+            raise BindError("uid-mismatch", f"{where} has uid {pod.uid}, not {_echo(uid) or '(none)'}")
+        if pod.node_name:
+            raise BindError("already-bound", f"{where} is already bound to node {pod.node_name}")
+        if not self._node_exists(node):
+            raise BindError("unknown-node", f"node {_echo(node)} does not exist")
+        placement = self._cache.placement(uid)
+        if placement is not None:
+            if placement.booked.node != node:
+                raise BindError(
+                    "node-mismatch",
+                    f"{where} was filtered for node {placement.booked.node}, not {_echo(node)}; filter it again",
+                )
+            if not placement.matches(pod.annotations):
+                raise BindError(
+                    "allocation-mismatch", f"{where}: its allocation annotations changed since the filter"
+                )
+            self._check_health(placement.booked)
+            return placement.booked
         try:
-            return decode_allocation(pod, list(self._backends.values()))
+            held = decode_allocation(pod, list(self._backends.values()))
         except CodecError as err:
-            raise CodecError(f"pod {namespace}/{name}: {err}") from err
+            raise BindError("forged-allocation", f"{where}: {err}") from err
+        if held is None:
+            if self._asks_devices(pod):
+                raise BindError("not-filtered", f"{where} asks for devices but was never filtered")
+            return None
+        if held.node != node:
+            raise BindError(
+                "node-mismatch",
+                f"{where} was filtered for node {held.node}, not {_echo(node)}; filter it again",
+            )
+        why = self._unlike_filter(pod, held)
+        if why:
+            raise BindError("forged-allocation", f"{where}: {why}")
+        self._check_health(held)
+        why = self._cache.overbooked(uid, held)
+        if why:
+            raise BindError("overcommit", f"{where}: its allocation does not fit: {why}")
+        return held
+
+    def _check_health(self, held: PodAllocation) -> None:
+        """Refuse a pod whose node lost a backend's devices since the filter (its plugin died): the
+        kubelet would fail it, and a re-filter sends it elsewhere."""
+        view = self._cache.view(held.node)
+        lost = sorted(backend for backend in held.bookings if view is None or backend not in view.devices)
+        if lost:
+            raise BindError(
+                "node-unhealthy",
+                f"node {held.node} has no healthy {', '.join(lost)} devices now; filter it again",
+            )
+
+    def _unlike_filter(self, pod: PodView, held: PodAllocation) -> str:
+        """Why the pod's allocation is not as a filter writes it; "" when it is."""
+        if not pod.annotation(codec.VGPU_TIME).isascii() or not pod.annotation(codec.VGPU_TIME).isdigit():
+            return f"{codec.VGPU_TIME} is not a filter's timestamp"
+        for backend in self._backends.values():
+            to_allocate = pod.annotation(backend.keys.to_allocate)
+            allocated = pod.annotation(backend.keys.allocated)
+            if backend.name in held.bookings and to_allocate != allocated:
+                return f"{backend.keys.to_allocate} differs from {backend.keys.allocated}"
+            if backend.name not in held.bookings and to_allocate:
+                return f"{backend.keys.to_allocate} is set without an allocation"
+        return ""
+
+    def _asks_devices(self, pod: PodView) -> bool:
+        try:
+            return not parse_pod_request(pod, list(self._backends.values())).empty
+        except BackendError:
+            return True  # a malformed request was never placed by a filter either
+
+    def _node_exists(self, node: str) -> bool:
+        """Known to the cache, or (a node outside its selector) to the API server."""
+        if self._cache.node_metadata(node) is not None:
+            return True
+        if not node or len(node) > _NODE_NAME_MAX or "/" in node:
+            return False  # not a node name: nothing to ask the API server
+        try:
+            self._kube.get_node(node)
+        except NotFoundError:
+            return False
+        return True
 
     def _read(self, namespace: str, name: str) -> PodView:
         """The pod as the API server has it now, read into a view.

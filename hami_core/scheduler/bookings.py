@@ -9,6 +9,7 @@ containers only once every init container has exited 0), read from the pod's
 filters see them at once. A reservation wins over what the watch last showed for the pod until the
 watch shows the same allocation (then it is plain usage) or it is dropped. A pod forgotten for a
 re-filter does not get its old choice back from later events that leave its annotations unchanged.
+Each reservation keeps the filter's :class:`Placement` (what it wrote), the proof bind asks for.
 
 Every change returns a :class:`Moved` (the nodes whose usage changed, the namespaces whose quota use
 shrank) for :class:`~hami_core.scheduler.cache.ClusterCache` to rebuild those nodes' views. Not
@@ -17,6 +18,7 @@ thread-safe: the cache calls it under its lock. No I/O.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
 
@@ -45,6 +47,23 @@ class PodAllocation:
 
     def usage(self) -> dict[str, Usage]:
         return quota.pod_usage(self.bookings)
+
+
+@attrs.frozen
+class Placement:
+    """What this scheduler's filter placed for one pod: its booking and the annotations it wrote.
+
+    Bind acts only on a pod whose current annotations are still ``written`` (``hami.io/vgpu-node``
+    and every backend's ``-to-allocate`` and ``-allocated`` value; a key the filter did not write
+    maps to ``None``).
+    """
+
+    booked: PodAllocation
+    written: Mapping[str, str | None] = attrs.field(factory=dict, hash=False)
+
+    def matches(self, annotations: Mapping[str, str]) -> bool:
+        """Whether ``annotations`` still hold exactly what the filter wrote."""
+        return all(annotations.get(key) == value for key, value in self.written.items())
 
 
 @attrs.frozen
@@ -113,6 +132,15 @@ def decode_allocation(pod: PodView, backends: Sequence[DeviceBackend]) -> PodAll
     return PodAllocation(pod.namespace, pod.name, node, bookings)
 
 
+def allocation_keys(backends: Iterable[DeviceBackend]) -> tuple[str, ...]:
+    """The annotations that say what a pod holds: ``hami.io/vgpu-node`` and every backend's
+    ``-to-allocate`` and ``-allocated`` key (what a :class:`Placement` remembers)."""
+    keys = [codec.VGPU_NODE]
+    for backend in backends:
+        keys += [backend.keys.to_allocate, backend.keys.allocated]
+    return tuple(keys)
+
+
 def _raw_allocation(pod: PodView, backends: Sequence[DeviceBackend]) -> tuple[object, ...]:
     """The annotation values :func:`decode_allocation` reads, to skip events that change none."""
     node = pod.annotations.get(codec.VGPU_NODE)
@@ -175,6 +203,7 @@ class Bookings:
         self._backends = tuple(backends)
         self.node_pods: dict[str, dict[str, PodAllocation]] = {}
         self._records: dict[str, _Record] = {}
+        self._placements: dict[str, Placement] = {}
         self._pods: dict[str, PodState] = {}
         self._bad_pods: dict[str, str] = {}
         self._raw: dict[str, tuple[object, ...]] = {}
@@ -253,8 +282,12 @@ class Bookings:
 
     # --- reservations -----------------------------------------------------------------------------
 
-    def reserve(self, uid: str, booked: PodAllocation) -> Moved | None:
-        """Book ``booked`` for pod ``uid`` if the namespace's quota admits it; ``None`` if not."""
+    def reserve(self, uid: str, placement: Placement) -> Moved | None:
+        """Book ``placement`` for pod ``uid`` if the namespace's quota admits it; ``None`` if not.
+
+        The placement is kept (for bind) until the pod's booking is dropped.
+        """
+        booked = placement.booked
         record = self._records.get(uid)
         before = record.effective if record is not None else None
         if not self._quota_admits(booked, before):
@@ -262,7 +295,12 @@ class Bookings:
         if record is None:
             record = self._records[uid] = _Record()
         record.reserved = booked
+        self._placements[uid] = placement
         return self._account(uid, before, booked)
+
+    def placement(self, uid: str) -> Placement | None:
+        """What the filter placed for pod ``uid``, until its booking is dropped."""
+        return self._placements.get(uid)
 
     def _quota_admits(self, booked: PodAllocation, before: PodAllocation | None) -> bool:
         if not self.quotas.any_in(booked.namespace):
@@ -279,7 +317,8 @@ class Bookings:
         return True
 
     def drop(self, uid: str) -> Moved:
-        """Drop whatever pod ``uid`` holds or reserved."""
+        """Drop whatever pod ``uid`` holds or reserved, and what the filter placed for it."""
+        self._placements.pop(uid, None)
         record = self._records.pop(uid, None)
         if record is None:
             return _NOTHING
@@ -317,9 +356,9 @@ class Bookings:
 
     # --- queries ----------------------------------------------------------------------------------
 
-    def held_on(self, node: str) -> list[PodAllocation]:
-        """What every pod holds or reserved on ``node``."""
-        return list(self.node_pods.get(node, {}).values())
+    def held_on(self, node: str, *, excluding: str = "") -> list[PodAllocation]:
+        """What every pod (but pod ``excluding``) holds or reserved on ``node``."""
+        return [held for uid, held in self.node_pods.get(node, {}).items() if uid != excluding]
 
     def allocation(self, uid: str) -> PodAllocation | None:
         record = self._records.get(uid)

@@ -32,8 +32,10 @@ from hami_core.backend import DeviceBackend
 from hami_core.hookspecs import ScoringPolicy
 from hami_core.kube.objects import Node
 from hami_core.pods import PodView
+from hami_core.scheduler import usage
 from hami_core.scheduler.bookings import Bookings
 from hami_core.scheduler.bookings import Moved
+from hami_core.scheduler.bookings import Placement
 from hami_core.scheduler.bookings import PodAllocation
 from hami_core.scheduler.bookings import PodState
 from hami_core.scheduler.bookings import PodUpdate
@@ -184,18 +186,18 @@ class ClusterCache:
 
     # --- reservations -----------------------------------------------------------------------------
 
-    def reserve(self, uid: str, booked: PodAllocation, generation: int) -> ReserveOutcome:
-        """Book ``booked`` for pod ``uid`` if its node is still at ``generation`` and quota allows.
+    def reserve(self, uid: str, placement: Placement, generation: int) -> ReserveOutcome:
+        """Book ``placement`` for pod ``uid`` if its node is still at ``generation`` and quota allows.
 
         Returns:
             ``"reserved"``; ``"stale"`` when the node changed since the fit (fit again);
             ``"quota"`` when the namespace's quota no longer admits the pod (fit again).
         """
         with self._lock:
-            view = self._index.views.get(booked.node)
+            view = self._index.views.get(placement.booked.node)
             if view is None or view.generation != generation:
                 return "stale"
-            moved = self._bookings.reserve(uid, booked)
+            moved = self._bookings.reserve(uid, placement)
             if moved is None:
                 return "quota"
             self._moved(moved)
@@ -307,6 +309,29 @@ class ClusterCache:
         """What pod ``uid`` holds or has reserved (the reservation when both exist)."""
         with self._lock:
             return self._bookings.allocation(uid)
+
+    def placement(self, uid: str) -> Placement | None:
+        """What this scheduler's filter placed for pod ``uid`` (until the booking is dropped)."""
+        with self._lock:
+            return self._bookings.placement(uid)
+
+    def overbooked(self, uid: str, held: PodAllocation) -> str:
+        """Why ``held`` for pod ``uid`` does not fit its node beside every other booking; "" if it does.
+
+        Every device must be one of the node's healthy registered devices, and with what the other
+        pods hold or reserved there no device may pass its slots, memory or cores.
+        """
+        with self._lock:
+            entry = self._nodes.get(held.node)
+            counted = dict(entry.counted(self._backends)) if entry is not None else {}
+            others = self._bookings.held_on(held.node, excluding=uid)
+        for backend, bookings in held.bookings.items():
+            why = usage.overbooked(
+                counted.get(backend, ()), backend, [pod.bookings.get(backend, ()) for pod in others], bookings
+            )
+            if why:
+                return f"{backend} on node {held.node}: {why}"
+        return ""
 
     def allocations(self) -> list[PodAllocation]:
         """What every pod holds or has reserved, node by node."""

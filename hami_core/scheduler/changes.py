@@ -15,7 +15,10 @@ EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
 @attrs.frozen
 class CacheWarning:
-    """A malformed annotation the cache skipped; becomes a Warning event on the object."""
+    """A malformed annotation the cache skipped; becomes a Warning event on the object.
+
+    ``items`` is how many things it skipped (rejected devices of one registration), for the metric.
+    """
 
     kind: Literal["Node", "Pod"]
     name: str
@@ -23,6 +26,7 @@ class CacheWarning:
     message: str
     namespace: str = ""
     uid: str = ""
+    items: int = 1
 
 
 @attrs.frozen

@@ -1,9 +1,10 @@
 """The filter's one I/O step: act on a :class:`~hami_core.scheduler.choosing.Decision`.
 
 :meth:`Committer.commit` books the chosen devices in the cache against the node view's generation
-(a concurrent filter that booked the same node first makes the caller choose again), writes them to
-the pod in one merge patch (``hami.io/vgpu-node``, ``hami.io/vgpu-time``,
-``<vendor>-devices-to-allocate`` and ``-allocated``), records the ``FilteringSucceed`` event and tells
+(a concurrent filter that booked the same node first makes the caller choose again) with the
+annotations it is about to write (bind checks them), writes them to the pod in one merge patch
+(``hami.io/vgpu-node``, ``hami.io/vgpu-time``, ``<vendor>-devices-to-allocate`` and ``-allocated``)
+carrying the pod's uid as a precondition, records the ``FilteringSucceed`` event and tells
 the retrier. :meth:`Committer.reject` does the same for a pod that fits nowhere (``FilteringFailed``
 with the nodes grouped by reason, the retrier told), and :meth:`Committer.warn` records the warnings
 of a pod the filter refused or changed. Everything the filter path writes goes through here.
@@ -26,7 +27,9 @@ from hami_core.errors import KubeError
 from hami_core.errors import NotFoundError
 from hami_core.kube.client import KubeClient
 from hami_core.pods import PodView
+from hami_core.scheduler.bookings import Placement
 from hami_core.scheduler.bookings import PodAllocation
+from hami_core.scheduler.bookings import allocation_keys
 from hami_core.scheduler.cache import ClusterCache
 from hami_core.scheduler.cache import ReserveOutcome
 from hami_core.scheduler.changes import Changes
@@ -71,6 +74,7 @@ class Committer:
         self._clock = clock
         self._recorder = recorder
         self._retrier = retrier
+        self._allocation_keys = allocation_keys(self._backends.values())
 
     def commit(self, ask: Ask, decision: Decision, candidates: int) -> ReserveOutcome:
         """Reserve ``decision``'s devices and annotate the pod.
@@ -85,12 +89,16 @@ class Committer:
         if decision.fit is None:
             raise ValueError("commit needs a decision that chose a node")
         pod = ask.pod
-        booked = self._booked(ask, decision.node, decision.fit)
-        outcome = self._cache.reserve(pod.uid, booked, decision.generation)
+        annotations = self._annotations(ask, decision.node, decision.fit)
+        placement = Placement(
+            self._booked(ask, decision.node, decision.fit),
+            {key: annotations.get(key) for key in self._allocation_keys},
+        )
+        outcome = self._cache.reserve(pod.uid, placement, decision.generation)
         if outcome != "reserved":
             return outcome
         try:
-            self._annotate(ask, decision.node, decision.fit)
+            self._annotate(pod, decision.node, annotations)
         except KubeError:
             self.freed(self._cache.forget(pod.uid))
             raise
@@ -139,7 +147,7 @@ class Committer:
                 bookings[name] = collapsed
         return PodAllocation(ask.pod.namespace, ask.pod.name, node, bookings)
 
-    def _annotate(self, ask: Ask, node: str, fit: PodFit) -> None:
+    def _annotations(self, ask: Ask, node: str, fit: PodFit) -> dict[str, str]:
         now = self._clock()
         annotations: dict[str, str] = {codec.VGPU_NODE: node, codec.VGPU_TIME: str(int(now.timestamp()))}
         for name in ask.request.backends:
@@ -149,8 +157,14 @@ class Committer:
             annotations[backend.keys.to_allocate] = encoded
             annotations[backend.keys.allocated] = encoded
             annotations.update(backend.filter_annotations(devices, ask.pod, now))
-        patch = {"metadata": {"annotations": annotations, "labels": {codec.VGPU_NODE: node}}}
-        pod = ask.pod
+        return annotations
+
+    def _annotate(self, pod: PodView, node: str, annotations: Mapping[str, str]) -> None:
+        """One merge patch; its ``metadata.uid`` is a precondition, so a pod recreated under the same
+        name since the filter read it is not touched (the API server refuses the patch)."""
+        patch = {
+            "metadata": {"uid": pod.uid, "annotations": dict(annotations), "labels": {codec.VGPU_NODE: node}}
+        }
         try:
             self._kube.patch_pod(pod.namespace, pod.name, patch)
         except NotFoundError as err:

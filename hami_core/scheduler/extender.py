@@ -23,6 +23,7 @@ from hami_core.kube.objects import HostPriority
 from hami_core.kube.objects import Node
 from hami_core.pods import PodView
 from hami_core.scheduler import scoring
+from hami_core.scheduler.binding import BindError
 from hami_core.scheduler.binding import Binding
 from hami_core.scheduler.cache import ClusterCache
 from hami_core.scheduler.filtering import Filtering
@@ -187,6 +188,11 @@ class Extender:
             self._binding.bind(namespace, name, uid, node)
             result = "bound"
             return {"Error": ""}
+        except BindError as err:
+            result = "refused"
+            self._metrics.bind_refused.labels(err.reason).inc()
+            _log.warning("bind of %s/%s to %.100s refused (%s): %s", namespace, name, node, err.reason, err)
+            return {"Error": str(err)}
         except HamiError as err:
             _log.info("bind of %s/%s to %s failed: %s", namespace, name, node, err)
             return {"Error": str(err)}

@@ -2,7 +2,8 @@
 
 Per call (``specs/hami-wire.md`` 3.3-3.7): :meth:`~hami_core.scheduler.choosing.Chooser.ask` resolves
 what the pod asks and with which policies (a malformed request is refused here, with a Warning event,
-before anything changes); the pod's previous booking is dropped (re-filtering never counts its old
+before anything changes); a body whose uid is not the named pod's current uid is refused (bookings
+are keyed by uid, so a made-up one would book devices no pod ever releases); the pod's previous booking is dropped (re-filtering never counts its old
 choice against it, as in HAMi) and its namespace's quota use read; then the pure
 :meth:`~hami_core.scheduler.choosing.Chooser.choose` decides once on the cache's snapshot, and
 :meth:`~hami_core.scheduler.committing.Committer.commit` books and writes the decision. Only when a
@@ -28,6 +29,7 @@ from hami_core.backend import DeviceBackend
 from hami_core.config import SchedulerConfig
 from hami_core.errors import BackendError
 from hami_core.errors import CodecError
+from hami_core.errors import HamiError
 from hami_core.hookspecs import ScoringPolicy
 from hami_core.kube.client import KubeClient
 from hami_core.kube.objects import Node
@@ -82,6 +84,10 @@ class FilterOutcome:
         return counts
 
 
+class StalePodError(HamiError):
+    """A filter body names a pod by a uid the pod does not have (made up, or of a deleted pod)."""
+
+
 def _label(reason: str) -> str:
     """A reason as a metric label: keys stay, phrases become CamelCase (``node unregistered``)."""
     words = reason.strip().split()
@@ -118,6 +124,7 @@ class Filtering:
         observe_phase: Callable[[str, float], None] | None = None,
     ) -> None:
         self._cache = cache
+        self._kube = kube
         self._policies = dict(policies)
         self.chooser = Chooser(
             backends,
@@ -155,11 +162,13 @@ class Filtering:
         Raises:
             BackendError: a container's resources are malformed.
             CodecError: a scheduling annotation of the pod is malformed.
-            KubeError: the pod could not be annotated (its reservation is dropped).
+            StalePodError: the body's uid is not the named pod's (nothing is reserved).
+            KubeError: the pod could not be read or annotated (its reservation is dropped).
         """
         ask = self._ask(pod)
         if ask is None:
             return FilterOutcome(result="passthrough", passed=tuple(node_names))
+        self._check_uid(pod)
         # Re-filtering must never count the pod's previous choice against it (HAMi does the same).
         previous = self._cache.forget(pod.uid)
         try:
@@ -168,6 +177,25 @@ class Filtering:
             # What the pod held before is free for others now (if it took it again, the retrier's
             # capacity check sees that): pods rejected for capacity may try again.
             self._committer.freed(previous)
+
+    def _check_uid(self, pod: PodView) -> None:
+        """Refuse a body whose uid is not the current uid of the pod it names.
+
+        Reservations are keyed by uid: one made for a uid no pod has would never be released.
+        The cache answers when it knows the pod under that uid; otherwise the API server does.
+
+        Raises:
+            StalePodError: the pod has another uid now.
+            NotFoundError: no pod has that name.
+        """
+        state = self._cache.pod(pod.namespace, pod.name)
+        if pod.uid and state is not None and state.uid == pod.uid:
+            return
+        current = self._kube.get_pod(pod.namespace, pod.name)
+        found = str((current.get("metadata") or {}).get("uid", ""))
+        if not pod.uid or found != pod.uid:
+            given = pod.uid[:64] or "(none)"
+            raise StalePodError(f"pod {pod.key} has uid {found}, not {given}; nothing reserved")
 
     def _place(self, ask: Ask, wanted: set[str]) -> FilterOutcome:
         excluded: dict[str, str] = {}

@@ -236,6 +236,19 @@ class SchedulerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.bind_refused = Counter(
+            "hami_scheduler_bind_refused",
+            "Bind calls refused because they were not for what the filter placed, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.cache_warnings = Counter(
+            "hami_scheduler_cache_warnings",
+            "Annotation items the cache skipped (unreadable allocations or registrations, devices "
+            "rejected by the register bounds), by object kind and event reason",
+            ["kind", "reason"],
+            registry=self.registry,
+        )
         self.lock_wait = Histogram(
             "hami_scheduler_node_lock_wait_seconds",
             "Time a bind waited for the node lock",

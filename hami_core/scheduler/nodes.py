@@ -5,12 +5,15 @@ the devices each enabled backend decoded from its register annotation, and the v
 verdict per backend (``specs/hami-wire.md`` 3.9):
 
 - **Devices** come from each enabled backend's register annotation on nodes matching the configured
-  label selector; an unreadable value keeps the last good one and raises a warning once.
-- **Health** per node and backend: any handshake value other than ``Requesting_<time>`` asks for a
-  fresh ``Requesting_<now>`` (written by the leader) and counts as healthy; a ``Requesting`` older
-  than 60 s is healthy only while the node's allocatable count of the backend's resource is above
-  zero. Unlike HAMi the scheduler does not delete the handshake of an unhealthy node, which would hand
-  the node a fresh 60 s of life every cleanup cycle.
+  label selector; an unreadable value keeps the last good one and raises a warning once; a device
+  outside :mod:`~hami_core.scheduler.register_bounds` is left out (the rest register) with a warning.
+- **Health** per node and backend: a node whose kubelet reports an allocatable count of 0 for the
+  backend's resource is unhealthy at once, whatever its handshake says: its device plugin is gone, and a pod sent there would fail admission (``UnexpectedAdmissionError``); it is
+  healthy again as soon as the count is back. Otherwise the handshake decides: any value other than
+  ``Requesting_<time>`` asks for a fresh ``Requesting_<now>`` (written by the leader) and counts as
+  healthy; a ``Requesting`` older than 60 s is healthy only while the allocatable count is above
+  zero. Unlike HAMi the scheduler does not delete the handshake of an unhealthy node, which would
+  hand the node a fresh 60 s of life every cleanup cycle.
 
 Not thread-safe: :class:`~hami_core.scheduler.cache.ClusterCache` calls it under its lock. No I/O.
 """
@@ -32,7 +35,13 @@ from hami_core.errors import BackendError
 from hami_core.errors import CodecError
 from hami_core.kube.objects import Node
 from hami_core.quantity import parse_quantity
+from hami_core.scheduler import register_bounds
 from hami_core.scheduler.changes import CacheWarning
+
+#: The Warning event of a node whose registration lists devices outside the sanity bounds.
+DEVICES_REJECTED = "DeviceRegistrationRejected"
+#: Rejected devices named in one event.
+_SHOWN = 5
 
 #: How long a ``Requesting_<time>`` handshake proves a node alive on its own (HAMi's 60 s rule).
 HANDSHAKE_GRACE_SECONDS = 60.0
@@ -217,7 +226,7 @@ class NodeInventory:
                 continue
             entry.registered[backend.name] = value
             try:
-                entry.infos[backend.name] = tuple(backend.node_devices(entry.annotations))
+                kept, rejected = register_bounds.within_bounds(backend.node_devices(entry.annotations))
             except CodecError as err:
                 # HAMi keeps the last good device list when a registration does not decode.
                 if entry.warned.get(backend.name) != value:
@@ -232,6 +241,22 @@ class NodeInventory:
                     )
             except BackendError:
                 entry.infos.pop(backend.name, None)
+            else:
+                if kept:
+                    entry.infos[backend.name] = kept
+                else:
+                    entry.infos.pop(backend.name, None)
+                if rejected:
+                    warnings.append(
+                        CacheWarning(
+                            kind="Node",
+                            name=entry.name,
+                            reason=DEVICES_REJECTED,
+                            message=f"{backend.keys.register}: {len(rejected)} devices rejected, "
+                            f"{len(kept)} kept: {'; '.join(rejected[:_SHOWN])}",
+                            items=len(rejected),
+                        )
+                    )
         return tuple(warnings)
 
     def _assess(self, entry: NodeEntry, now: datetime) -> tuple[tuple[str, str], ...]:
@@ -241,10 +266,18 @@ class NodeInventory:
                 entry.healthy.pop(backend.name, None)
                 entry.peak_allocatable.pop(backend.name, None)
                 continue
-            count = _count(entry.allocatable.get(backend.resource_names.count))
+            reported = entry.allocatable.get(backend.resource_names.count)
+            count = _count(reported)
             verdict = assess_handshake(entry.annotations.get(backend.keys.handshake), count, now, self._grace)
-            peak = entry.peak_allocatable[backend.name] = max(entry.peak_allocatable.get(backend.name, 0), count)
-            entry.healthy[backend.name] = backend.node_health(verdict.healthy, count, peak)
+            peak = entry.peak_allocatable[backend.name] = max(
+                entry.peak_allocatable.get(backend.name, 0), count
+            )
+            if count == 0 and reported is not None:
+                # The kubelet has none of these devices to give (its plugin is gone): a pod sent here
+                # now would fail admission, so the node takes none until the count is back.
+                entry.healthy[backend.name] = False
+            else:
+                entry.healthy[backend.name] = backend.node_health(verdict.healthy, count, peak)
             if verdict.request:
                 requests.append((entry.name, backend.name))
         return tuple(requests)

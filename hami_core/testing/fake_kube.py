@@ -290,6 +290,15 @@ class FakeKube:
     ) -> _Obj:
         with self._lock:
             current = self._get(kind, namespace, name)
+            patch_meta = patch.get("metadata")
+            wanted_uid = patch_meta.get("uid") if isinstance(patch_meta, Mapping) else None
+            if wanted_uid and wanted_uid != current["metadata"]["uid"]:
+                # A uid in a patch is a precondition: kube-apiserver refuses another one as immutable.
+                raise KubeError(
+                    f'{kind} "{name}" is invalid: metadata.uid: Invalid value: "{wanted_uid}": field is immutable',
+                    status=422,
+                    reason="Invalid",
+                )
             patch = with_resource_version(patch, resource_version)
             patched = cast(_Obj, merge_patch(current, patch))
             return self._write(kind, namespace, name, patched, status_only=status_only)

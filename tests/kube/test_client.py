@@ -8,6 +8,7 @@ is started once for the module (``make kube``) and emptied between tests.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -276,6 +277,18 @@ def test_lease_replace_is_guarded_by_its_resource_version(kube: KubeClient) -> N
     with pytest.raises(ConflictError):
         kube.replace_lease("default", "hami", {**created, "spec": {"holderIdentity": "c"}})
     assert kube.get_lease("default", "hami")["spec"]["holderIdentity"] == "b"
+
+
+def test_a_pod_patch_naming_another_uid_is_refused(kube: KubeClient) -> None:
+    """The filter's annotation patch carries the pod's uid so a pod recreated under the name is left alone."""
+    created = kube.create_pod("default", make_pod("p1"))
+    with pytest.raises(KubeError) as caught:
+        kube.patch_pod("default", "p1", {"metadata": {"uid": str(uuid.uuid4()), "annotations": {"a": "b"}}})
+    assert caught.value.status == 422, caught.value
+    assert "a" not in (kube.get_pod("default", "p1")["metadata"].get("annotations") or {})
+    uid = created["metadata"]["uid"]
+    patched = kube.patch_pod("default", "p1", {"metadata": {"uid": uid, "annotations": {"a": "b"}}})
+    assert patched["metadata"]["annotations"]["a"] == "b"
 
 
 def test_events_config_maps_secrets_and_webhook_configurations_round_trip(kube: KubeClient) -> None:

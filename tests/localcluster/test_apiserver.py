@@ -452,6 +452,18 @@ class TestPatch:
             )
         assert caught.value.status == 422
 
+    def test_a_patch_naming_another_uid_is_refused_and_changes_nothing(
+        self, core: client.CoreV1Api, ns: str
+    ) -> None:
+        created = core.create_namespaced_config_map(ns, {"metadata": {"name": "a"}})
+        with pytest.raises(ApiException) as caught:
+            core.patch_namespaced_config_map("a", ns, {"metadata": {"uid": "other", "labels": {"x": "y"}}})
+        assert caught.value.status == 422
+        assert "metadata.uid" in status_of(caught)["message"]
+        uid = created.metadata.uid
+        patched = core.patch_namespaced_config_map("a", ns, {"metadata": {"uid": uid, "labels": {"x": "y"}}})
+        assert patched.metadata.labels == {"x": "y"}
+
 
 class TestBadRequests:
     @pytest.mark.parametrize(

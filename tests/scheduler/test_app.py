@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 from click.testing import CliRunner
 
@@ -119,6 +120,29 @@ def test_a_malformed_registration_becomes_a_warning_event_on_the_node(
         what="the warning event",
     )
     assert app.cache.view("node-0") is not None
+
+
+def test_devices_outside_the_register_bounds_are_rejected_with_an_event_and_a_metric(
+    app: SchedulerApp, kube: FakeKube
+) -> None:
+    good, bad = MOCK.discover("node-0")[:2]
+    devices = [good, attrs.evolve(bad, devmem=-1)]
+    kube.patch_node(
+        "node-0", {"metadata": {"annotations": {MOCK.keys.register: MOCK.encode_node_devices(devices)}}}
+    )
+    eventually(
+        lambda: any(
+            e["reason"] == "DeviceRegistrationRejected" for e in kube.list_events("default")["items"]
+        ),
+        what="the warning event",
+    )
+    view = app.cache.view("node-0")
+    assert view is not None
+    assert [device.id for device in view.all_devices()] == [good.id]
+    sample = app.metrics.registry.get_sample_value(
+        "hami_scheduler_cache_warnings_total", {"kind": "Node", "reason": "DeviceRegistrationRejected"}
+    )
+    assert sample == 1
 
 
 def test_a_replica_that_does_not_hold_the_lease_follows(kube: FakeKube) -> None:

@@ -68,6 +68,7 @@ def test_a_pod_without_devices_is_bound_without_lock_or_phase() -> None:
 
 def test_bind_reads_the_filter_choice_from_the_pod_after_a_restart() -> None:
     made = with_node()
+    made.add_node(registered_node("other", gpus("O", 1)))
     pod = filtered(made, "p")
     restarted = harness(kube=made.kube)
     restarted.sync()
@@ -78,7 +79,8 @@ def test_bind_reads_the_filter_choice_from_the_pod_after_a_restart() -> None:
 
 def test_bind_to_another_node_than_filtered_is_refused() -> None:
     made = with_node()
-    pod = filtered(made, "p")
+    made.add_node(registered_node("elsewhere", gpus("E", 1)))
+    pod = filtered(made, "p", count=2)
     with pytest.raises(BindError, match="filtered for node n, not elsewhere"):
         made.binding.bind("default", "p", pod["uid"], "elsewhere")
 

@@ -10,6 +10,7 @@ from hami_core import codec
 from hami_core.pods import PodView
 from hami_core.scheduler import scoring
 from hami_core.scheduler.admission_view import AdmissionView
+from hami_core.scheduler.bookings import Placement
 from hami_core.scheduler.bookings import PodAllocation
 from hami_core.scheduler.cache import ClusterCache
 from hami_core.scheduler.capacity import ROOM_TIERS
@@ -267,12 +268,17 @@ def test_a_relist_drops_pods_and_nodes_that_are_gone() -> None:
 # --- reservations -----------------------------------------------------------------------------------
 
 
-def booking(node: str, uuid: str, mem: int, cores: int = 0, name: str = "p") -> PodAllocation:
+def booking(node: str, uuid: str, mem: int, cores: int = 0, name: str = "p") -> Placement:
     from hami_core.allocation import DeviceBooking
     from hami_core.devices import ContainerDevice
 
-    return PodAllocation(
-        "default", name, node, {"nvidia": (DeviceBooking(ContainerDevice(uuid, "NVIDIA", mem, cores), 1),)}
+    return Placement(
+        PodAllocation(
+            "default",
+            name,
+            node,
+            {"nvidia": (DeviceBooking(ContainerDevice(uuid, "NVIDIA", mem, cores), 1),)},
+        )
     )
 
 
@@ -301,7 +307,7 @@ def test_a_reservation_wins_over_an_older_watch_event_until_the_watch_confirms_i
     assert used(cache, "a") == {"A-0": (0, 0, 0)}
     assert used(cache, "b") == {"B-0": (1, 2000, 0)}
     cache.apply_pod("MODIFIED", PodView.from_object(held_pod("p", "b", "B-0,NVIDIA,2000,0:;")))
-    assert cache.allocation(uid) == booking("b", "B-0", 2000)
+    assert cache.allocation(uid) == booking("b", "B-0", 2000).booked
     assert used(cache, "b") == {"B-0": (1, 2000, 0)}
 
 
