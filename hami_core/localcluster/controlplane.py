@@ -5,7 +5,9 @@ The binaries come from ``make kube`` (built from the ``k8s.io/kubernetes`` and e
 own CA and serving certificate, a service-account signing key, a static token for ``system:masters``
 (written into the kubeconfig), etcd's data (``--unsafe-no-fsync``: the data dies with the directory),
 each component's log, and one KubeSchedulerConfiguration per scheduler instance. Every process runs in
-its own process group and is stopped by PID (SIGTERM, then SIGKILL), also when starting fails.
+its own process group and is stopped by PID (SIGTERM, then SIGKILL), also when starting fails; once
+the control plane is up, a component that dies is logged and started again with backoff
+(:class:`~hami_core.localcluster.supervision.Supervisor`).
 
 Admission is a cluster's default set except the two plugins that need controllers this stack does not
 run (specs/real-control-plane.md section 4): ``ServiceAccount`` (no token controller creates the default
@@ -27,7 +29,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 from typing import Any
 from typing import Literal
 
@@ -37,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from hami_core.errors import HamiError
 from hami_core.localcluster.scheduler_config import SchedulerConfig
+from hami_core.localcluster.supervision import Supervisor
 from hami_core.webhook import certs
 
 ControlPlaneKind = Literal["emulator", "real"]
@@ -156,8 +158,8 @@ class ControlPlane:
         self._token = secrets.token_hex(16)
         self._ca_pem = b""
         self.port = 0
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._logs: list[IO[bytes]] = []
+        #: Restarts a component that dies once the control plane is up (``start`` fails instead before).
+        self.supervisor = Supervisor(halt=_stop_group)
 
     @property
     def url(self) -> str:
@@ -188,16 +190,12 @@ class ControlPlane:
         except BaseException:
             self.stop()
             raise
+        self.supervisor.run()
         return self
 
     def stop(self) -> None:
-        """Stop every process group, newest first (SIGTERM, then SIGKILL); idempotent."""
-        for name in reversed(list(self._processes)):
-            _stop_group(self._processes[name])
-        self._processes = {}
-        for log in self._logs:
-            log.close()
-        self._logs = []
+        """Stop supervising and every process group, newest first (SIGTERM, then SIGKILL); idempotent."""
+        self.supervisor.stop()
 
     def __enter__(self) -> ControlPlane:
         return self.start()
@@ -207,7 +205,11 @@ class ControlPlane:
 
     def pids(self) -> dict[str, int]:
         """The running components' PIDs (each one leads its own process group)."""
-        return {name: process.pid for name, process in self._processes.items() if process.poll() is None}
+        return {
+            name: process.pid
+            for name, process in self.supervisor.processes().items()
+            if process.poll() is None
+        }
 
     # ------------------------------------------------------------------ steps
 
@@ -341,14 +343,23 @@ class ControlPlane:
 
     def _launch(self, name: str, command: list[str]) -> None:
         self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path(name).open("wb")
-        self._logs.append(log)
-        self._processes[name] = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+
+        def launch() -> subprocess.Popen[bytes]:
+            with self.log_path(name).open(
+                "ab"
+            ) as log:  # a restart appends; the child keeps its own descriptor
+                return subprocess.Popen(
+                    command,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+
+        self.supervisor.start(name, launch)
 
     def _check_alive(self) -> None:
-        for name, process in self._processes.items():
+        for name, process in self.supervisor.processes().items():
             if process.poll() is not None:
                 tail = self.log_path(name).read_text(errors="replace")[-3000:]
                 raise ControlPlaneError(f"{name} exited with status {process.returncode}:\n{tail}")

@@ -323,7 +323,40 @@ def test_cert_manager_mode_replaces_hami_certs(rendered: dict) -> None:
     assert not by_kind(docs, "Secret")
     assert all(c.get("args", [""])[0] != "certs" for _, c in containers(docs))
     volumes = one(docs, "Deployment", "hami-scheduler")["spec"]["template"]["spec"]["volumes"]
-    assert {"name": "tls", "secret": {"secretName": "hami-scheduler-tls"}} in volumes
+    (tls,) = [volume for volume in volumes if volume["name"] == "tls"]
+    serving, client = tls["projected"]["sources"]
+    assert serving == {"secret": {"name": "hami-scheduler-tls"}}
+    assert client["secret"]["name"] == "hami-scheduler-tls-client"
+    assert {item["path"] for item in client["secret"]["items"]} == {
+        "client.crt",
+        "client.key",
+        "client-ca.crt",
+    }
+    client_certificate = one(docs, "Certificate", "hami-scheduler-tls-client")
+    assert client_certificate["spec"]["usages"] == ["digital signature", "client auth"]
+    config = yaml.safe_load(one(docs, "ConfigMap", "hami-config")["data"]["hami.yaml"])
+    assert config["scheduler"]["client_ca_file"] == "/tls/client-ca.crt"
+
+
+def test_kube_scheduler_and_the_extender_use_mutual_tls(rendered: dict) -> None:
+    """kube-scheduler presents the client pair `hami certs --client-cert` writes; the extender requires its CA."""
+    docs = rendered[("defaults", KUBE_VERSIONS[-1])]
+    scheduler_config = yaml.safe_load(one(docs, "ConfigMap", "hami-scheduler")["data"]["config.yaml"])
+    (extender,) = scheduler_config["extenders"]
+    assert extender["tlsConfig"] == {
+        "certFile": "/tls/client.crt",
+        "keyFile": "/tls/client.key",
+        "caFile": "/tls/ca.crt",
+        "serverName": "hami-scheduler.kube-system.svc",
+    }
+    config = yaml.safe_load(one(docs, "ConfigMap", "hami-config")["data"]["hami.yaml"])
+    assert config["scheduler"]["client_ca_file"] == "/tls/ca.crt"
+    assert config["scheduler"]["http_bind"].startswith("0.0.0.0:")
+    pod = one(docs, "Deployment", "hami-scheduler")["spec"]["template"]["spec"]
+    (certs_init,) = pod["initContainers"]
+    assert certs_init["args"][-2:] == ["--client-cert", "kube-scheduler"]
+    (kube_scheduler,) = [c for c in pod["containers"] if c["name"] == "kube-scheduler"]
+    assert {"name": "tls", "mountPath": "/tls", "readOnly": True} in kube_scheduler["volumeMounts"]
 
 
 def test_dashboard_is_valid_grafana_json_over_exported_metrics(rendered: dict) -> None:

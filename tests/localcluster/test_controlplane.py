@@ -74,3 +74,34 @@ def test_stop_leaves_no_process_behind(tmp_path: Path) -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert plane.pids() == {}
+
+
+def test_a_killed_component_is_reported_and_restarted(tmp_path: Path) -> None:
+    """``local-cluster up --real`` supervises its children: kube-apiserver comes back after SIGKILL."""
+    import signal
+    import time
+
+    from hami_core.errors import KubeError
+    from hami_core.kube.client import RealKubeClient
+
+    find_binaries()
+    plane = ControlPlane(tmp_path / "cp").start()
+    try:
+        killed = plane.pids()["kube-apiserver"]
+        os.killpg(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while plane.supervisor.restarts("kube-apiserver") == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (death,) = plane.supervisor.deaths
+        assert (death.name, death.status, death.restart) == ("kube-apiserver", -signal.SIGKILL, 1)
+        with RealKubeClient(kubeconfig=plane.kubeconfig, timeout=5) as kube:
+            while True:
+                try:
+                    kube.list_nodes()
+                    break
+                except KubeError:
+                    assert time.monotonic() < deadline, "the restarted kube-apiserver never answered"
+                    time.sleep(0.5)
+        assert plane.pids()["kube-apiserver"] != killed
+    finally:
+        plane.stop()
