@@ -18,6 +18,7 @@ ServiceAccount, so every pod would be refused) and ``TaintNodesByCondition`` (it
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import signal
@@ -38,6 +39,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from hami_core.errors import HamiError
 from hami_core.localcluster.scheduler_config import SchedulerConfig
+from hami_core.localcluster.service_proxy import ServiceProxy
+from hami_core.localcluster.service_routes import service_targets
 from hami_core.localcluster.supervision import Supervisor
 from hami_core.webhook import certs
 
@@ -160,6 +163,8 @@ class ControlPlane:
         self.port = 0
         #: Restarts a component that dies once the control plane is up (``start`` fails instead before).
         self.supervisor = Supervisor(halt=_stop_group)
+        #: kube-apiserver's route to Services: ``map_service`` adds one.
+        self.service_proxy = ServiceProxy(workdir / "service-proxy.sock")
 
     @property
     def url(self) -> str:
@@ -194,8 +199,29 @@ class ControlPlane:
         return self
 
     def stop(self) -> None:
-        """Stop supervising and every process group, newest first (SIGTERM, then SIGKILL); idempotent."""
+        """Stop supervising and every process group, newest first (SIGTERM, then SIGKILL), then the
+        service proxy; idempotent."""
         self.supervisor.stop()
+        self.service_proxy.stop()
+
+    def map_service(self, namespace: str, name: str, port: int, local_port: int) -> None:
+        """Send kube-apiserver's dials to Service ``namespace/name`` at ``port`` to ``local_port`` on
+        127.0.0.1 (the Service must exist: it is dialled at its cluster IP)."""
+        self.service_proxy.routes.add(self._service_targets(namespace, name, port), local_port)
+
+    def unmap_service(self, namespace: str, name: str, port: int) -> None:
+        """Undo ``map_service`` (call it while the Service still exists)."""
+        self.service_proxy.routes.remove(self._service_targets(namespace, name, port))
+
+    def _service_targets(self, namespace: str, name: str, port: int) -> tuple[str, ...]:
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/namespaces/{namespace}/services/{name}",
+            headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
+        )
+        context = ssl.create_default_context(cadata=self._ca_pem.decode())
+        with urllib.request.urlopen(request, context=context, timeout=30) as reply:
+            cluster_ip = json.load(reply)["spec"].get("clusterIP", "")
+        return service_targets(namespace, name, "" if cluster_ip == "None" else cluster_ip, port)
 
     def __enter__(self) -> ControlPlane:
         return self.start()
@@ -262,6 +288,8 @@ class ControlPlane:
 
     def _start_apiserver(self, bins: Path, pki: Path, etcd_port: int) -> None:
         self.port = free_port()
+        egress = self.workdir / "egress-selector.yaml"
+        egress.write_text(yaml.safe_dump(egress_selector_document(self.service_proxy.start().path)))
         self._launch(
             "kube-apiserver",
             [
@@ -286,10 +314,9 @@ class ControlPlane:
                 # The `kubernetes` Service's endpoints would be 127.0.0.1, which the API refuses; nothing
                 # here reaches the API server through that Service.
                 "--endpoint-reconciler-type=none",
-                # Webhooks behind a Service are called at the Service's endpoints (written by whoever
-                # runs the pod, as no endpoints controller runs here), not at its cluster IP, which
-                # nothing routes without kube-proxy.
-                "--enable-aggregator-routing=true",
+                # Dials to a Service's cluster IP (webhooks, aggregated APIs) go through the loopback
+                # service proxy, as no kube-proxy routes cluster IPs here.
+                f"--egress-selector-config-file={egress}",
                 "--profiling=false",
                 "--v=0",
             ],
@@ -386,6 +413,25 @@ class ControlPlane:
             if time.monotonic() > deadline:
                 raise ControlPlaneError(f"{name} was not healthy at {url} in time (last answer: {last})")
             time.sleep(0.25)
+
+
+def egress_selector_document(proxy_socket: Path) -> dict[str, Any]:
+    """kube-apiserver's EgressSelectorConfiguration: ``cluster`` traffic (dials to Services and pods)
+    tunnels through the HTTP CONNECT proxy on the unix socket ``proxy_socket``; control-plane and
+    etcd traffic is direct."""
+    return {
+        "apiVersion": "apiserver.k8s.io/v1beta1",
+        "kind": "EgressSelectorConfiguration",
+        "egressSelections": [
+            {
+                "name": "cluster",
+                "connection": {
+                    "proxyProtocol": "HTTPConnect",
+                    "transport": {"uds": {"udsName": str(proxy_socket)}},
+                },
+            }
+        ],
+    }
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:

@@ -1,21 +1,16 @@
 """What the chart install test needs from the cluster beyond hami's client, on either back end.
 
 Raw REST calls with the kubeconfig's own credentials; a service account's credentials (the
-emulator's account token, or a real token from the TokenRequest API); a webhook Service's route to
-the process behind it (the emulator's service map, or the Endpoints and EndpointSlice that the
-endpoints controllers would write on a real cluster); and every object of a release, found through
-the server's discovery documents.
+emulator's account token, or a real token from the TokenRequest API); and every object of a
+release, found through the server's discovery documents. (A webhook Service's route to the process
+behind it is ``LocalCluster.map_service`` on either back end.)
 """
 
 from __future__ import annotations
 
 import base64
-import fcntl
-import ipaddress
 import json
-import socket
 import ssl
-import struct
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,9 +20,6 @@ import yaml
 
 from hami_core.localcluster.cluster import LocalCluster
 from hami_core.localcluster.rbac import TOKEN_PREFIX
-
-#: The ioctl that reads an interface's IPv4 address.
-_SIOCGIFADDR = 0x8915
 
 
 class ClusterApi:
@@ -113,79 +105,3 @@ def service_account_kubeconfig(cluster: LocalCluster, namespace: str, account: s
         user["user"] = {"token": token}
     out.write_text(yaml.safe_dump(config))
     return out
-
-
-def host_address() -> str:
-    """An IPv4 address of this machine that a real API server takes for an endpoint (not loopback
-    or link-local), read from the interfaces (Linux ``SIOCGIFADDR``)."""
-    for _, interface in socket.if_nameindex():
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            try:
-                answer = fcntl.ioctl(
-                    probe.fileno(), _SIOCGIFADDR, struct.pack("256s", interface[:15].encode())
-                )
-            except OSError:
-                continue  # no IPv4 address on this interface
-        address = ipaddress.IPv4Address(answer[20:24])
-        if not (address.is_loopback or address.is_link_local):
-            return str(address)
-    raise AssertionError("the real control plane needs a non-loopback IPv4 address for endpoints")
-
-
-def route_service(
-    cluster: LocalCluster, service: dict[str, Any], port_name: str, pod: dict[str, Any], local_port: int
-) -> None:
-    """Send the API server's calls to ``service``'s port ``port_name`` to ``local_port`` on this host.
-
-    On a real API server (started with aggregator routing) this writes what the endpoints
-    controllers would for the ready ``pod``: the Service's Endpoints and EndpointSlice.
-    """
-    meta = service["metadata"]
-    (port,) = [p for p in service["spec"]["ports"] if p["name"] == port_name]
-    if cluster.control_plane != "real":
-        cluster.api_server.map_service(
-            meta["namespace"], meta["name"], port["port"], f"https://127.0.0.1:{local_port}"
-        )
-        return
-    api = ClusterApi(cluster.kubeconfig)
-    address = host_address()
-    target = {"kind": "Pod", "namespace": pod["metadata"]["namespace"], "name": pod["metadata"]["name"]}
-    api.post(
-        f"/api/v1/namespaces/{meta['namespace']}/endpoints",
-        {
-            "apiVersion": "v1",
-            "kind": "Endpoints",
-            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-            "subsets": [
-                {
-                    "addresses": [{"ip": address, "targetRef": target}],
-                    "ports": [{"name": port_name, "port": local_port, "protocol": "TCP"}],
-                }
-            ],
-        },
-    )
-    api.post(
-        f"/apis/discovery.k8s.io/v1/namespaces/{meta['namespace']}/endpointslices",
-        {
-            "apiVersion": "discovery.k8s.io/v1",
-            "kind": "EndpointSlice",
-            "metadata": {
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "labels": {"kubernetes.io/service-name": meta["name"]},
-            },
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": [address], "conditions": {"ready": True}, "targetRef": target}],
-            "ports": [{"name": port_name, "port": local_port, "protocol": "TCP"}],
-        },
-    )
-
-
-def unroute_service(cluster: LocalCluster, service: dict[str, Any]) -> None:
-    """The endpoints controllers' part of deleting a Service: its Endpoints and EndpointSlice go."""
-    if cluster.control_plane != "real":
-        return
-    api = ClusterApi(cluster.kubeconfig)
-    namespace, name = service["metadata"]["namespace"], service["metadata"]["name"]
-    api.delete(f"/api/v1/namespaces/{namespace}/endpoints/{name}")
-    api.delete(f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices/{name}")

@@ -3,7 +3,8 @@
 What a container runtime gives a pod is given here explicitly: each volume becomes a directory
 (configMap and secret volumes hold the object's current data, emptyDir is empty, hostPath is the
 node's directory), the pod's container ports become free local ports, and paths and ports named
-in the arguments and in the mounted files are translated accordingly. ``KUBECONFIG`` stands in
+in the arguments and in the mounted files are translated accordingly; a pod listens on its own
+network namespace's every address (``0.0.0.0``), a local process on loopback only. ``KUBECONFIG`` stands in
 for in-cluster credentials: its token is the pod's service account's (``clusterapi``), so the API
 server (emulator or real) authorizes every request with the chart's RBAC. Nothing else of the
 rendered object is changed: the command and arguments run as written, through the real ``hami``
@@ -91,7 +92,8 @@ class PodSandbox:
         raise KeyError(name)
 
     def translate(self, container: Doc, text: str) -> str:
-        """``text`` with the container's mount paths and the pod's ports made local."""
+        """``text`` with the container's mount paths, the pod's ports and its any-address binds
+        (``0.0.0.0:<port>``) made local."""
         mounts = sorted(container.get("volumeMounts") or [], key=lambda m: -len(m["mountPath"]))
         for mount in mounts:
             local = str(self.volumes[mount["name"]])
@@ -100,7 +102,7 @@ class PodSandbox:
             text = re.sub(pattern, local, text)
         for port, local_port in self.ports.items():
             text = re.sub(rf"(?<=:){port}\b", str(local_port), text)
-        return text
+        return re.sub(r"(?<![\w.])0\.0\.0\.0(?=:\d)", "127.0.0.1", text)
 
     def argv(self, container: Doc) -> list[str]:
         """The container's command and args, translated; ``hami`` is the venv's console script."""

@@ -42,9 +42,7 @@ from tests.chart.chart import helm
 from tests.chart.chart import set_args
 from tests.chart.clusterapi import ClusterApi
 from tests.chart.clusterapi import release_objects
-from tests.chart.clusterapi import route_service
 from tests.chart.clusterapi import service_account_kubeconfig
-from tests.chart.clusterapi import unroute_service
 from tests.chart.sandbox import PodSandbox
 
 NAMESPACE = "kube-system"
@@ -213,12 +211,13 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
             ),
         )
         # The webhook Service's port reaches the extender container's named port, as the endpoints
-        # controller would route it to the ready leader.
-        service = api.get(f"/api/v1/namespaces/{NAMESPACE}/services/hami-scheduler")
-        webhook_port = webhook["clientConfig"]["service"]["port"]
-        (service_port,) = [p for p in service["spec"]["ports"] if p["port"] == webhook_port]
+        # controller and kube-proxy would route it to the ready leader: the API server calls the
+        # webhook through the Service the chart's configuration names.
+        ref = webhook["clientConfig"]["service"]
+        service = api.get(f"/api/v1/namespaces/{ref['namespace']}/services/{ref['name']}")
+        (service_port,) = [p for p in service["spec"]["ports"] if p["port"] == ref["port"]]
         local = scheduler_pod.ports[scheduler_pod.named_ports[service_port["targetPort"]]]
-        route_service(cluster, service, service_port["name"], pod, local)
+        cluster.map_service(ref["namespace"], ref["name"], ref["port"], local)
 
         # The extender's probes reach what they name (the kubelet would restart it otherwise).
         for kind in ("livenessProbe", "readinessProbe"):
@@ -393,6 +392,4 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
     api.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/hami-scheduler-0", {"gracePeriodSeconds": 0})
     assert release_objects(api, RELEASE)
     helm(home, "uninstall", RELEASE, "-n", NAMESPACE, *kubeconfig)
-    # ... and the endpoints controllers': a deleted Service's endpoints go with it.
-    unroute_service(cluster, service)
     assert release_objects(api, RELEASE) == []
