@@ -4,7 +4,8 @@ The binaries come from ``make kube`` (built from the ``k8s.io/kubernetes`` and e
 ``.cache/kube/<version>/``; ``tools/kube``). Everything lives in one work directory: the API server's
 own CA and serving certificate, a service-account signing key, a static token for ``system:masters``
 (written into the kubeconfig), etcd's data (``--unsafe-no-fsync``: the data dies with the directory),
-each component's log, and one KubeSchedulerConfiguration per scheduler instance. Every process runs in
+each component's log, one KubeSchedulerConfiguration per scheduler instance, and the unix socket of
+the service proxy through which kube-apiserver reaches Services (``map_service``). Every process runs in
 its own process group and is stopped by PID (SIGTERM, then SIGKILL), also when starting fails; once
 the control plane is up, a component that dies is logged and started again with backoff
 (:class:`~hami_core.localcluster.supervision.Supervisor`).
@@ -146,7 +147,8 @@ class ControlPlane:
     """etcd, kube-apiserver and one kube-scheduler per ``SchedulerConfig``, as processes.
 
     Args:
-        workdir: where certificates, data, configs and logs go (created if missing).
+        workdir: where certificates, data, configs, logs and the service proxy's socket go (created
+            if missing); keep it short, a unix socket path must stay under 108 bytes.
         schedulers: one kube-scheduler instance per entry, each serving that entry's profiles.
         bin_dir: the binaries' directory (default ``default_bin_dir()``).
     """
