@@ -43,12 +43,12 @@ from hami_core.pods import ContainerView
 from hami_core.pods import PodView
 from hami_core.quantity import parse_quantity
 
-#: The version of this contract and of :mod:`hami_core.sdk`. A minor bump (2.0 to 2.1) only adds:
+#: The version of this contract and of :mod:`hami_core.sdk`. A minor bump (3.0 to 3.1) only adds:
 #: methods with defaults that keep today's behaviour, optional arguments, SDK names; a backend
-#: written for 2.0 runs unchanged. A major bump (to 3.0) removes or renames a method or SDK name,
+#: written for 3.0 runs unchanged. A major bump (to 4.0) removes or renames a method or SDK name,
 #: changes a signature or what a method means; the plugin loader refuses a backend whose
 #: ``contract_version`` has another major number.
-CONTRACT_VERSION = "2.0"
+CONTRACT_VERSION = "3.0"
 
 #: HAMi keeps requests in Go ``int32``: larger ones are refused.
 INT32_MAX = 2**31 - 1
@@ -150,7 +150,7 @@ class DeviceBackend(abc.ABC):
     access before :meth:`discover`.
     """
 
-    #: The contract version this backend was written against, as a literal, e.g. ``"2.0"``.
+    #: The contract version this backend was written against, as a literal, e.g. ``"3.0"``.
     contract_version: ClassVar[str]
 
     # --- identity (every process) -------------------------------------------------------------

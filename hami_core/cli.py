@@ -261,6 +261,14 @@ def _table(installed: Sequence[plugins.InstalledBackend], enabled: set[str]) -> 
     type=click.Path(file_okay=False, path_type=Path, resolve_path=True),
     help="Also write tls.crt, tls.key and ca.crt here, for the webhook server.",
 )
+@click.option(
+    "--client-cert",
+    "client_name",
+    default="",
+    metavar="NAME",
+    help="With --cert-dir: also write client.crt and client.key, a client certificate for NAME signed by "
+    "the CA (kube-scheduler's identity toward the extender).",
+)
 @click.option("--watch", is_flag=True, help="Keep running and renew before expiry (until SIGTERM or Ctrl-C).")
 @click.option("--interval", default="1h", show_default=True, help="With --watch: how often to check.")
 def certs_command(
@@ -276,6 +284,7 @@ def certs_command(
     cert_validity: str,
     ca_validity: str,
     cert_dir: Path | None,
+    client_name: str,
     watch: bool,
     interval: str,
 ) -> None:
@@ -283,7 +292,7 @@ def certs_command(
 
     Makes a CA and a serving certificate for the Service's DNS names, stores them in the Secret,
     sets the MutatingWebhookConfiguration's caBundle, and (with --cert-dir) writes the files the
-    server reads and reloads. Rerunning changes nothing while the certificates are healthy; with
+    server reads and reloads, with --client-cert also a client pair signed by the CA. Rerunning changes nothing while the certificates are healthy; with
     --watch it keeps checking and renews before expiry.
     """
     # Imported here: the Kubernetes client takes a while to import and only this command needs it.
@@ -304,10 +313,12 @@ def certs_command(
     every = parse_duration(interval).total_seconds()
     if every <= 0:
         raise click.BadParameter("must be longer than 0s", param_hint="--interval")
+    if client_name and cert_dir is None:
+        raise click.UsageError("--client-cert writes into --cert-dir: give both")
     identity = ServingIdentity.for_service(
         service, namespace, extra_dns_names=dns_names, ip_addresses=ip_addresses
     )
-    target = CertTarget(namespace, secret_name, webhook_config, identity, policy, cert_dir)
+    target = CertTarget(namespace, secret_name, webhook_config, identity, policy, cert_dir, client_name)
     with RealKubeClient(kubeconfig=kubeconfig, timeout=api_timeout) as kube:
         syncer = CertificateSync(kube, target)
         if not watch:
@@ -566,6 +577,12 @@ def _stopped_by_signals() -> Iterator[threading.Event]:
     help="Serving key [default: scheduler.key_file].",
 )
 @click.option(
+    "--client-ca",
+    type=click.Path(dir_okay=False, path_type=Path, resolve_path=True),
+    help="CA of the client certificates the extender verbs require (mutual TLS); without one the "
+    "server listens on loopback only [default: scheduler.client_ca_file].",
+)
+@click.option(
     "--metrics-bind",
     metavar="HOST:PORT",
     help="Metrics-only endpoint, empty for none [default: scheduler.metrics_bind].",
@@ -595,6 +612,7 @@ def scheduler_command(
     http_bind: str | None,
     cert_file: Path | None,
     key_file: Path | None,
+    client_ca: Path | None,
     metrics_bind: str | None,
     leader_elect: bool | None,
     lock_expiry: float | None,
@@ -617,9 +635,12 @@ def scheduler_command(
     config = load_cli_config(config_path, backend_names)
     cert = str(cert_file) if cert_file is not None else config.scheduler.cert_file
     key = str(key_file) if key_file is not None else config.scheduler.key_file
+    ca = str(client_ca) if client_ca is not None else config.scheduler.client_ca_file
     if bool(cert) != bool(key):
         raise click.UsageError("HTTPS needs both a certificate and a key (--cert-file and --key-file)")
-    tls = ReloadingCertificate(cert, key) if cert else None
+    if ca and not cert:
+        raise click.UsageError("client certificates need HTTPS: give --cert-file and --key-file too")
+    tls = ReloadingCertificate(cert, key, ca or None) if cert else None
 
     def admission(loaded: plugins.Backends, view: AdmissionView) -> AdmissionHandler:
         policies = [name for name, policy in loaded.scoring_policies.items() if policy.kind == "node"]

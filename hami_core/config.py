@@ -105,6 +105,7 @@ _SCHEDULER_CHECKS: dict[str, _Check] = {
     "http_bind": _non_empty_string,
     "cert_file": _string,
     "key_file": _string,
+    "client_ca_file": _string,
     "metrics_bind": _non_empty_string,
     "node_scheduler_policy": _non_empty_string,
     "gpu_scheduler_policy": _non_empty_string,
@@ -126,6 +127,8 @@ class SchedulerConfig:
         http_bind: host:port of the extender and webhook server.
         cert_file: serving certificate; with ``key_file`` set the server speaks HTTPS.
         key_file: serving key.
+        client_ca_file: CA bundle of the client certificates the extender verbs require (mutual TLS);
+            without it the server listens on loopback only (``docs/security.md``).
         metrics_bind: host:port of the Prometheus endpoint.
         node_scheduler_policy: default node policy (``binpack`` or ``spread`` or a plugin's).
         gpu_scheduler_policy: default device policy chain (``spread``, ``binpack,numa``, ...).
@@ -141,6 +144,7 @@ class SchedulerConfig:
     http_bind: str = "127.0.0.1:8080"
     cert_file: str = ""
     key_file: str = ""
+    client_ca_file: str = ""
     metrics_bind: str = ":9395"
     node_scheduler_policy: str = "binpack"
     gpu_scheduler_policy: str = "spread"

@@ -5,8 +5,8 @@ into ``{relative path: text}``; the CLI checks the target directory and writes t
 templates are package data (``hami_core/templates/backend/*.tmpl``) in :mod:`string.Template`
 syntax, read with :func:`load_templates`. The project is a complete backend distribution: the
 entry point, a backend written against :mod:`hami_core.sdk` only, a discovery adapter with its
-fake, tests wired to the kit (``BackendContract`` and the ``hami_cluster`` fixture), a README and
-a Dockerfile stub for the device-plugin image; it passes its own tests as generated.
+fake, tests wired to the kit (``BackendContract``, ``admit`` and the ``hami_cluster`` fixture), a
+README and a Dockerfile stub for the device-plugin image; it passes its own tests as generated.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ FILES: Mapping[str, str] = {
     "hami_backend_{name}/backend.py": "backend.py.tmpl",
     "tests/conftest.py": "conftest.py.tmpl",
     "tests/test_contract.py": "test_contract.py.tmpl",
+    "tests/test_admission.py": "test_admission.py.tmpl",
     "tests/test_discovery.py": "test_discovery.py.tmpl",
     "tests/test_pipeline.py": "test_pipeline.py.tmpl",
 }

@@ -2,16 +2,18 @@
 
 Every backend validates its own section; :class:`BackendSection` holds what they all repeat: the
 unknown-key check, integers within Go's ``int32`` (HAMi's settings are ``int32``), strings,
-booleans and renamed resources, each error naming the file and the dotted key through
-:meth:`~hami_core.config.HamiConfig.error`. Backends build their settings value from what it
-returns. It does no I/O.
+booleans, positive numbers, choices and renamed resources, each error naming the file and the
+dotted key through :meth:`~hami_core.config.HamiConfig.error`. Backends build their settings value
+from what it returns. It does no I/O.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Mapping
+from collections.abc import Sequence
 
 import attrs
 
@@ -26,7 +28,9 @@ class BackendSection:
     """The settings of backend ``name`` in ``config``, checked key by key.
 
     Build it with :meth:`read`. Keys are relative to ``backends.<name>``; nested values are
-    checked under their dotted path (``devices[0].count``).
+    checked under their dotted path (``devices[0].count``). A backend checking a file of its own
+    with the same rules (NVIDIA's per-node ``config.json``) subclasses it and overrides
+    :meth:`error` to name that file.
     """
 
     config: HamiConfig
@@ -77,13 +81,35 @@ class BackendSection:
         return value
 
     def string(self, key: str, value: object, *, empty: bool = True) -> str:
-        """``value`` (found at ``key``) as a string, empty only when ``empty``.
+        """``value`` (found at ``key``) as a string; empty or blank only when ``empty``.
 
         Raises:
-            ConfigError: not a string, or empty where it may not be.
+            ConfigError: not a string, or empty or blank where it may not be.
         """
-        if not isinstance(value, str) or (not empty and not value):
+        if not isinstance(value, str) or (not empty and not value.strip()):
             raise self.error(key, f"expected a{'' if empty else ' non-empty'} string, got {value!r}")
+        return value
+
+    def positive_number(self, key: str, value: object) -> float:
+        """``value`` (found at ``key``) as a finite number above 0 (a scaling factor, seconds).
+
+        Raises:
+            ConfigError: not a number (booleans are not), not finite, or not above 0.
+        """
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise self.error(key, f"expected a number, got {value!r}")
+        if value <= 0:
+            raise self.error(key, f"must be greater than 0, got {value}")
+        return float(value)
+
+    def choice(self, key: str, value: object, options: Sequence[str]) -> str:
+        """``value`` (found at ``key``) if it is one of ``options``.
+
+        Raises:
+            ConfigError: anything else, listing the options.
+        """
+        if not isinstance(value, str) or value not in options:
+            raise self.error(key, f"expected one of {', '.join(options)}, got {value!r}")
         return value
 
     def boolean(self, key: str, value: object) -> bool:

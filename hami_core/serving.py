@@ -4,6 +4,7 @@
 ``stop()`` can end keep-alive clients instead of hanging, runs TLS handshakes in the connection's
 own thread (a silent client never blocks ``accept``), and treats resets, timeouts and failed
 handshakes as the client's business. It makes no decision about requests: handlers do.
+:func:`nested_deeper_than` and :func:`is_json` are the shape checks every JSON route shares.
 """
 
 from __future__ import annotations
@@ -18,6 +19,30 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 _log = logging.getLogger(__name__)
+
+#: Decoded request bodies nested deeper than this are refused: a pod is about 15 levels deep, and
+#: code that walks a value recursively (copies, encoders) must never meet a RecursionError.
+MAX_JSON_DEPTH = 64
+
+
+def nested_deeper_than(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``value`` nests lists and objects more than ``limit`` levels deep (walked without recursion)."""
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                pending.append((child, depth + 1))
+    return False
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether a ``Content-Type`` header names JSON (``application/json``, parameters and case aside)."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json"
 
 
 class TrackingHTTPServer(ThreadingHTTPServer):

@@ -38,7 +38,7 @@ CORES = "example.com/gpucores"
 class ExampleBackend(DeviceBackend):
     """Supplies only the abstract members; everything else is the default."""
 
-    contract_version: ClassVar[str] = "2.0"
+    contract_version: ClassVar[str] = "3.0"
 
     def __init__(self, rules: RequestRules | None = None) -> None:
         self.rules = rules if rules is not None else RequestRules()
@@ -89,7 +89,7 @@ class TestContractShape:
 
     def test_a_backend_missing_an_abstract_member_cannot_be_built(self) -> None:
         class Incomplete(DeviceBackend):
-            contract_version: ClassVar[str] = "2.0"
+            contract_version: ClassVar[str] = "3.0"
 
         with pytest.raises(TypeError, match="abstract"):
             Incomplete()  # type: ignore[abstract]

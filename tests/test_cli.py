@@ -34,7 +34,7 @@ def test_backends_list_shows_installed_backends_as_a_table() -> None:
     header, *rows = result.output.splitlines()
     assert header.split() == ["NAME", "DISTRIBUTION", "VERSION", "CONTRACT", "ENABLED", "RESOURCES"]
     mock = next(row.split() for row in rows if row.startswith("mock "))
-    assert mock == ["mock", "hami-backend-mock", "0.1.0", "2.0", "no", ",".join(MOCK_RESOURCES)]
+    assert mock == ["mock", "hami-backend-mock", "0.1.0", "3.0", "no", ",".join(MOCK_RESOURCES)]
 
 
 def test_backends_list_json_reports_what_the_config_enables(tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ def test_backends_list_json_reports_what_the_config_enables(tmp_path: Path) -> N
         "distribution": "hami-backend-mock",
         "version": "0.1.0",
         "entry_point": "hami_backend_mock.plugin",
-        "contract_version": "2.0",
+        "contract_version": "3.0",
         "resource_names": MOCK_RESOURCES,
         "enabled": True,
         "error": "",

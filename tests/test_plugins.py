@@ -41,7 +41,7 @@ Install = Callable[..., None]
 class TinyBackend(DeviceBackend):
     """A backend with a configurable name, resources and contract version."""
 
-    contract_version: ClassVar[str] = "2.0"
+    contract_version: ClassVar[str] = "3.0"
 
     def __init__(self, name: str, *resources: str) -> None:
         self._name = name
@@ -71,7 +71,13 @@ class TinyBackend(DeviceBackend):
 
 
 class FutureBackend(TinyBackend):
-    contract_version: ClassVar[str] = "3.0"
+    contract_version: ClassVar[str] = "4.0"
+
+
+class PastBackend(TinyBackend):
+    """Written for contract 2.0, before ``isolation_env`` was dropped: refused by a 3.x core."""
+
+    contract_version: ClassVar[str] = "2.0"
 
 
 class BackendsPlugin:
@@ -99,7 +105,7 @@ def _fullness(devices: Sequence[DeviceUsage]) -> float:
 
 
 def _backend_module(
-    name: str, *, resource: str = "", registered_name: str = "", contract: str = "2.0"
+    name: str, *, resource: str = "", registered_name: str = "", contract: str = "3.0"
 ) -> str:
     """Source of a plugin module holding one tiny backend, as a third party would write it."""
     return textwrap.dedent(
@@ -256,11 +262,19 @@ def test_entry_point_registering_another_name_is_refused(install: Install) -> No
         load_backends(HamiConfig().with_enabled(["alpha"]))
 
 
-def test_another_contract_major_version_is_refused_with_the_versions() -> None:
+@pytest.mark.parametrize(
+    ("backend", "stated"),
+    [(FutureBackend("future"), "4.0"), (PastBackend("past"), "2.0")],
+    ids=["newer", "older"],
+)
+def test_another_contract_major_version_is_refused_with_the_versions(
+    backend: TinyBackend, stated: str
+) -> None:
+    name = type(backend).__name__
     with pytest.raises(
-        BackendLoadError, match=r"FutureBackend was written for contract 3\.0, but this hami-core speaks 2\.0"
+        BackendLoadError, match=rf"{name} was written for contract {stated}, but this hami-core speaks 3\.0"
     ):
-        load_backends(HamiConfig(), plugins=[BackendsPlugin(FutureBackend("future"))])
+        load_backends(HamiConfig(), plugins=[BackendsPlugin(backend)])
 
 
 def test_a_backend_without_contract_version_is_refused() -> None:
@@ -389,7 +403,7 @@ def test_installed_backends_lists_a_new_distribution_without_core_changes(instal
         "0.3.0",
         "acme_plugin_listed",
     )
-    assert (acme.contract_version, acme.resource_names, acme.error) == ("2.0", ("acme.example.com/gpu",), "")
+    assert (acme.contract_version, acme.resource_names, acme.error) == ("3.0", ("acme.example.com/gpu",), "")
     assert listed["mock"].distribution == "hami-backend-mock"
 
 

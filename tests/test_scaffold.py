@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from hami_core import scaffold
 from hami_core.cli import hami
+from hami_core.sdk import CONTRACT_VERSION
 
 SPEC = scaffold.BackendSpec(name="acme", domain="acme.example.com", core_version="0.1.0")
 
@@ -62,6 +63,13 @@ def test_the_project_has_every_file_with_its_names_substituted() -> None:
     assert project["project"]["entry-points"]["hami.backends"] == {"acme": "hami_backend_acme.plugin"}
     assert "class AcmeBackend(DeviceBackend):" in files["hami_backend_acme/backend.py"]
     assert 'count="acme.example.com/device"' in files["hami_backend_acme/resources.py"]
+
+
+def test_the_backend_states_the_contract_version_of_the_core_that_scaffolded_it() -> None:
+    """The literal is rendered from ``CONTRACT_VERSION``, so a contract bump cannot leave it behind."""
+    files = scaffold.render(SPEC, scaffold.load_templates())
+    stated = f'contract_version: ClassVar[str] = "{CONTRACT_VERSION}"'
+    assert stated in files["hami_backend_acme/backend.py"]
 
 
 def test_the_backend_imports_hami_only_through_the_sdk() -> None:

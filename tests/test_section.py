@@ -33,6 +33,8 @@ def test_values_are_read_with_their_dotted_key() -> None:
     assert section.string("label", section["label"]) == ""
     assert section.boolean("on", section["on"]) is False
     assert section.get("missing", 7) == 7
+    assert section.positive_number("size", section["size"]) == 3.0
+    assert section.choice("label", "b", ("a", "b")) == "b"
 
 
 @pytest.mark.parametrize(
@@ -44,6 +46,11 @@ def test_values_are_read_with_their_dotted_key() -> None:
         (lambda s: s.string("label", "", empty=False), "backends.acme.label: expected a non-empty string"),
         (lambda s: s.string("label", 3), "backends.acme.label: expected a string, got 3"),
         (lambda s: s.boolean("on", "yes"), "backends.acme.on: expected true or false, got 'yes'"),
+        (lambda s: s.string("label", "  ", empty=False), "backends.acme.label: expected a non-empty string"),
+        (lambda s: s.positive_number("size", "1"), "backends.acme.size: expected a number, got '1'"),
+        (lambda s: s.positive_number("size", float("inf")), "backends.acme.size: expected a number, got inf"),
+        (lambda s: s.positive_number("size", -1), "backends.acme.size: must be greater than 0, got -1"),
+        (lambda s: s.choice("on", "some", ("a", "b")), "backends.acme.on: expected one of a, b, got 'some'"),
     ],
 )
 def test_a_bad_value_names_the_file_and_the_key(call: object, message: str) -> None:

@@ -70,6 +70,10 @@ class MutatingAdmission:
         """Point calls for Service ``namespace/name:port`` at ``url``."""
         self._service_urls[(namespace, name, port)] = url
 
+    def unmap_service(self, namespace: str, name: str, port: int) -> None:
+        """Forget the URL of Service ``namespace/name:port``; unknown ones are ignored."""
+        self._service_urls.pop((namespace, name, port), None)
+
     def admit(
         self,
         configurations: Sequence[JsonObj],

@@ -144,6 +144,10 @@ class ApiServer:
         """Point webhook calls for Service ``namespace/name:port`` at ``url``."""
         self._admission.map_service(namespace, name, port, url)
 
+    def unmap_service(self, namespace: str, name: str, port: int) -> None:
+        """Forget ``map_service``'s URL: calls for that Service fail as unreachable again."""
+        self._admission.unmap_service(namespace, name, port)
+
     def start(self) -> ApiServer:
         """Load the snapshot (if any), create the default namespaces and start serving."""
         if self._httpd is not None:

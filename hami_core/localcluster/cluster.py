@@ -121,6 +121,23 @@ class LocalCluster:
         """The device-plugin directory of ``node`` (holds its ``kubelet.sock``)."""
         return self.workdir / node
 
+    def map_service(self, namespace: str, name: str, port: int, local_port: int) -> None:
+        """Send the API server's calls to Service ``namespace/name`` at ``port`` (a webhook's) to
+        ``local_port`` on 127.0.0.1, which neither back end could reach through a Service network:
+        the emulator's service map, or the real control plane's service proxy (the Service must
+        exist)."""
+        if self._real is not None:
+            self._real.map_service(namespace, name, port, local_port)
+        else:
+            self.api_server.map_service(namespace, name, port, f"https://127.0.0.1:{local_port}")
+
+    def unmap_service(self, namespace: str, name: str, port: int) -> None:
+        """Undo ``map_service`` (on the real control plane, while the Service still exists)."""
+        if self._real is not None:
+            self._real.unmap_service(namespace, name, port)
+        else:
+            self.api_server.unmap_service(namespace, name, port)
+
     def client(self) -> RealKubeClient:
         """A new client for this cluster, read from the kubeconfig; the caller closes it."""
         return RealKubeClient(kubeconfig=self.kubeconfig)

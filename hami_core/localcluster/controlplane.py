@@ -4,8 +4,11 @@ The binaries come from ``make kube`` (built from the ``k8s.io/kubernetes`` and e
 ``.cache/kube/<version>/``; ``tools/kube``). Everything lives in one work directory: the API server's
 own CA and serving certificate, a service-account signing key, a static token for ``system:masters``
 (written into the kubeconfig), etcd's data (``--unsafe-no-fsync``: the data dies with the directory),
-each component's log, and one KubeSchedulerConfiguration per scheduler instance. Every process runs in
-its own process group and is stopped by PID (SIGTERM, then SIGKILL), also when starting fails.
+each component's log, one KubeSchedulerConfiguration per scheduler instance, and the unix socket of
+the service proxy through which kube-apiserver reaches Services (``map_service``). Every process runs in
+its own process group and is stopped by PID (SIGTERM, then SIGKILL), also when starting fails; once
+the control plane is up, a component that dies is logged and started again with backoff
+(:class:`~hami_core.localcluster.supervision.Supervisor`).
 
 Admission is a cluster's default set except the two plugins that need controllers this stack does not
 run (specs/real-control-plane.md section 4): ``ServiceAccount`` (no token controller creates the default
@@ -16,6 +19,7 @@ ServiceAccount, so every pod would be refused) and ``TaintNodesByCondition`` (it
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import signal
@@ -27,7 +31,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 from typing import Any
 from typing import Literal
 
@@ -37,6 +40,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from hami_core.errors import HamiError
 from hami_core.localcluster.scheduler_config import SchedulerConfig
+from hami_core.localcluster.service_proxy import ServiceProxy
+from hami_core.localcluster.service_routes import service_targets
+from hami_core.localcluster.supervision import Supervisor
 from hami_core.webhook import certs
 
 ControlPlaneKind = Literal["emulator", "real"]
@@ -141,7 +147,8 @@ class ControlPlane:
     """etcd, kube-apiserver and one kube-scheduler per ``SchedulerConfig``, as processes.
 
     Args:
-        workdir: where certificates, data, configs and logs go (created if missing).
+        workdir: where certificates, data, configs, logs and the service proxy's socket go (created
+            if missing); keep it short, a unix socket path must stay under 108 bytes.
         schedulers: one kube-scheduler instance per entry, each serving that entry's profiles.
         bin_dir: the binaries' directory (default ``default_bin_dir()``).
     """
@@ -156,8 +163,10 @@ class ControlPlane:
         self._token = secrets.token_hex(16)
         self._ca_pem = b""
         self.port = 0
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._logs: list[IO[bytes]] = []
+        #: Restarts a component that dies once the control plane is up (``start`` fails instead before).
+        self.supervisor = Supervisor(halt=_stop_group)
+        #: kube-apiserver's route to Services: ``map_service`` adds one.
+        self.service_proxy = ServiceProxy(workdir / "service-proxy.sock")
 
     @property
     def url(self) -> str:
@@ -188,16 +197,33 @@ class ControlPlane:
         except BaseException:
             self.stop()
             raise
+        self.supervisor.run()
         return self
 
     def stop(self) -> None:
-        """Stop every process group, newest first (SIGTERM, then SIGKILL); idempotent."""
-        for name in reversed(list(self._processes)):
-            _stop_group(self._processes[name])
-        self._processes = {}
-        for log in self._logs:
-            log.close()
-        self._logs = []
+        """Stop supervising and every process group, newest first (SIGTERM, then SIGKILL), then the
+        service proxy; idempotent."""
+        self.supervisor.stop()
+        self.service_proxy.stop()
+
+    def map_service(self, namespace: str, name: str, port: int, local_port: int) -> None:
+        """Send kube-apiserver's dials to Service ``namespace/name`` at ``port`` to ``local_port`` on
+        127.0.0.1 (the Service must exist: it is dialled at its cluster IP)."""
+        self.service_proxy.routes.add(self._service_targets(namespace, name, port), local_port)
+
+    def unmap_service(self, namespace: str, name: str, port: int) -> None:
+        """Undo ``map_service`` (call it while the Service still exists)."""
+        self.service_proxy.routes.remove(self._service_targets(namespace, name, port))
+
+    def _service_targets(self, namespace: str, name: str, port: int) -> tuple[str, ...]:
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/namespaces/{namespace}/services/{name}",
+            headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
+        )
+        context = ssl.create_default_context(cadata=self._ca_pem.decode())
+        with urllib.request.urlopen(request, context=context, timeout=30) as reply:
+            cluster_ip = json.load(reply)["spec"].get("clusterIP", "")
+        return service_targets(namespace, name, "" if cluster_ip == "None" else cluster_ip, port)
 
     def __enter__(self) -> ControlPlane:
         return self.start()
@@ -207,7 +233,11 @@ class ControlPlane:
 
     def pids(self) -> dict[str, int]:
         """The running components' PIDs (each one leads its own process group)."""
-        return {name: process.pid for name, process in self._processes.items() if process.poll() is None}
+        return {
+            name: process.pid
+            for name, process in self.supervisor.processes().items()
+            if process.poll() is None
+        }
 
     # ------------------------------------------------------------------ steps
 
@@ -260,6 +290,8 @@ class ControlPlane:
 
     def _start_apiserver(self, bins: Path, pki: Path, etcd_port: int) -> None:
         self.port = free_port()
+        egress = self.workdir / "egress-selector.yaml"
+        egress.write_text(yaml.safe_dump(egress_selector_document(self.service_proxy.start().path)))
         self._launch(
             "kube-apiserver",
             [
@@ -284,6 +316,9 @@ class ControlPlane:
                 # The `kubernetes` Service's endpoints would be 127.0.0.1, which the API refuses; nothing
                 # here reaches the API server through that Service.
                 "--endpoint-reconciler-type=none",
+                # Dials to a Service's cluster IP (webhooks, aggregated APIs) go through the loopback
+                # service proxy, as no kube-proxy routes cluster IPs here.
+                f"--egress-selector-config-file={egress}",
                 "--profiling=false",
                 "--v=0",
             ],
@@ -337,14 +372,23 @@ class ControlPlane:
 
     def _launch(self, name: str, command: list[str]) -> None:
         self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path(name).open("wb")
-        self._logs.append(log)
-        self._processes[name] = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+
+        def launch() -> subprocess.Popen[bytes]:
+            with self.log_path(name).open(
+                "ab"
+            ) as log:  # a restart appends; the child keeps its own descriptor
+                return subprocess.Popen(
+                    command,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+
+        self.supervisor.start(name, launch)
 
     def _check_alive(self) -> None:
-        for name, process in self._processes.items():
+        for name, process in self.supervisor.processes().items():
             if process.poll() is not None:
                 tail = self.log_path(name).read_text(errors="replace")[-3000:]
                 raise ControlPlaneError(f"{name} exited with status {process.returncode}:\n{tail}")
@@ -371,6 +415,25 @@ class ControlPlane:
             if time.monotonic() > deadline:
                 raise ControlPlaneError(f"{name} was not healthy at {url} in time (last answer: {last})")
             time.sleep(0.25)
+
+
+def egress_selector_document(proxy_socket: Path) -> dict[str, Any]:
+    """kube-apiserver's EgressSelectorConfiguration: ``cluster`` traffic (dials to Services and pods)
+    tunnels through the HTTP CONNECT proxy on the unix socket ``proxy_socket``; control-plane and
+    etcd traffic is direct."""
+    return {
+        "apiVersion": "apiserver.k8s.io/v1beta1",
+        "kind": "EgressSelectorConfiguration",
+        "egressSelections": [
+            {
+                "name": "cluster",
+                "connection": {
+                    "proxyProtocol": "HTTPConnect",
+                    "transport": {"uds": {"udsName": str(proxy_socket)}},
+                },
+            }
+        ],
+    }
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:

@@ -661,3 +661,22 @@ def _validate(rt: ResourceType, obj: JsonObj) -> None:
             raise statuses.invalid(rt, name, "spec.containers: Required value")
         if not all(isinstance(c, dict) and c.get("name") for c in containers):
             raise statuses.invalid(rt, name, "spec.containers[*].name: Required value")
+    spec = obj.get("spec")
+    template = spec.get("template") if isinstance(spec, dict) else None
+    if rt == _PODS:
+        _check_container_names(rt, name, "spec", obj["spec"])
+    elif isinstance(template, dict) and isinstance(template.get("spec"), dict):
+        _check_container_names(rt, name, "spec.template.spec", template["spec"])
+
+
+def _check_container_names(rt: ResourceType, name: str, at: str, pod_spec: JsonObj) -> None:
+    """A pod's container names are unique across its containers and init containers (422 as the server)."""
+    seen: set[object] = set()
+    for field in ("containers", "initContainers"):
+        for index, container in enumerate(pod_spec.get(field) or []):
+            if not isinstance(container, dict):
+                continue
+            if container.get("name") in seen:
+                why = f'{at}.{field}[{index}].name: Duplicate value: "{container["name"]}"'
+                raise statuses.invalid(rt, name, why)
+            seen.add(container.get("name"))

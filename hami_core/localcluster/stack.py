@@ -7,6 +7,13 @@ KubeSchedulerConfiguration like the chart's, the API server calls the webhook th
 MutatingWebhookConfiguration with a ``caBundle``, and one device-plugin process per node and
 backend registers with that node's kubelet. Readiness is awaited the way Kubernetes awaits it:
 the scheduler's ``/readyz``, then a watch on nodes until every plugin's devices are allocatable.
+Once ready, a :class:`~hami_core.localcluster.supervision.Supervisor` restarts any of these
+processes that dies, with backoff, as kubelet restarts a container, and logs each death.
+
+The extender is authenticated as the chart sets it up: the stack makes a client CA and a client
+certificate, the scheduler requires that CA (``scheduler.client_ca_file``) and kube-scheduler (the
+stand-in, or the real one) presents the certificate through its extender ``tlsConfig``, verifying the
+scheduler's serving certificate with ``caFile`` in turn. Keys are written ``0600`` in a ``0700`` folder.
 """
 
 from __future__ import annotations
@@ -23,7 +30,6 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 from typing import Any
 
 import yaml
@@ -34,6 +40,7 @@ from hami_core.kube.client import KubeClient
 from hami_core.localcluster.cluster import LocalCluster
 from hami_core.localcluster.controlplane import ControlPlaneKind
 from hami_core.localcluster.fleet import Fleet
+from hami_core.localcluster.supervision import Supervisor
 from hami_core.plugins import load_backends
 from hami_core.webhook import certs
 from hami_core.webhook.registration import webhook_configuration
@@ -61,8 +68,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def kube_scheduler_configuration(scheduler_name: str, url: str, resources: Sequence[str]) -> dict[str, Any]:
-    """The KubeSchedulerConfiguration HAMi's chart renders: filter and bind through the extender."""
+def kube_scheduler_configuration(
+    scheduler_name: str, url: str, resources: Sequence[str], tls: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The KubeSchedulerConfiguration HAMi's chart renders: filter and bind through the extender.
+
+    ``tls`` is the extender's ``tlsConfig`` (``certFile``/``keyFile``/``caFile``); by default
+    ``insecure: true``, as HAMi's chart has it.
+    """
     return {
         "apiVersion": "kubescheduler.config.k8s.io/v1",
         "kind": "KubeSchedulerConfiguration",
@@ -74,7 +87,7 @@ def kube_scheduler_configuration(scheduler_name: str, url: str, resources: Seque
                 "bindVerb": "bind",
                 "weight": 1,
                 "enableHTTPS": url.startswith("https://"),
-                "tlsConfig": {"insecure": True},
+                "tlsConfig": dict(tls) if tls is not None else {"insecure": True},
                 "httpTimeout": "30s",
                 "nodeCacheCapable": True,
                 "ignorable": False,
@@ -119,6 +132,7 @@ class HamiStack:
         self.port = free_port()
         self.metrics_port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
+        self.tls_dir = workdir / "tls"
         self.cluster = LocalCluster(
             fleet,
             workdir,
@@ -127,11 +141,15 @@ class HamiStack:
                 self.config.scheduler.scheduler_name,
                 self.url,
                 [name for backend in self.backends for name in backend.resource_names.all()],
+                tls={
+                    "certFile": str(self.tls_dir / "client.crt"),
+                    "keyFile": str(self.tls_dir / "client.key"),
+                    "caFile": str(self.tls_dir / "ca.crt"),
+                },
             ),
             control_plane=control_plane,
         )
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._logs: list[IO[bytes]] = []
+        self.supervisor = Supervisor()
         self._bundle: certs.CertificateBundle | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -143,6 +161,7 @@ class HamiStack:
             StackError: a process exited or did not become ready within ``timeout`` seconds.
         """
         try:
+            self._write_certificates()  # before the cluster: kube-scheduler reads its client pair at start
             self.cluster.start()
             config_file = self._write_scheduler_config()
             self._launch("scheduler", ["scheduler", "--config", str(config_file)])
@@ -155,6 +174,7 @@ class HamiStack:
         except BaseException:
             self.stop()
             raise
+        self.supervisor.run()
         return self
 
     def start_device_plugin(self, node_name: str, backend: str) -> None:
@@ -177,8 +197,13 @@ class HamiStack:
         )
 
     def device_plugin_process(self, node_name: str, backend: str) -> subprocess.Popen[bytes]:
-        """The running process of a device plugin (recovery tests signal it)."""
-        return self._processes[self.device_plugin_name(node_name, backend)]
+        """The running process of a device plugin (recovery tests signal it; it is restarted)."""
+        return self.supervisor.process(self.device_plugin_name(node_name, backend))
+
+    def hold_device_plugin(self, node_name: str, backend: str) -> subprocess.Popen[bytes]:
+        """The process of a device plugin, no longer restarted when it dies (until
+        :meth:`start_device_plugin`): for tests that need a node without its plugin for a while."""
+        return self.supervisor.hold(self.device_plugin_name(node_name, backend))
 
     @staticmethod
     def device_plugin_name(node_name: str, backend: str) -> str:
@@ -186,20 +211,8 @@ class HamiStack:
         return f"device-plugin-{node_name}-{backend}"
 
     def stop(self) -> None:
-        """Stop every process (SIGTERM, then SIGKILL after 10 s) and the cluster; idempotent."""
-        for process in self._processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self._processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self._processes = {}
-        for log in self._logs:
-            log.close()
-        self._logs = []
+        """Stop supervising, stop every process (SIGTERM, then SIGKILL after 10 s) and the cluster; idempotent."""
+        self.supervisor.stop()
         self.cluster.stop()
 
     def __enter__(self) -> HamiStack:
@@ -251,22 +264,37 @@ class HamiStack:
             for key, value in raw.items()
         }
 
-    def _write_scheduler_config(self) -> Path:
-        """The hami config with the scheduler pointed at this stack's port and certificate."""
+    def _write_certificates(self) -> None:
+        """The scheduler's serving pair and its CA, and kube-scheduler's client pair and the client CA.
+
+        The client CA's key is not kept: nothing else is ever issued from it.
+        """
+        now = certs.utc_now()
         self._bundle = certs.create_bundle(
-            certs.ServingIdentity(dns_names=("localhost",), ip_addresses=("127.0.0.1",)), certs.utc_now()
+            certs.ServingIdentity(dns_names=("localhost",), ip_addresses=("127.0.0.1",)), now
         )
-        tls = self.workdir / "tls"
+        client_ca = certs.create_ca(now)
+        client = certs.issue_client_certificate(client_ca, "kube-scheduler", now)
+        tls = self.tls_dir
         tls.mkdir(mode=0o700, parents=True, exist_ok=True)
         tls.chmod(0o700)
         (tls / "tls.crt").write_bytes(self._bundle.serving.cert_pem)
         write_private(tls / "tls.key", self._bundle.serving.key_pem)
+        (tls / "ca.crt").write_bytes(self._bundle.ca.cert_pem)
+        (tls / "client-ca.crt").write_bytes(client_ca.cert_pem)
+        (tls / "client.crt").write_bytes(client.cert_pem)
+        write_private(tls / "client.key", client.key_pem)
+
+    def _write_scheduler_config(self) -> Path:
+        """The hami config with the scheduler pointed at this stack's port, certificate and client CA."""
+        tls = self.tls_dir
         document = dict(self.document)
         document["scheduler"] = {
             **(document.get("scheduler") or {}),
             "http_bind": f"127.0.0.1:{self.port}",
             "cert_file": str(tls / "tls.crt"),
             "key_file": str(tls / "tls.key"),
+            "client_ca_file": str(tls / "client-ca.crt"),
             "metrics_bind": f"127.0.0.1:{self.metrics_port}",
             "leader_elect": False,
         }
@@ -276,14 +304,17 @@ class HamiStack:
 
     def _launch(self, name: str, args: list[str], env: Mapping[str, str] | None = None) -> None:
         self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path(name).open("ab")
-        self._logs.append(log)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         command = [sys.executable, "-m", "hami_core", *args, "--kubeconfig", str(self.cluster.kubeconfig)]
-        self._processes[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+        def launch() -> subprocess.Popen[bytes]:
+            with self.log_path(name).open("ab") as log:  # the child keeps its own copy of the descriptor
+                return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+
+        self.supervisor.start(name, launch)
 
     def _check_alive(self) -> None:
-        for name, process in self._processes.items():
+        for name, process in self.supervisor.processes().items():
             if process.poll() is not None:
                 tail = self.log_path(name).read_text(errors="replace")[-2000:]
                 raise StackError(f"{name} exited with status {process.returncode}:\n{tail}")

@@ -173,7 +173,8 @@ def build_scheduler(
         lock_expiry: seconds after which a node lock is stale; defaults to ``scheduler.node_lock_timeout``.
         lock_wait: seconds a bind waits for another pod's node lock.
         admission: builds the ``/webhook`` handler; ``None`` serves no webhook.
-        tls: serve HTTPS with this provider's (reloading) context.
+        tls: serve HTTPS with this provider's (reloading) context; unless it verifies client
+            certificates, the server listens on loopback only.
         clock: wall-clock time (annotations, handshakes, node lock, lease).
         monotonic: monotonic seconds (lock waits, lease expiry, retry pacing).
         resync: seconds between housekeeping rounds.
@@ -300,6 +301,8 @@ def build_scheduler(
     server = None
     if serve:
         host, port = split_bind(bind or settings.http_bind, 443 if tls is not None else 80)
+        if tls is None or not tls.verifies_clients:
+            host = _loopback(host, port)
         server = ExtenderServer(
             extender,
             host=host,
@@ -325,6 +328,31 @@ def build_scheduler(
         server=server,
         metrics_bind=settings.metrics_bind if metrics_bind is None else metrics_bind,
     )
+
+
+#: Hosts that only this machine reaches.
+_LOOPBACK_HOSTS = frozenset({"localhost", "::1"})
+
+
+def _loopback(host: str, port: int) -> str:
+    """The host to serve an unauthenticated extender on: ``host`` when it is loopback, else loopback.
+
+    Without client certificates anyone who reaches ``/bind`` can drive it, so it is reachable from
+    this machine (the kube-scheduler container beside it) only; logged as a WARNING either way.
+    """
+    narrowed = (
+        host
+        if host in _LOOPBACK_HOSTS or host.startswith("127.")
+        else ("::1" if ":" in host else "127.0.0.1")
+    )
+    _log.warning(
+        "the extender verbs are not authenticated (no client CA: scheduler.client_ca_file or --client-ca), "
+        "so the server listens on loopback only: %s:%d%s (docs/security.md)",
+        narrowed,
+        port,
+        "" if narrowed == host else f" instead of {host or '*'}:{port}",
+    )
+    return narrowed
 
 
 def _label_role(kube: KubeClient, leading: bool) -> None:

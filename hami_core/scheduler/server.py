@@ -5,12 +5,18 @@ matched case-insensitively like Go's decoder, ``specs/kube-wire.md`` 3b), ``POST
 the admission handler as bytes), ``GET /healthz`` (200 while the process serves), ``GET /readyz`` (200
 only on the synced leader) and ``GET /metrics`` (Prometheus text from the scheduler's own registry).
 
-A body that is not the extender's JSON is answered with HTTP 400 and a message; a request refused
-before its body is read (unknown route, no ``Content-Length``, a body over the cap: 404, 411, 413)
-also closes the connection; logical failures are HTTP 200 with the ``Error`` field, as kube-scheduler expects. With a
-TLS context provider every accepted connection is wrapped with the provider's current context, so a
-rotated certificate is served without a restart; the handshake runs in the connection's own thread
-and every connection has a read timeout, so no client can stall the server. Extender bodies are
+A body that is not the extender's JSON (not JSON, nested deeper than
+:data:`~hami_core.serving.MAX_JSON_DEPTH`, wrong types) is answered with HTTP 400 and a message; a
+request refused before its body is read (unknown route, not ``application/json``, no
+``Content-Length``, a body over the cap: 404, 415, 411, 413) also closes the connection; logical
+failures are HTTP 200 with the ``Error`` field, as kube-scheduler expects; an exception inside a
+handler is HTTP 500 with the ``Error`` field and an ERROR log with its traceback, so every request
+gets a reply. With a TLS context provider every accepted connection is wrapped with the provider's
+current context, so a rotated certificate is served without a restart; the handshake runs in the
+connection's own thread and every connection has a read timeout, so no client can stall the server.
+When the provider verifies client certificates, the extender verbs are answered only on a
+connection that presented a verified one (403 otherwise); ``/webhook`` and the health routes stay
+open to kube-apiserver and kubelet, which present none. Extender bodies are
 decoded and encoded with orjson (a 5,000-node ``NodeNames`` list or ``FailedNodes`` map costs a
 fraction of what the standard library takes); the time each ``/filter`` spends decoding and encoding
 goes to ``observe_phase``. The webhook handler and
@@ -38,12 +44,16 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import generate_latest
 
 from hami_core.errors import PodFormatError
+from hami_core.errors import echo
 from hami_core.kube.objects import ExtenderBindingResult
 from hami_core.kube.objects import ExtenderFilterResult
 from hami_core.kube.objects import HostPriority
 from hami_core.kube.objects import Node
 from hami_core.pods import PodView
+from hami_core.serving import MAX_JSON_DEPTH
 from hami_core.serving import TrackingHTTPServer
+from hami_core.serving import is_json
+from hami_core.serving import nested_deeper_than
 
 _log = logging.getLogger(__name__)
 
@@ -61,6 +71,11 @@ class AdmissionHandler(Protocol):
 
 class TlsContextProvider(Protocol):
     """Hands out the server ``SSLContext`` to wrap each new connection with (reloading certificates)."""
+
+    @property
+    def verifies_clients(self) -> bool:
+        """Whether the context verifies client certificates, so the extender verbs require one."""
+        ...
 
     def context(self) -> ssl.SSLContext: ...
 
@@ -101,6 +116,8 @@ def _object(body: bytes) -> Mapping[str, Any]:
         raise BadRequest(f"the body is not JSON: {err}") from err
     if not isinstance(decoded, dict):
         raise BadRequest(f"the body must be a JSON object, got {type(decoded).__name__}")
+    if nested_deeper_than(decoded):
+        raise BadRequest(f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
     return decoded
 
 
@@ -198,8 +215,18 @@ class _Handler(BaseHTTPRequestHandler):
         if route not in _POST_ROUTES and not (route == "/webhook" and self.server.admission is not None):
             self._refuse(404, f"no route POST {route}")
             return None
+        if route in _POST_ROUTES and self.server.verifies_clients and not self._client_verified():
+            self._refuse(403, f"POST {route} requires a client certificate signed by the client CA")
+            return None
+        content_type = self.headers.get("Content-Type")
+        if not is_json(content_type):
+            sent = echo(content_type) if content_type else "none"
+            self._refuse(415, f"the body must be sent as application/json (Content-Type: {sent})")
+            return None
         length_text = self.headers.get("Content-Length", "")
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower() or not length_text.isdigit():
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower() or not (
+            length_text.isascii() and length_text.isdigit()
+        ):
             self._refuse(411, "a Content-Length header with the body's size is required")
             return None
         length = int(length_text)
@@ -212,11 +239,24 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return body
 
+    def _client_verified(self) -> bool:
+        # With CERT_OPTIONAL a certificate that was sent has been verified in the handshake.
+        return isinstance(self.request, ssl.SSLSocket) and bool(self.request.getpeercert())
+
     def do_POST(self) -> None:
         route = self.path.split("?", 1)[0].rstrip("/")
         body = self._body(route)
         if body is None:
             return
+        try:
+            self._answer(route, body)
+        except (ConnectionError, TimeoutError):
+            raise  # the client went away while the reply was written: its business (handle_error)
+        except Exception as err:  # a fault of hami's must still answer, and be seen in the log
+            _log.exception("POST %s from %s failed", route, self.address_string())
+            self._json(500, {"Error": f"hami failed on POST {route}: {type(err).__name__}: {echo(str(err))}"})
+
+    def _answer(self, route: str, body: bytes) -> None:
         service = self.server.service
         try:
             if route == "/filter":
@@ -251,6 +291,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         route = self.path.split("?", 1)[0].rstrip("/")
+        try:
+            self._get(route)
+        except (ConnectionError, TimeoutError):
+            raise
+        except Exception as err:  # as in do_POST: answered and logged
+            _log.exception("GET %s from %s failed", route, self.address_string())
+            self._json(500, {"Error": f"hami failed on GET {route}: {type(err).__name__}: {echo(str(err))}"})
+
+    def _get(self, route: str) -> None:
         if route == "/healthz":
             self._send(200, b"ok", "text/plain")
         elif route == "/readyz":
@@ -282,6 +331,7 @@ class _Server(TrackingHTTPServer):
         self.registry = registry
         self.admission = admission
         self.tls = tls
+        self.verifies_clients = tls is not None and tls.verifies_clients
         self.max_body = max_body
         self.observe_phase = observe_phase
 
@@ -302,7 +352,8 @@ class ExtenderServer:
         port: port to listen on; 0 picks a free one (see :attr:`port`).
         registry: served at ``/metrics``; ``None`` disables the route.
         admission: served at ``/webhook``; ``None`` disables the route.
-        tls: serve HTTPS with the provider's context; ``None`` serves plain HTTP.
+        tls: serve HTTPS with the provider's context; ``None`` serves plain HTTP. When the provider
+            verifies client certificates, the extender verbs require one.
         max_body: request bodies above this many bytes are refused with 413.
         request_timeout: seconds a connection may stall.
         observe_phase: told the seconds each ``/filter`` spent decoding (``decode``) and encoding

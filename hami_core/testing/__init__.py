@@ -3,7 +3,8 @@
 ``BackendContract`` is the conformance suite every backend runs (see
 :mod:`hami_core.testing.contract`), and its checks are available one by one for targeted tests
 (``assert_fit_within_capacity``, ``assert_tolerates_container``, ``assert_allocation_well_formed``,
-``assert_annotations_well_formed``). ``make_pod``, ``make_container`` and ``make_node`` build
+``assert_annotations_well_formed``); ``admit`` runs hami's admission decision on a pod in-process and
+returns an ``Admission`` with the pod as admitted. ``make_pod``, ``make_container`` and ``make_node`` build
 API-shaped objects, ``make_device``, ``make_usage`` and ``registered_node`` devices and the nodes
 that register them, ``make_config`` hami's configuration. ``HamiCluster`` runs a backend object on
 the local cluster and sends pods through webhook, filter, bind and ``Allocate``
@@ -16,6 +17,8 @@ needs ``hami-core[test]``.
 
 from __future__ import annotations
 
+from hami_core.testing.admission import Admission
+from hami_core.testing.admission import admit
 from hami_core.testing.builders import make_config
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_device
@@ -37,12 +40,14 @@ from hami_core.testing.contract import assert_tolerates_container
 from hami_core.testing.fake_kube import FakeKube
 
 __all__ = [
+    "Admission",
     "BackendContract",
     "ClusterStartError",
     "FakeKube",
     "HamiCluster",
     "PipelineError",
     "PodRun",
+    "admit",
     "assert_allocation_well_formed",
     "assert_annotations_well_formed",
     "assert_fit_within_capacity",

@@ -1,4 +1,5 @@
-"""The webhook's certificates: a private CA and the serving certificate it signs, and when to renew them.
+"""The webhook's certificates: a private CA, the serving certificate it signs, and when to renew them;
+also the client certificates kube-scheduler presents to the extender (mutual TLS).
 
 kube-apiserver calls the webhook over HTTPS and trusts only the ``caBundle`` of the
 MutatingWebhookConfiguration, so hami keeps its own small CA. This module creates the CA and a
@@ -212,12 +213,38 @@ def issue_serving_certificate(
     """
     if not identity.dns_names and not identity.ip_addresses:
         raise ConfigError("a serving certificate needs at least one DNS name or IP address")
-    ca_cert, ca_key = _load_pair(ca, "CA")
-    key = _new_key()
     alt_names: list[x509.GeneralName] = [x509.DNSName(name) for name in identity.dns_names]
     alt_names += [x509.IPAddress(_ip(text)) for text in identity.ip_addresses]
     common_name = identity.dns_names[0] if identity.dns_names else identity.ip_addresses[0]
-    cert = (
+    return _issue(ca, common_name, ExtendedKeyUsageOID.SERVER_AUTH, now, validity, alt_names)
+
+
+def issue_client_certificate(
+    ca: KeyPair, common_name: str, now: datetime, validity: timedelta = DEFAULT_CERT_VALIDITY
+) -> KeyPair:
+    """A client certificate (``clientAuth`` only) for ``common_name`` signed by ``ca``: what
+    kube-scheduler presents to the extender (its ``tlsConfig`` ``certFile``/``keyFile``).
+
+    Raises:
+        ConfigError: ``ca`` cannot be read, or ``common_name`` is empty.
+    """
+    if not common_name:
+        raise ConfigError("a client certificate needs a common name")
+    return _issue(ca, common_name, ExtendedKeyUsageOID.CLIENT_AUTH, now, validity, [])
+
+
+def _issue(
+    ca: KeyPair,
+    common_name: str,
+    usage: x509.ObjectIdentifier,
+    now: datetime,
+    validity: timedelta,
+    alt_names: list[x509.GeneralName],
+) -> KeyPair:
+    """A leaf for one ``usage`` signed by ``ca`` (a serving leaf cannot authenticate a client, nor the reverse)."""
+    ca_cert, ca_key = _load_pair(ca, "CA")
+    key = _new_key()
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
         .issuer_name(ca_cert.subject)
@@ -240,13 +267,14 @@ def issue_serving_certificate(
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )
-        .sign(ca_key, hashes.SHA256())
     )
+    if alt_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
     return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
@@ -346,6 +374,23 @@ def serving_problem(
     if missing:
         return f"the serving certificate does not cover {', '.join(missing)}"
     return _expiry_reason(cert, "serving certificate", now, renew_before)
+
+
+def client_problem(ca: KeyPair, client: KeyPair, now: datetime, renew_before: timedelta) -> str:
+    """Why a client pair (``issue_client_certificate``) must be replaced; empty when it is fine.
+
+    It must be readable, match its key, be signed by ``ca`` and have more than ``renew_before`` left.
+    """
+    try:
+        cert, _ = _load_pair(client, "client")
+        ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    except (ConfigError, ValueError) as err:
+        return str(err)
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return "the client certificate is not signed by the CA"
+    return _expiry_reason(cert, "client certificate", now, renew_before)
 
 
 def ensure(

@@ -4,7 +4,10 @@
 Secret, renews what :func:`hami_core.webhook.certs.ensure` says must be renewed, makes every webhook
 of the MutatingWebhookConfiguration trust the current CA, stores the Secret and, optionally, writes
 ``tls.crt`` / ``tls.key`` / ``ca.crt`` for the server (atomically, so a reloading server never
-reads half a file). Running it again changes nothing while the certificates are healthy.
+reads half a file), and with a client name ``client.crt`` / ``client.key``: a client certificate
+signed by the same CA, which kube-scheduler presents to the extender (``docs/security.md``). The
+client pair is local to the pod (each replica issues its own; the server trusts the CA, not a
+certificate), renewed like the serving one and when the CA changes. Running it again changes nothing while the certificates are healthy.
 :meth:`~CertificateSync.run_forever` repeats it, so certificates renew before they expire without
 anyone rerunning a command (DESIGN.md section 9).
 
@@ -53,6 +56,9 @@ TLS_CERT = "tls.crt"
 TLS_KEY = "tls.key"
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
+#: Files of the client pair in ``cert_dir`` (never in the Secret).
+CLIENT_CERT = "client.crt"
+CLIENT_KEY = "client.key"
 SECRET_TYPE = "kubernetes.io/tls"
 _MANAGED_BY = {"app.kubernetes.io/managed-by": "hami-certs"}
 _ATTEMPTS = 5
@@ -86,6 +92,7 @@ class CertTarget:
         identity: names the serving certificate must cover (see ``ServingIdentity.for_service``).
         policy: lifetimes and renewal margin.
         cert_dir: also write ``tls.crt``, ``tls.key`` and ``ca.crt`` here, for the server.
+        client_name: also write a client pair for this common name into ``cert_dir``; empty for none.
     """
 
     namespace: str
@@ -94,6 +101,7 @@ class CertTarget:
     identity: ServingIdentity
     policy: RenewalPolicy = attrs.field(factory=RenewalPolicy)
     cert_dir: Path | None = None
+    client_name: str = ""
 
 
 @attrs.frozen
@@ -338,7 +346,27 @@ class CertificateSync:
         changed = _write_atomically(directory / TLS_KEY, bundle.serving.key_pem, 0o600)
         changed |= _write_atomically(directory / TLS_CERT, bundle.serving.cert_pem, 0o644)
         changed |= _write_atomically(directory / CA_CERT, bundle.ca.cert_pem, 0o644)
+        if self._target.client_name:
+            changed |= self._write_client(directory, bundle.ca)
         return changed
+
+    def _write_client(self, directory: Path, ca: KeyPair) -> bool:
+        """Issue a client pair into ``directory`` unless the one there is still good for ``ca``."""
+        now = self._clock()
+        try:
+            present = KeyPair((directory / CLIENT_CERT).read_bytes(), (directory / CLIENT_KEY).read_bytes())
+        except OSError:
+            present = KeyPair(b"", b"")
+        reason = certs.client_problem(ca, present, now, self._target.policy.renew_before)
+        if not reason:
+            return False
+        client = certs.issue_client_certificate(
+            ca, self._target.client_name, now, self._target.policy.cert_validity
+        )
+        _write_atomically(directory / CLIENT_KEY, client.key_pem, 0o600)
+        _write_atomically(directory / CLIENT_CERT, client.cert_pem, 0o644)
+        log.info("client certificate for %s issued: %s", self._target.client_name, reason)
+        return True
 
     def run_forever(
         self,

@@ -23,6 +23,8 @@ from typing import TypedDict
 import attrs
 
 from hami_core.errors import CodecError
+from hami_core.serving import MAX_JSON_DEPTH
+from hami_core.serving import nested_deeper_than
 
 ADMISSION_V1 = "admission.k8s.io/v1"
 ADMISSION_V1BETA1 = "admission.k8s.io/v1beta1"
@@ -31,7 +33,7 @@ API_VERSIONS = (ADMISSION_V1, ADMISSION_V1BETA1)
 KIND = "AdmissionReview"
 #: Deeper ``request.object`` values are refused: a pod is about 15 levels deep, and deeper
 #: structures would exhaust Python's recursion limit while copying and diffing.
-MAX_OBJECT_DEPTH = 100
+MAX_OBJECT_DEPTH = MAX_JSON_DEPTH
 #: Longer warnings are cut: kube-apiserver may truncate them anyway and kubectl prints each on one line.
 MAX_WARNING_LENGTH = 256
 
@@ -117,20 +119,6 @@ def _text(request: Mapping[str, object], key: str, problems: list[str]) -> str:
     return value
 
 
-def _deeper_than(value: object, limit: int) -> bool:
-    """Whether ``value`` nests lists and objects more than ``limit`` levels deep (no recursion)."""
-    pending: list[tuple[object, int]] = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        for child in children:
-            if isinstance(child, dict | list):
-                if depth + 1 > limit:
-                    return True
-                pending.append((child, depth + 1))
-    return False
-
-
 def _reject_constant(name: str) -> object:
     # Python's json reads NaN and Infinity, which are not JSON and cannot be patched or echoed.
     raise ValueError(f"{name} is not a JSON value")
@@ -169,7 +157,7 @@ def parse_review(body: bytes) -> AdmissionRequest:
     if request.get("operation") in (None, ""):
         problems.append("request.operation is missing")
     operation = _text(request, "operation", problems)
-    if _deeper_than(request.get("object"), MAX_OBJECT_DEPTH):
+    if nested_deeper_than(request.get("object"), MAX_OBJECT_DEPTH):
         problems.append(f"request.object is nested deeper than {MAX_OBJECT_DEPTH} levels")
     dry_run = request.get("dryRun")
     if dry_run is not None and not isinstance(dry_run, bool):

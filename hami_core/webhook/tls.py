@@ -10,7 +10,12 @@ when they changed. A half-written pair (the
 certificate renewed but not yet its key) fails to load and the previous pair keeps serving until
 the next handshake finds a consistent one.
 
-It reads the two files and nothing else.
+With a client CA the context asks every client for a certificate and verifies one that is sent
+against that CA (``CERT_OPTIONAL``): kube-apiserver calls the webhook and kubelet probes the health
+routes without one, so the server, not the handshake, refuses the extender verbs to a client that
+sent none (``docs/security.md``). The CA file is reloaded with the pair.
+
+It reads those files and nothing else.
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ from hami_core.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def _load(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+def _load(cert_file: Path, key_file: Path, client_ca: Path | None) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_file, key_file)
+    if client_ca is not None:
+        context.load_verify_locations(cafile=client_ca)
+        context.verify_mode = ssl.CERT_OPTIONAL
     return context
 
 
@@ -42,29 +50,47 @@ class ReloadingCertificate:
     Args:
         cert_file: PEM certificate chain, leaf first.
         key_file: PEM private key of the leaf.
+        client_ca: PEM CA bundle that verifies client certificates; ``None`` asks for none.
 
     Raises:
-        ConfigError: the files cannot be read or do not form a certificate and its key.
+        ConfigError: the files cannot be read or do not form a certificate and its key (and CA).
     """
 
-    def __init__(self, cert_file: str | os.PathLike[str], key_file: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        cert_file: str | os.PathLike[str],
+        key_file: str | os.PathLike[str],
+        client_ca: str | os.PathLike[str] | None = None,
+    ) -> None:
         self._cert_file = Path(cert_file)
         self._key_file = Path(key_file)
+        self._client_ca = Path(client_ca) if client_ca is not None else None
         self._lock = threading.Lock()
         try:
             self._loaded = self._read_files()
-            self._current = _load(self._cert_file, self._key_file)
+            self._current = self._load()
         except (OSError, ssl.SSLError) as err:
+            client = f" and client CA {self._client_ca}" if self._client_ca is not None else ""
             raise ConfigError(
-                f"cannot load the serving certificate {self._cert_file} with key {self._key_file}: {err}"
+                f"cannot load the serving certificate {self._cert_file} with key {self._key_file}"
+                f"{client}: {err}"
             ) from err
         #: How many times a changed pair was loaded (for logs and tests).
         self.reloads = 0
-        self._front = _load(self._cert_file, self._key_file)
+        self._front = self._load()
         self._front.sni_callback = self._on_hello
 
-    def _read_files(self) -> tuple[bytes, bytes]:
-        return self._cert_file.read_bytes(), self._key_file.read_bytes()
+    @property
+    def verifies_clients(self) -> bool:
+        """Whether client certificates are verified (a client CA was given)."""
+        return self._client_ca is not None
+
+    def _load(self) -> ssl.SSLContext:
+        return _load(self._cert_file, self._key_file, self._client_ca)
+
+    def _read_files(self) -> tuple[bytes, ...]:
+        files = (self._cert_file, self._key_file, *([self._client_ca] if self._client_ca else []))
+        return tuple(path.read_bytes() for path in files)
 
     def context(self) -> ssl.SSLContext:
         """The server context to wrap sockets with; it is the same object for the whole lifetime."""
@@ -79,7 +105,7 @@ class ReloadingCertificate:
                 return self._current
             if contents != self._loaded:
                 try:
-                    self._current = _load(self._cert_file, self._key_file)
+                    self._current = self._load()
                 except (OSError, ssl.SSLError) as err:
                     # Mid-rotation (certificate written, key not yet): keep serving the old pair.
                     log.warning("keeping the previous serving certificate: %s", err)

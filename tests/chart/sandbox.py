@@ -3,10 +3,12 @@
 What a container runtime gives a pod is given here explicitly: each volume becomes a directory
 (configMap and secret volumes hold the object's current data, emptyDir is empty, hostPath is the
 node's directory), the pod's container ports become free local ports, and paths and ports named
-in the arguments and in the mounted files are translated accordingly. ``KUBECONFIG`` stands in
-for in-cluster credentials: its token names the pod's service account, so the API server emulator
-authorizes every request with the chart's RBAC. Nothing else of the rendered object is changed: the command and
-arguments run as written, through the real ``hami`` console script.
+in the arguments and in the mounted files are translated accordingly; a pod listens on its own
+network namespace's every address (``0.0.0.0``), a local process on loopback only. ``KUBECONFIG`` stands in
+for in-cluster credentials: its token is the pod's service account's (``clusterapi``), so the API
+server (emulator or real) authorizes every request with the chart's RBAC. Nothing else of the
+rendered object is changed: the command and arguments run as written, through the real ``hami``
+console script or the executable the caller names for the container's command.
 """
 
 from __future__ import annotations
@@ -21,45 +23,35 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from hami_core.kube.client import KubeClient
-from hami_core.localcluster.rbac import TOKEN_PREFIX
+from hami_core.localcluster.cluster import LocalCluster
 from hami_core.localcluster.stack import free_port
+from tests.chart.clusterapi import service_account_kubeconfig
 
 Doc = dict[str, Any]
 HAMI = Path(sys.executable).parent / "hami"
-
-
-def service_account_kubeconfig(kubeconfig: Path, namespace: str, account: str, out: Path) -> Path:
-    """A copy of ``kubeconfig`` whose token makes requests as ``namespace/account``."""
-    config = yaml.safe_load(kubeconfig.read_text())
-    for user in config["users"]:
-        user["user"] = {"token": f"{TOKEN_PREFIX}{namespace}:{account}"}
-    out.write_text(yaml.safe_dump(config))
-    return out
 
 
 class PodSandbox:
     """One pod of ``template`` on ``node``, its volumes under ``root``.
 
     Args:
-        kube: reads the ConfigMaps and Secrets the volumes name.
+        cluster: the cluster whose ConfigMaps and Secrets the volumes name, and whose API
+            server the pod's service account talks to.
         template: the pod template (``metadata`` and ``spec``).
         namespace: the pod's namespace.
         pod_name: the pod's name (downward API ``metadata.name``).
         node: the node (downward API ``spec.nodeName``).
         root: where the volumes' directories go.
         host_paths: hostPath path -> local directory; other hostPaths get a fresh directory.
-        kubeconfig: the cluster's kubeconfig, given as in-cluster credentials.
     """
 
     def __init__(
         self,
-        kube: KubeClient,
+        cluster: LocalCluster,
         template: Doc,
         *,
         namespace: str,
@@ -67,7 +59,6 @@ class PodSandbox:
         node: str,
         root: Path,
         host_paths: Mapping[str, Path],
-        kubeconfig: Path,
     ) -> None:
         self.spec = template["spec"]
         self.namespace = namespace
@@ -76,8 +67,9 @@ class PodSandbox:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         account = self.spec.get("serviceAccountName", "default")
-        self.kubeconfig = service_account_kubeconfig(kubeconfig, namespace, account, root / "kubeconfig")
-        self._kube = kube
+        self.kubeconfig = service_account_kubeconfig(cluster, namespace, account, root / "kubeconfig")
+        self.cluster = cluster
+        self._kube = cluster.kube
         self._host_paths = dict(host_paths)
         self.ports = {
             port["containerPort"]: free_port()
@@ -100,7 +92,8 @@ class PodSandbox:
         raise KeyError(name)
 
     def translate(self, container: Doc, text: str) -> str:
-        """``text`` with the container's mount paths and the pod's ports made local."""
+        """``text`` with the container's mount paths, the pod's ports and its any-address binds
+        (``0.0.0.0:<port>``) made local."""
         mounts = sorted(container.get("volumeMounts") or [], key=lambda m: -len(m["mountPath"]))
         for mount in mounts:
             local = str(self.volumes[mount["name"]])
@@ -109,7 +102,7 @@ class PodSandbox:
             text = re.sub(pattern, local, text)
         for port, local_port in self.ports.items():
             text = re.sub(rf"(?<=:){port}\b", str(local_port), text)
-        return text
+        return re.sub(r"(?<![\w.])0\.0\.0\.0(?=:\d)", "127.0.0.1", text)
 
     def argv(self, container: Doc) -> list[str]:
         """The container's command and args, translated; ``hami`` is the venv's console script."""
@@ -158,10 +151,16 @@ class PodSandbox:
             raise AssertionError(f"init container {name} failed ({result.returncode}):\n{result.stderr}")
         return result
 
-    def start(self, name: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, *, executable: Path | None = None, extra_args: Sequence[str] = ()
+    ) -> subprocess.Popen[bytes]:
+        """Start a container's process; ``executable`` runs its command (``extra_args`` appended)."""
         container = self.container(name)
+        argv = self.argv(container)
+        if executable is not None:
+            argv[0] = str(executable)
         with (self.root / f"{name}.log").open("wb") as log:
-            process = subprocess.Popen(self.argv(container), env=self.env(container), stdout=log, stderr=log)
+            process = subprocess.Popen([*argv, *extra_args], env=self.env(container), stdout=log, stderr=log)
         self.processes.append(process)
         return process
 

@@ -1,20 +1,23 @@
 """``helm install`` / ``upgrade`` / ``uninstall`` into the local cluster, then the installed objects run.
 
-The chart is installed by the real ``helm`` into the API server emulator. The processes its objects
-describe are then started from the objects read back from the API server: the scheduler pod's init
-container and containers through the real ``hami`` CLI with the installed ConfigMaps mounted, the
-kube-scheduler stand-in from the installed KubeSchedulerConfiguration, the webhook as the installed
-MutatingWebhookConfiguration registers it (with the caBundle ``hami certs`` set), and each
-DaemonSet's device plugin on the nodes its selector picks. A pod asking for a mock device must then
-be mutated, scheduled, bound and allocated. ``hami monitor`` does not exist yet, so the monitor is
-disabled here (test_render checks its container is still the only pending one).
+The chart is installed by the real ``helm`` into the cluster, once on the API server emulator and
+once on the real kube-apiserver (``control_plane`` fixture). The processes its objects describe are
+then started from the objects read back from the API server: the scheduler pod's init container and
+containers through the real ``hami`` CLI with the installed ConfigMaps mounted, kube-scheduler from
+the installed KubeSchedulerConfiguration (the stand-in on the emulator, the real ``kube-scheduler``
+binary on the real control plane), the webhook as the installed MutatingWebhookConfiguration
+registers it (through its Service, with the caBundle ``hami certs`` set), and each DaemonSet's
+device plugin on the nodes its selector picks. Every process authenticates as its pod's service
+account. Enabled: mock, NVIDIA (no node of its own) and two Ascend chip backends, one of which has
+a node labelled for it. A pod asking for a mock device and one asking for an Ascend 910B3 NPU must
+then be mutated, scheduled, bound and allocated. The monitor runs beside each device plugin and
+must serve its metrics (with no shim regions to read: tests/monitor covers those).
 """
 
 from __future__ import annotations
 
 import base64
 import importlib.util
-import json
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,45 +25,54 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from hami_core.errors import KubeError
 from hami_core.kube.client import RealKubeClient
 from hami_core.kube.selectors import label_selector_from_object
 from hami_core.localcluster.cluster import LocalCluster
+from hami_core.localcluster.controlplane import ControlPlaneKind
+from hami_core.localcluster.controlplane import find_binaries
 from hami_core.localcluster.kubelet import ALLOCATIONS_ANNOTATION
-from hami_core.localcluster.resources import RESOURCES
 from hami_core.localcluster.scheduler import Scheduler
 from hami_core.localcluster.scheduler_config import load_scheduler_config
+from hami_core.localcluster.stack import free_port
 from tests.chart.chart import CHART
 from tests.chart.chart import helm
 from tests.chart.chart import set_args
+from tests.chart.clusterapi import ClusterApi
+from tests.chart.clusterapi import release_objects
+from tests.chart.clusterapi import service_account_kubeconfig
 from tests.chart.sandbox import PodSandbox
-from tests.chart.sandbox import service_account_kubeconfig
 
 NAMESPACE = "kube-system"
 RELEASE = "hami"
-#: The second backend beside the mock: NVIDIA when its distribution is installed. Its DaemonSet
-#: selects gpu=on nodes, which this fleet does not have, so no NVML is needed.
-SECOND = "nvidia" if importlib.util.find_spec("hami_backend_nvidia") else None
+#: NVIDIA when its distribution is installed. Its DaemonSet selects gpu=on nodes, which this fleet
+#: does not have, so no NVML is needed; the extender still loads it.
+NVIDIA = importlib.util.find_spec("hami_backend_nvidia") is not None
+#: Two Ascend chip backends when the distribution is installed: the 910B3 on its shipped
+#: ``npu-smi`` fake serves the one node labelled with that chip; the 910A's DaemonSet selects none.
+ASCEND = importlib.util.find_spec("hami_backend_ascend") is not None
 VALUES: dict[str, object] = {
     "backends.mock.enabled": True,
-    "backends.nvidia.enabled": SECOND == "nvidia",
-    "monitor.enabled": False,
+    "backends.nvidia.enabled": NVIDIA,
+    "backends.ascend910b3.enabled": ASCEND,
+    "backends.ascend910b3.config": {"fake": "8x910B3"},
+    "backends.ascend910a.enabled": ASCEND,
 }
+ENABLED = sorted(
+    ["mock", *(["nvidia"] if NVIDIA else []), *(["ascend910a", "ascend910b3"] if ASCEND else [])]
+)
 FLEET = {
     "nodes": [
         {"name": "mock-0", "labels": {"hami.io/mock-devices": "on"}},
         {"name": "mock-1", "labels": {"hami.io/mock-devices": "on"}},
+        {"name": "npu-0", "labels": {"ascend": "on", "hami.io/ascend-chip": "Ascend910B3"}},
         {"name": "plain-0"},
     ]
 }
 
 pytestmark = pytest.mark.slow
-
-
-def api(cluster: LocalCluster, path: str) -> Any:
-    with urllib.request.urlopen(cluster.url + path, timeout=10) as response:
-        return json.load(response)
 
 
 def wait_for(what: str, check: Any, timeout: float = 60.0) -> Any:
@@ -73,28 +85,66 @@ def wait_for(what: str, check: Any, timeout: float = 60.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def ours(cluster: LocalCluster) -> list[str]:
-    """Every object the release owns or that carries its name, across every served resource."""
-    found = []
-    for rt in RESOURCES:
-        prefix = f"/apis/{rt.group}/{rt.version}" if rt.group else f"/api/{rt.version}"
-        for obj in api(cluster, f"{prefix}/{rt.plural}")["items"]:
-            meta = obj["metadata"]
-            labels = meta.get("labels") or {}
-            if rt.kind == "Event":
-                continue
-            if (
-                labels.get("app.kubernetes.io/instance") == RELEASE
-                or labels.get("owner") == "helm"
-                or meta["name"].startswith(f"{RELEASE}-")
-            ):
-                found.append(f"{rt.kind}/{meta.get('namespace', '')}/{meta['name']}")
-    return found
+def answers(sandbox: PodSandbox, container: dict[str, Any], kind: str) -> bool:
+    """The container's ``kind`` probe succeeds now (a refused connection is not yet)."""
+    try:
+        return sandbox.probe(container, kind) == 200
+    except OSError:
+        return False
+
+
+def serves_metrics(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return int(response.status) == 200
+    except OSError:
+        return False
+
+
+def start_kube_scheduler(pod: PodSandbox) -> Scheduler | None:
+    """kube-scheduler as the scheduler pod runs it, configured from the installed ConfigMap.
+
+    On the emulator: the stand-in, from the same file. On the real control plane: the real binary
+    with the pod's command; what a pod gives it implicitly is given explicitly (the service
+    account's credentials as ``clientConnection.kubeconfig`` and for delegated authentication, a
+    free loopback port for the probes' 10259).
+    """
+    container = pod.container("kube-scheduler")
+    command = pod.argv(container)
+    assert command[0] == "kube-scheduler"
+    (config_arg,) = [arg for arg in command[1:] if arg.startswith("--config=")]
+    config_path = Path(config_arg.removeprefix("--config="))
+    if pod.cluster.control_plane != "real":
+        stand_in = Scheduler(pod.cluster.client(), load_scheduler_config(config_path))
+        stand_in.start()
+        return stand_in
+    document = yaml.safe_load(config_path.read_text())
+    document.setdefault("clientConnection", {})["kubeconfig"] = str(pod.kubeconfig)
+    config_path.write_text(yaml.safe_dump(document))
+    port = free_port()
+    (probe_port,) = {container[kind]["httpGet"]["port"] for kind in ("livenessProbe", "readinessProbe")}
+    pod.ports[probe_port] = port
+    pod.start(
+        "kube-scheduler",
+        executable=find_binaries() / "kube-scheduler",
+        extra_args=[
+            f"--authentication-kubeconfig={pod.kubeconfig}",
+            f"--authorization-kubeconfig={pod.kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+        ],
+    )
+    wait_for("kube-scheduler to be ready", lambda: answers(pod, container, "readinessProbe"), timeout=90)
+    assert answers(pod, container, "livenessProbe")
+    return None
 
 
 @pytest.fixture
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with LocalCluster(FLEET, tmp_path_factory.mktemp("lc", numbered=True)) as running:
+def cluster(
+    control_plane: ControlPlaneKind, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalCluster]:
+    workdir = tmp_path_factory.mktemp("lc", numbered=True)
+    with LocalCluster(FLEET, workdir, control_plane=control_plane) as running:
         yield running
 
 
@@ -103,14 +153,13 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
 ) -> None:
     home = tmp_path / "helm"
     kube = cluster.kube
+    api = ClusterApi(cluster.kubeconfig)
     kubeconfig = ["--kubeconfig", str(cluster.kubeconfig)]
     helm(home, "install", RELEASE, str(CHART), "-n", NAMESPACE, *kubeconfig, *set_args(VALUES))
 
-    deployment = api(cluster, f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/hami-scheduler")
-    daemonsets = api(cluster, f"/apis/apps/v1/namespaces/{NAMESPACE}/daemonsets")["items"]
-    assert sorted(ds["metadata"]["labels"]["hami.io/backend"] for ds in daemonsets) == sorted(
-        ["mock", *([SECOND] if SECOND else [])]
-    )
+    deployment = api.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/hami-scheduler")
+    daemonsets = api.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/daemonsets")["items"]
+    assert sorted(ds["metadata"]["labels"]["hami.io/backend"] for ds in daemonsets) == ENABLED
     template = deployment["spec"]["template"]
     # The scheduler pod, as the Deployment's ReplicaSet would create it.
     pod = {
@@ -125,14 +174,13 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
     }
     kube.create_pod(NAMESPACE, pod)
     scheduler_pod = PodSandbox(
-        kube,
+        cluster,
         template,
         namespace=NAMESPACE,
         pod_name="hami-scheduler-0",
         node="plain-0",
         root=tmp_path / "scheduler",
         host_paths={},
-        kubeconfig=cluster.kubeconfig,
     )
     sandboxes = [scheduler_pod]
     stand_in: Scheduler | None = None
@@ -151,23 +199,8 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
         )
 
         scheduler_pod.start("extender")
-        scheduler_pod.start("certs")
-        # kube-scheduler: the stand-in, configured from the installed KubeSchedulerConfiguration.
-        command = scheduler_pod.argv(scheduler_pod.container("kube-scheduler"))
-        assert command[0] == "kube-scheduler"
-        (config_arg,) = [arg for arg in command[1:] if arg.startswith("--config=")]
-        stand_in = Scheduler(
-            cluster.client(), load_scheduler_config(Path(config_arg.removeprefix("--config=")))
-        )
-        stand_in.start()
-        # The webhook Service's port reaches the extender container's named port.
-        service = api(cluster, f"/api/v1/namespaces/{NAMESPACE}/services/hami-scheduler")
-        webhook_port = webhook["clientConfig"]["service"]["port"]
-        (target,) = [p["targetPort"] for p in service["spec"]["ports"] if p["port"] == webhook_port]
-        local = scheduler_pod.ports[scheduler_pod.named_ports[target]]
-        cluster.api_server.map_service(
-            NAMESPACE, "hami-scheduler", webhook_port, f"https://127.0.0.1:{local}"
-        )
+        scheduler_pod.start("renew-certs")
+        stand_in = start_kube_scheduler(scheduler_pod)
         wait_for(
             "the scheduler to lead and label its pod",
             lambda: (
@@ -177,6 +210,14 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
                 == "leader"
             ),
         )
+        # The webhook Service's port reaches the extender container's named port, as the endpoints
+        # controller and kube-proxy would route it to the ready leader: the API server calls the
+        # webhook through the Service the chart's configuration names.
+        ref = webhook["clientConfig"]["service"]
+        service = api.get(f"/api/v1/namespaces/{ref['namespace']}/services/{ref['name']}")
+        (service_port,) = [p for p in service["spec"]["ports"] if p["port"] == ref["port"]]
+        local = scheduler_pod.ports[scheduler_pod.named_ports[service_port["targetPort"]]]
+        cluster.map_service(ref["namespace"], ref["name"], ref["port"], local)
 
         # The extender's probes reach what they name (the kubelet would restart it otherwise).
         for kind in ("livenessProbe", "readinessProbe"):
@@ -192,14 +233,13 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
                 if not selector.matches(node["metadata"].get("labels")):
                     continue
                 sandbox = PodSandbox(
-                    kube,
+                    cluster,
                     spec,
                     namespace=NAMESPACE,
                     pod_name=f"{ds['metadata']['name']}-{name}",
                     node=name,
                     root=tmp_path / ds["metadata"]["name"] / name,
                     host_paths={"/var/lib/kubelet/device-plugins": cluster.plugin_dir(name)},
-                    kubeconfig=cluster.kubeconfig,
                 )
                 sandboxes.append(sandbox)
                 for init in spec["spec"].get("initContainers") or []:
@@ -213,6 +253,31 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
                 for name in ("mock-0", "mock-1")
             ),
         )
+
+        # Each DaemonSet ran exactly on the nodes labelled for its backend (an Ascend chip's on
+        # that chip's nodes only).
+        assert sorted(sandbox.pod_name for sandbox in sandboxes[1:]) == sorted(
+            [
+                "hami-device-plugin-mock-mock-0",
+                "hami-device-plugin-mock-mock-1",
+                *(["hami-device-plugin-ascend910b3-npu-0"] if ASCEND else []),
+            ]
+        )
+        if ASCEND:
+            wait_for(
+                "the 910B3 node to register its NPUs",
+                lambda: (
+                    "hami.io/node-register-Ascend910B3"
+                    in (kube.get_node("npu-0")["metadata"].get("annotations") or {})
+                ),
+            )
+
+        # Each node's monitor serves its metrics on the monitor Service's target port.
+        monitor_service = api.get(f"/api/v1/namespaces/{NAMESPACE}/services/hami-device-plugin-monitor")
+        (monitor_target,) = [p["targetPort"] for p in monitor_service["spec"]["ports"]]
+        for sandbox in sandboxes[1:]:
+            port = sandbox.ports[sandbox.named_ports[monitor_target]]
+            wait_for(f"{sandbox.pod_name}'s monitor", lambda port=port: serves_metrics(port))
 
         # A pod asking for a shared mock device: mutated by the webhook, scheduled through the
         # extender, bound, and allocated by the device plugin on the chosen node.
@@ -240,14 +305,51 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
                 .get(ALLOCATIONS_ANNOTATION)
                 and p
             ),
+            timeout=90,
         )
         assert bound["spec"]["nodeName"] in ("mock-0", "mock-1")
         assert "hami.io/mock-devices-allocated" in bound["metadata"]["annotations"]
+        if ASCEND:
+            # ... and one asking for an Ascend 910B3 NPU lands on the 910B3 node.
+            npu_pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "npu-trainer", "namespace": "default"},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "busybox:1.36",
+                            "resources": {"limits": {"huawei.com/Ascend910B3": 1}},
+                        }
+                    ]
+                },
+            }
+            assert kube.create_pod("default", npu_pod)["spec"]["schedulerName"] == "hami-scheduler"
+            npu_bound = wait_for(
+                "the NPU pod to be bound and allocated",
+                lambda: (
+                    (p := kube.get_pod("default", "npu-trainer"))["metadata"]
+                    .get("annotations", {})
+                    .get(ALLOCATIONS_ANNOTATION)
+                    and p
+                ),
+                timeout=90,
+            )
+            assert npu_bound["spec"]["nodeName"] == "npu-0"
         # The Service's metrics port reaches the extender's metrics endpoint.
         (metrics_target,) = [p["targetPort"] for p in service["spec"]["ports"] if p["name"] == "metrics"]
         metrics_port = scheduler_pod.ports[scheduler_pod.named_ports[metrics_target]]
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
-            assert b"hami_gpu_memory_limit_bytes" in response.read()
+            metrics = response.read().decode()
+        assert "hami_gpu_memory_limit_bytes" in metrics
+        # ... and shows that kube-scheduler asked the extender to filter (the rendered stanza works).
+        (filters,) = [
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith("hami_scheduler_filter_duration_seconds_count")
+        ]
+        assert filters >= 1
 
         # Upgrade: the changed value arrives, the certificates hami certs stored survive.
         helm(
@@ -273,16 +375,21 @@ def test_helm_install_runs_pods_upgrade_keeps_certificates_uninstall_leaves_noth
             sandbox.stop()
 
     # Every process ran as its pod's service account under the chart's RBAC and needed nothing more.
-    assert cluster.api_server.rbac_denials == []
+    if cluster.control_plane == "real":
+        for sandbox in sandboxes:
+            for log in sandbox.root.glob("*.log"):
+                assert "forbidden" not in log.read_text(errors="replace"), f"{log}: a request was refused"
+    else:
+        assert cluster.api_server.rbac_denials == []
     # ... and that RBAC is enforced: the device plugins' account may not read Secrets.
     plugin_config = service_account_kubeconfig(
-        cluster.kubeconfig, NAMESPACE, "hami-device-plugin", tmp_path / "plugin-kubeconfig"
+        cluster, NAMESPACE, "hami-device-plugin", tmp_path / "plugin-kubeconfig"
     )
     with RealKubeClient(kubeconfig=plugin_config) as plugin_kube, pytest.raises(KubeError, match="forbidden"):
         plugin_kube.get_secret(NAMESPACE, "hami-scheduler-tls")
 
-    # The garbage collector's part: pods the Deployment created go with it.
-    kube.delete_pod(NAMESPACE, "hami-scheduler-0")
-    assert ours(cluster)
+    # The garbage collector's part: pods the Deployment created go with it (no kubelet confirms).
+    api.delete(f"/api/v1/namespaces/{NAMESPACE}/pods/hami-scheduler-0", {"gracePeriodSeconds": 0})
+    assert release_objects(api, RELEASE)
     helm(home, "uninstall", RELEASE, "-n", NAMESPACE, *kubeconfig)
-    assert ours(cluster) == []
+    assert release_objects(api, RELEASE) == []

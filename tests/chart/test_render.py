@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import click
@@ -12,10 +13,12 @@ import yaml
 
 from hami_core.config import parse_config
 from hami_core.localcluster.scheduler_config import load_scheduler_config
+from hami_core.plugins import load_backends
 from tests.chart.chart import BACKENDS
 from tests.chart.chart import CHART
 from tests.chart.chart import KUBE_VERSIONS
 from tests.chart.chart import PENDING_COMMANDS
+from tests.chart.chart import ROOT
 from tests.chart.chart import by_kind
 from tests.chart.chart import check_cli_args
 from tests.chart.chart import container_env
@@ -51,8 +54,8 @@ HAMI_NAMES = {
     },
     "mlu": {"cambricon.com/vmlu", "cambricon.com/mlu.smlu.vmemory", "cambricon.com/mlu.smlu.vcore"},
     "dcu": {"hygon.com/dcunum", "hygon.com/dcumem", "hygon.com/dcucores"},
-    "ascend": {
-        f"huawei.com/{chip}{suffix}"
+    **{
+        chip.lower().replace("-", ""): {f"huawei.com/{chip}{suffix}" for suffix in ("", "-memory", "-core")}
         for chip in (
             "Ascend910A",
             "Ascend910B2",
@@ -62,7 +65,6 @@ HAMI_NAMES = {
             "Ascend310P",
             "Ascend910C",
         )
-        for suffix in ("", "-memory", "-core")
     },
     "mock": {
         "mock.hami.io/gpu",
@@ -116,6 +118,16 @@ def test_every_document_validates_for_oldest_and_newest_kubernetes(rendered: dic
     assert len(checked) > 50
 
 
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_container_names_are_unique_in_each_pod(rendered: dict, scenario: str) -> None:
+    """kube-apiserver refuses a pod whose init and regular containers share a name; the schemas cannot."""
+    names: dict[str, list[str]] = {}
+    for workload, container in containers(rendered[(scenario, KUBE_VERSIONS[-1])]):
+        names.setdefault(f"{workload['kind']}/{workload['metadata']['name']}", []).append(container["name"])
+    for workload, in_pod in names.items():
+        assert len(in_pod) == len(set(in_pod)), f"{workload}: {in_pod}"
+
+
 def test_validation_catches_a_wrong_type(home: Path) -> None:
     """The validation above can fail: a rendered Deployment with a string replica count is refused."""
     docs = render(home)
@@ -152,6 +164,29 @@ def test_extender_manages_exactly_the_enabled_backends_resources(rendered: dict,
     # And the kube-scheduler stand-in, which refuses what it cannot honour, accepts the stanza.
     config = load_scheduler_config(one(docs, "ConfigMap", "hami-scheduler")["data"]["config.yaml"])
     assert config.scheduler_names == ("hami-scheduler",)
+
+
+def test_backend_keys_are_the_entry_point_names() -> None:
+    """One name per backend on every surface: values keys are the in-tree ``hami.backends`` entry points."""
+    entry_points: set[str] = set()
+    for pyproject in [*ROOT.glob("backends/*/pyproject.toml"), *ROOT.glob("plugins/*/pyproject.toml")]:
+        project = tomllib.loads(pyproject.read_text())["project"]
+        entry_points |= set(project.get("entry-points", {}).get("hami.backends", {}))
+    assert set(BACKENDS) == entry_points
+    assert set(HAMI_NAMES) == entry_points
+
+
+def test_managed_resources_are_what_the_loaded_backends_serve(rendered: dict) -> None:
+    """The backends the rendered config loads manage exactly the names the extender stanza lists."""
+    docs = rendered[("all-backends", KUBE_VERSIONS[-1])]
+    config = parse_config(yaml.safe_load(one(docs, "ConfigMap", "hami-config")["data"]["hami.yaml"]))
+    loaded = load_backends(config)
+    assert sorted(backend.name for backend in loaded) == sorted(BACKENDS)
+    for backend in loaded:
+        assert set(backend.resource_names.all()) == HAMI_NAMES[backend.name], backend.name
+    assert sorted(managed_resources(docs)) == sorted(
+        name for backend in loaded for name in backend.resource_names.all()
+    )
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -215,6 +250,12 @@ def test_a_container_arg_the_cli_refuses_fails_the_check() -> None:
             "- webhook.failurePolicy: webhook.failurePolicy must be one of",
         ),
         ({"backends.tpu.enabled": True}, "- backends.tpu: nodeSelector is required"),
+        # The vendor is not a backend: each Ascend chip is one (ascend910b3, ...).
+        ({"backends.ascend.enabled": True}, "- backends.ascend: nodeSelector is required"),
+        (
+            {"backends.ascend910b3.enabeld": True},
+            "- backends.ascend910b3: Additional property enabeld is not allowed",
+        ),
     ],
 )
 def test_schema_refuses_typos_and_wrong_types_naming_the_key(
@@ -282,7 +323,40 @@ def test_cert_manager_mode_replaces_hami_certs(rendered: dict) -> None:
     assert not by_kind(docs, "Secret")
     assert all(c.get("args", [""])[0] != "certs" for _, c in containers(docs))
     volumes = one(docs, "Deployment", "hami-scheduler")["spec"]["template"]["spec"]["volumes"]
-    assert {"name": "tls", "secret": {"secretName": "hami-scheduler-tls"}} in volumes
+    (tls,) = [volume for volume in volumes if volume["name"] == "tls"]
+    serving, client = tls["projected"]["sources"]
+    assert serving == {"secret": {"name": "hami-scheduler-tls"}}
+    assert client["secret"]["name"] == "hami-scheduler-tls-client"
+    assert {item["path"] for item in client["secret"]["items"]} == {
+        "client.crt",
+        "client.key",
+        "client-ca.crt",
+    }
+    client_certificate = one(docs, "Certificate", "hami-scheduler-tls-client")
+    assert client_certificate["spec"]["usages"] == ["digital signature", "client auth"]
+    config = yaml.safe_load(one(docs, "ConfigMap", "hami-config")["data"]["hami.yaml"])
+    assert config["scheduler"]["client_ca_file"] == "/tls/client-ca.crt"
+
+
+def test_kube_scheduler_and_the_extender_use_mutual_tls(rendered: dict) -> None:
+    """kube-scheduler presents the client pair `hami certs --client-cert` writes; the extender requires its CA."""
+    docs = rendered[("defaults", KUBE_VERSIONS[-1])]
+    scheduler_config = yaml.safe_load(one(docs, "ConfigMap", "hami-scheduler")["data"]["config.yaml"])
+    (extender,) = scheduler_config["extenders"]
+    assert extender["tlsConfig"] == {
+        "certFile": "/tls/client.crt",
+        "keyFile": "/tls/client.key",
+        "caFile": "/tls/ca.crt",
+        "serverName": "hami-scheduler.kube-system.svc",
+    }
+    config = yaml.safe_load(one(docs, "ConfigMap", "hami-config")["data"]["hami.yaml"])
+    assert config["scheduler"]["client_ca_file"] == "/tls/ca.crt"
+    assert config["scheduler"]["http_bind"].startswith("0.0.0.0:")
+    pod = one(docs, "Deployment", "hami-scheduler")["spec"]["template"]["spec"]
+    (certs_init,) = pod["initContainers"]
+    assert certs_init["args"][-2:] == ["--client-cert", "kube-scheduler"]
+    (kube_scheduler,) = [c for c in pod["containers"] if c["name"] == "kube-scheduler"]
+    assert {"name": "tls", "mountPath": "/tls", "readOnly": True} in kube_scheduler["volumeMounts"]
 
 
 def test_dashboard_is_valid_grafana_json_over_exported_metrics(rendered: dict) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.chart.chart import ROOT
+from tests.tools import PIP_INSTALL_OFFLINE
 
 DISTS = [
     ROOT,
@@ -81,10 +82,7 @@ def test_installed_wheels_list_backends_and_run_the_mock_pipeline(built: Path, t
             sys.executable,
             "-m",
             "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-index",
+            *PIP_INSTALL_OFFLINE,
             "--target",
             str(site),
             *map(str, built.glob("*.whl")),

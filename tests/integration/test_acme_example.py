@@ -25,6 +25,7 @@ from hami_core.sdk import BIND_PHASE
 from hami_core.sdk import BIND_PHASE_SUCCESS
 from hami_core.testing import make_container
 from hami_core.testing import make_pod
+from tests.tools import PIP_INSTALL_OFFLINE
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "examples" / "hami-backend-acme"
@@ -36,18 +37,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example, built and installed with pip into a folder of its own (hami-core is already here)."""
     target = tmp_path_factory.mktemp("acme-site")
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(EXAMPLE),
-        ],
+        [sys.executable, "-m", "pip", *PIP_INSTALL_OFFLINE, "--target", str(target), str(EXAMPLE)],
         check=True,
         timeout=300,
     )
@@ -92,7 +82,7 @@ def test_hami_lists_the_installed_example(site: Path) -> None:
         check=True,
     )
     (acme,) = [row for row in json.loads(listed.stdout) if row["name"] == "acme"]
-    assert (acme["distribution"], acme["contract_version"]) == ("hami-backend-acme", "2.0")
+    assert (acme["distribution"], acme["contract_version"]) == ("hami-backend-acme", "3.0")
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from hami_core.cli import hami
+from tests.tools import PIP_INSTALL_OFFLINE
 
 pytestmark = pytest.mark.slow
 
@@ -61,19 +62,7 @@ def test_a_scaffolded_backend_installs_passes_its_tests_lists_and_schedules(tmp_
     project = tmp_path / f"hami-backend-{NAME}"
     python = _fresh_venv(tmp_path / "venv")
 
-    installed = _run(
-        python,
-        "-m",
-        "pip",
-        "install",
-        "-q",
-        "--no-deps",
-        "--no-build-isolation",
-        "--no-index",
-        str(project),
-        cwd=tmp_path,
-        timeout=120,
-    )
+    installed = _run(python, "-m", "pip", *PIP_INSTALL_OFFLINE, str(project), cwd=tmp_path, timeout=120)
     assert installed.returncode == 0, installed.stdout + installed.stderr
 
     tested = _run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project, timeout=300)

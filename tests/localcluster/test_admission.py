@@ -51,6 +51,8 @@ class Webhook:
     Served by the server production serves the webhook with (the scheduler's), as an admission handler.
     """
 
+    verifies_clients = False
+
     def __init__(self, cert: trustme.LeafCert) -> None:
         self.reviews: list[Review] = []
         self.respond: Responder = allow
@@ -372,6 +374,22 @@ def test_an_unmapped_service_follows_the_failure_policy(
     code, _, body = create_pod(server, ns, name="refused")
     assert code == 500
     assert 'service "hami/missing:443" has no address' in body["message"]
+
+
+def test_a_service_is_called_while_it_is_mapped(
+    server: ApiServer, webhook: Webhook, configure: Callable[..., None], ns: str, ca: trustme.CA
+) -> None:
+    bundle = base64.b64encode(ca.cert_pem.bytes()).decode()
+    # The module's Service at another port: its own route, the same certificate name.
+    service = {"namespace": "hami", "name": "hook", "port": 8443, "path": "/webhook"}
+    configure(clientConfig={"service": service, "caBundle": bundle})
+    server.map_service("hami", "hook", 8443, webhook.url)
+    assert create_pod(server, ns, name="mapped")[0] == 201
+    assert len(webhook.reviews) == 1
+    server.unmap_service("hami", "hook", 8443)
+    code, _, body = create_pod(server, ns, name="unmapped")
+    assert code == 500
+    assert 'service "hami/hook:8443" has no address' in body["message"]
 
 
 def test_a_patch_that_cannot_be_applied_refuses_even_under_ignore(

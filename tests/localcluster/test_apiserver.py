@@ -227,6 +227,29 @@ class TestMetadata:
             assert caught.value.status == 422
             assert status_of(caught)["reason"] == "Invalid"
 
+    def test_container_names_must_be_unique_in_pods_and_pod_templates(
+        self, api: client.ApiClient, core: client.CoreV1Api, ns: str
+    ) -> None:
+        """As kube-apiserver: an init container may not share a regular container's name."""
+        spec = {"initContainers": [{"name": "a", "image": "x"}], "containers": [{"name": "a", "image": "x"}]}
+        with pytest.raises(ApiException) as caught:
+            core.create_namespaced_pod(ns, {"metadata": {"name": "p"}, "spec": spec})
+        assert caught.value.status == 422
+        assert 'spec.initContainers[0].name: Duplicate value: "a"' in status_of(caught)["message"]
+        deployment = {
+            "metadata": {"name": "d"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "d"}},
+                "template": {"metadata": {"labels": {"app": "d"}}, "spec": spec},
+            },
+        }
+        with pytest.raises(ApiException) as caught:
+            client.AppsV1Api(api).create_namespaced_deployment(ns, deployment)
+        assert caught.value.status == 422
+        assert (
+            'spec.template.spec.initContainers[0].name: Duplicate value: "a"' in status_of(caught)["message"]
+        )
+
     def test_dry_run_creates_nothing(self, core: client.CoreV1Api, ns: str) -> None:
         before = cluster_rv(core)
         core.create_namespaced_config_map(ns, {"metadata": {"name": "a"}}, dry_run="All")

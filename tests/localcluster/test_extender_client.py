@@ -6,6 +6,7 @@ import ssl
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import pytest
 import trustme
 
@@ -214,3 +215,47 @@ def test_https_with_a_ca_verifies_the_server_name(https_extender: FakeExtender, 
     )
     with pytest.raises(ExtenderError, match="certificate"):
         HttpExtender(wrong_name).filter(POD, NODES)
+
+
+def test_the_stand_in_presents_its_tls_config_client_certificate_like_kube_scheduler(tmp_path: Any) -> None:
+    """``tlsConfig`` ``certFile``/``keyFile``/``caFile`` against the scheduler's mutual-TLS server."""
+    from hami_core.scheduler.server import ExtenderServer
+    from hami_core.webhook import certs
+    from hami_core.webhook.tls import ReloadingCertificate
+    from tests.scheduler.test_server import RecordingService
+
+    now = certs.utc_now()
+    serving = certs.create_bundle(certs.ServingIdentity(dns_names=("hami.example",)), now)
+    client_ca = certs.create_ca(now)
+    client = certs.issue_client_certificate(client_ca, "kube-scheduler", now)
+    files = {
+        "tls.crt": serving.serving.cert_pem,
+        "tls.key": serving.serving.key_pem,
+        "ca.crt": serving.ca.cert_pem,
+        "client-ca.crt": client_ca.cert_pem,
+        "client.crt": client.cert_pem,
+        "client.key": client.key_pem,
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    tls = ReloadingCertificate(tmp_path / "tls.crt", tmp_path / "tls.key", tmp_path / "client-ca.crt")
+    server = ExtenderServer(RecordingService(), tls=tls).start()
+    pod = PodView.from_object(make_pod("p", containers=[make_container(limits={"x.io/gpu": 1})]))
+    nodes = [make_node("a")]
+    verified = TLSConfig(ca_file=str(tmp_path / "ca.crt"), server_name="hami.example")
+    try:
+        with_cert = ExtenderConfig(
+            server.url,
+            filter_verb="filter",
+            node_cache_capable=True,
+            enable_https=True,
+            tls=attrs.evolve(
+                verified, cert_file=str(tmp_path / "client.crt"), key_file=str(tmp_path / "client.key")
+            ),
+        )
+        assert HttpExtender(with_cert).filter(pod, nodes).node_names == ("a",)
+        without = ExtenderConfig(server.url, filter_verb="filter", enable_https=True, tls=verified)
+        with pytest.raises(ExtenderError, match="code 403"):
+            HttpExtender(without).filter(pod, nodes)
+    finally:
+        server.stop()

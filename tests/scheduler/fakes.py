@@ -82,7 +82,7 @@ MOCK_CORES = "mock.hami.io/gpucores"
 class NvidiaLikeBackend(DeviceBackend):
     """HAMi's NVIDIA names, keys and filter rules, without hardware (tests only)."""
 
-    contract_version: ClassVar[str] = "2.0"
+    contract_version: ClassVar[str] = "3.0"
 
     @property
     def name(self) -> str:

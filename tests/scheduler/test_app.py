@@ -67,7 +67,9 @@ def post(app: SchedulerApp, verb: str, body: object) -> dict[str, object]:
     assert app.server is not None
     connection = http.client.HTTPConnection("127.0.0.1", app.server.port, timeout=5)
     try:
-        connection.request("POST", f"/{verb}", body=json.dumps(body))
+        connection.request(
+            "POST", f"/{verb}", body=json.dumps(body), headers={"Content-Type": "application/json"}
+        )
         response = connection.getresponse()
         assert response.status == 200
         return json.loads(response.read())  # type: ignore[no-any-return]
@@ -201,3 +203,17 @@ def test_the_cli_refuses_a_certificate_without_its_key(tmp_path: Path) -> None:
     result = CliRunner().invoke(hami, ["scheduler", "--cert-file", str(cert)])
     assert result.exit_code == 2
     assert "both a certificate and a key" in result.output
+
+
+def test_the_cli_refuses_a_client_ca_without_https(tmp_path: Path) -> None:
+    ca = tmp_path / "client-ca.crt"
+    ca.write_text("unused")
+    result = CliRunner().invoke(hami, ["scheduler", "--client-ca", str(ca)])
+    assert result.exit_code == 2
+    assert "client certificates need HTTPS" in result.output
+
+
+def test_certs_refuses_a_client_certificate_without_a_folder_to_write_it() -> None:
+    result = CliRunner().invoke(hami, ["certs", "--client-cert", "kube-scheduler"])
+    assert result.exit_code == 2
+    assert "--client-cert writes into --cert-dir" in result.output

@@ -200,6 +200,32 @@ def test_files_are_written_for_the_server_and_only_when_they_change(tmp_path: Pa
     assert sorted(path.name for path in (tmp_path / "tls").iterdir()) == ["ca.crt", "tls.crt", "tls.key"]
 
 
+def test_a_client_pair_is_issued_from_the_ca_kept_and_renewed(tmp_path: Path) -> None:
+    """``--client-cert``: kube-scheduler's pair, signed by the CA, reissued near expiry and when the CA changes."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    clock = Clock()
+    directory = tmp_path / "tls"
+    sync = CertificateSync(
+        _kube(), attrs.evolve(TARGET, cert_dir=directory, client_name="kube-scheduler"), clock=clock
+    )
+    first = sync.sync()
+    pair = certs.KeyPair((directory / "client.crt").read_bytes(), (directory / "client.key").read_bytes())
+    assert certs.client_problem(first.bundle.ca, pair, clock.now, POLICY.renew_before) == ""
+    usage = x509.load_pem_x509_certificate(pair.cert_pem).extensions.get_extension_for_class(
+        x509.ExtendedKeyUsage
+    )
+    assert list(usage.value) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert (directory / "client.key").stat().st_mode & 0o777 == 0o600
+    assert not sync.sync().files_written
+    clock.now += timedelta(days=61)
+    assert sync.sync().files_written
+    assert (directory / "client.crt").read_bytes() != pair.cert_pem
+    other_ca = certs.create_ca(clock.now)
+    assert "not signed by the CA" in certs.client_problem(other_ca, pair, clock.now, POLICY.renew_before)
+
+
 def test_a_missing_webhook_configuration_is_an_error_after_the_secret_is_stored(tmp_path: Path) -> None:
     kube = FakeKube()
     sync = CertificateSync(kube, attrs.evolve(TARGET, cert_dir=tmp_path), clock=Clock())

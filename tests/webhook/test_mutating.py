@@ -359,7 +359,7 @@ def test_memory_is_compared_after_the_backends_memory_factor() -> None:
 class ExclusiveMock(MockBackend):
     """A mock that also applies NVIDIA's exclusive-core default and asks for a runtime class."""
 
-    contract_version: ClassVar[str] = "2.0"
+    contract_version: ClassVar[str] = "3.0"
 
     def mutate_container(self, container: ContainerView, pod: PodView) -> MutationResult:
         result = super().mutate_container(container, pod)
@@ -393,14 +393,14 @@ def test_backend_changes_runtime_class_and_warnings_reach_the_reply() -> None:
 class BrokenMock(MockBackend):
     """A backend with a bug: it raises something other than BackendError."""
 
-    contract_version: ClassVar[str] = "2.0"
+    contract_version: ClassVar[str] = "3.0"
 
     def mutate_container(self, container: ContainerView, pod: PodView) -> MutationResult:
         raise KeyError("oops")
 
 
 class RefusingMock(MockBackend):
-    contract_version: ClassVar[str] = "2.0"
+    contract_version: ClassVar[str] = "3.0"
 
     def mutate_container(self, container: ContainerView, pod: PodView) -> MutationResult:
         raise BackendError("container main: this backend refuses it")

@@ -91,7 +91,7 @@ def test_a_body_that_is_not_an_admissionreview_is_a_codec_error(body: bytes, mes
         pytest.param({"namespace": []}, "request.namespace must be a string, got list", id="namespace"),
         pytest.param(
             {"object": {"spec": _nested(review.MAX_OBJECT_DEPTH)}},
-            "request.object is nested deeper than 100 levels",
+            f"request.object is nested deeper than {review.MAX_OBJECT_DEPTH} levels",
             id="too-deep",
         ),
     ],

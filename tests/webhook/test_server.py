@@ -264,6 +264,9 @@ def test_the_server_answers_reviews_at_webhook_and_health_at_healthz(client: Cli
     assert client.request("POST", "/other", b"{}")[0] == 404
 
 
+JSON = b"Content-Type: application/json\r\n"
+
+
 def _raw_exchange(server: ExtenderServer, bundle: CertificateBundle, head: bytes) -> bytes:
     """Send ``head`` as it is over TLS and read the reply until the server closes."""
     host, port = server.url.removeprefix("https://").split(":")
@@ -281,12 +284,29 @@ def _raw_exchange(server: ExtenderServer, bundle: CertificateBundle, head: bytes
 @pytest.mark.parametrize(
     ("head", "status"),
     [
-        pytest.param(b"POST /webhook HTTP/1.1\r\nHost: x\r\n\r\n", b"411", id="no-length"),
-        pytest.param(b"POST /webhook HTTP/1.1\r\nContent-Length: -5\r\n\r\n", b"411", id="negative-length"),
-        pytest.param(b"POST /webhook HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", b"411", id="chunked"),
+        pytest.param(b"POST /webhook HTTP/1.1\r\n" + JSON + b"Host: x\r\n\r\n", b"411", id="no-length"),
         pytest.param(
-            b"POST /webhook HTTP/1.1\r\nContent-Length: 1099511627776\r\n\r\n", b"413", id="too-long"
+            b"POST /webhook HTTP/1.1\r\n" + JSON + b"Content-Length: -5\r\n\r\n", b"411", id="negative-length"
         ),
+        pytest.param(
+            b"POST /webhook HTTP/1.1\r\n" + JSON + b"Content-Length: \xb2\r\n\r\n",
+            b"411",
+            id="non-ascii-length",
+        ),
+        pytest.param(
+            b"POST /webhook HTTP/1.1\r\n" + JSON + b"Transfer-Encoding: chunked\r\n\r\n", b"411", id="chunked"
+        ),
+        pytest.param(
+            b"POST /webhook HTTP/1.1\r\n" + JSON + b"Content-Length: 1099511627776\r\n\r\n",
+            b"413",
+            id="too-long",
+        ),
+        pytest.param(
+            b"POST /webhook HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}",
+            b"415",
+            id="not-json",
+        ),
+        pytest.param(b"POST /webhook HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", b"415", id="no-content-type"),
         pytest.param(b"POST /other HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", b"404", id="other-path"),
     ],
 )
@@ -299,7 +319,7 @@ def test_a_post_refused_before_its_body_is_read_closes_the_connection(
 
 
 def test_an_empty_body_is_not_an_admissionreview(client: Client) -> None:
-    assert client.request("POST", "/webhook", b"")[0] == 400
+    assert client.request("POST", "/webhook", b"", {"Content-Type": "application/json"})[0] == 400
 
 
 def test_a_silent_or_non_tls_client_neither_blocks_nor_stops_the_server(

@@ -44,7 +44,7 @@ class MockBackend(DeviceBackend):
         settings: device groups and request rules; :meth:`from_config` reads them from config.
     """
 
-    contract_version: ClassVar[str] = "2.0"
+    contract_version: ClassVar[str] = "3.0"
     #: Always ``mock``.
     name = resources.NAME
     #: ``mock.hami.io/gpu``, ``/gpumem``, ``/gpumem-percentage``, ``/gpucores``, ``/priority``.

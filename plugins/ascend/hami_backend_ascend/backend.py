@@ -106,7 +106,7 @@ class AscendBackend(DeviceBackend):
             settings name.
     """
 
-    contract_version: ClassVar[str] = "2.0"
+    contract_version: ClassVar[str] = "3.0"
 
     def __init__(self, settings: AscendSettings, inventory: NpuInventory | None = None) -> None:
         self.settings = settings

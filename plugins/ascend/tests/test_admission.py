@@ -13,8 +13,8 @@ from hami_core.sdk import BackendError
 from hami_core.sdk import ContainerView
 from hami_core.sdk import DeviceRequest
 from hami_core.sdk import PodView
-from hami_core.testing.builders import make_container
-from hami_core.testing.builders import make_pod
+from hami_core.testing import make_container
+from hami_core.testing import make_pod
 
 SOFT = {"huawei.com/vnpu-mode": "hami-core"}
 

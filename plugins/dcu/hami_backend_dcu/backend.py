@@ -70,7 +70,7 @@ class DcuBackend(DeviceBackend):
         inventory: where discovery reads the cards; by default what the settings name.
     """
 
-    contract_version: ClassVar[str] = "2.0"
+    contract_version: ClassVar[str] = "3.0"
     #: Always ``dcu``.
     name = resources.NAME
     #: ``hami.io/node-dcu-register``, ``hami.io/node-handshake-dcu``, ``hami.io/dcu-devices-*``.

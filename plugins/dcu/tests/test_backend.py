@@ -25,10 +25,9 @@ from hami_core.sdk import FitContext
 from hami_core.sdk import Mount
 from hami_core.sdk import PodView
 from hami_core.sdk import encode_pod_devices
-from hami_core.testing.builders import make_container
-from hami_core.testing.builders import make_pod
-from hami_core.webhook.mutating import WebhookSettings
-from hami_core.webhook.mutating import mutate_pod
+from hami_core.testing import admit
+from hami_core.testing import make_container
+from hami_core.testing import make_pod
 
 COUNT, MEMORY, CORES = "hygon.com/dcunum", "hygon.com/dcumem", "hygon.com/dcucores"
 
@@ -268,12 +267,10 @@ def test_a_malformed_vdev_configuration_is_an_error(backend: DcuBackend) -> None
         backend.allocate((ContainerDevice("DCU-0", "DCU", 1000, 10),), pod.containers[0], pod)
 
 
-def test_the_webhook_patch_only_hands_the_pod_to_hami() -> None:
+def test_the_webhook_only_hands_the_pod_to_hami() -> None:
     pod = make_pod(
         containers=[make_container(limits={COUNT: 1, MEMORY: 2000})], scheduler_name="default-scheduler"
     )
-    outcome = mutate_pod(pod, [DcuBackend()], WebhookSettings())
-    assert outcome.allowed
-    assert list(outcome.patch) == [
-        {"op": "replace", "path": "/spec/schedulerName", "value": "hami-scheduler"}
-    ]
+    admission = admit(pod, DcuBackend())
+    assert admission.allowed
+    assert admission.pod == {**pod, "spec": {**pod["spec"], "schedulerName": "hami-scheduler"}}

@@ -77,7 +77,7 @@ class MluBackend(DeviceBackend):
         inventory: where discovery reads the cards; by default what the settings name.
     """
 
-    contract_version: ClassVar[str] = "2.0"
+    contract_version: ClassVar[str] = "3.0"
     #: Always ``mlu``.
     name = resources.NAME
     #: ``hami.io/node-mlu-register``, ``hami.io/node-handshake-mlu``, ``hami.io/cambricon-mlu-devices-*``.

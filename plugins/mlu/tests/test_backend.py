@@ -23,10 +23,9 @@ from hami_core.sdk import LockError
 from hami_core.sdk import PodView
 from hami_core.sdk import ResourceNames
 from hami_core.sdk import encode_pod_devices
-from hami_core.testing.builders import make_container
-from hami_core.testing.builders import make_pod
-from hami_core.webhook.mutating import WebhookSettings
-from hami_core.webhook.mutating import mutate_pod
+from hami_core.testing import admit
+from hami_core.testing import make_container
+from hami_core.testing import make_pod
 
 COUNT, MEMORY, CORES = "cambricon.com/vmlu", "cambricon.com/mlu.smlu.vmemory", "cambricon.com/mlu.smlu.vcore"
 NOW = datetime(2026, 8, 1, 6, 0, tzinfo=UTC)
@@ -164,15 +163,13 @@ def test_allocate_refuses_what_it_cannot_hand_out(
         backend.allocate(devices, pod.containers[0], pod)
 
 
-def test_the_webhook_patch_only_hands_the_pod_to_hami() -> None:
+def test_the_webhook_only_hands_the_pod_to_hami() -> None:
     pod = make_pod(
         containers=[make_container(limits={COUNT: 1, MEMORY: 8})], scheduler_name="default-scheduler"
     )
-    outcome = mutate_pod(pod, [MluBackend()], WebhookSettings())
-    assert outcome.allowed
-    assert list(outcome.patch) == [
-        {"op": "replace", "path": "/spec/schedulerName", "value": "hami-scheduler"}
-    ]
+    admission = admit(pod, MluBackend())
+    assert admission.allowed
+    assert admission.pod == {**pod, "spec": {**pod["spec"], "schedulerName": "hami-scheduler"}}
 
 
 # --- the dsmlu lock (HAMi's MLU LockNode) -------------------------------------------------------

@@ -81,7 +81,7 @@ class NvidiaBackend(DeviceBackend):
         node_name: the node this process runs on, for per-node settings (``NODE_NAME`` by default).
     """
 
-    contract_version: ClassVar[str] = "2.0"
+    contract_version: ClassVar[str] = "3.0"
     #: Always ``nvidia``.
     name = resources.NAME
     #: ``hami.io/node-nvidia-register``, ``hami.io/node-handshake``, ``hami.io/vgpu-devices-*``.

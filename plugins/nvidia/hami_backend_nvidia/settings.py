@@ -9,8 +9,8 @@ device-plugin side for the node whose name matches. Every error names the file a
 
 from __future__ import annotations
 
+import functools
 import json
-import math
 import types
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from hami_backend_nvidia import resources
+from hami_core.sdk import BackendSection
 from hami_core.sdk import ConfigError
 from hami_core.sdk import HamiConfig
 from hami_core.sdk import ResourceNames
@@ -28,71 +29,35 @@ _INT32_MAX = 2**31 - 1
 _UINT32_MAX = 2**32 - 1
 _INT64_MAX = 2**63 - 1
 
-#: Checks a raw value and returns it normalised, or raises ValueError with the problem.
-_Check = Callable[[object], object]
+#: Checks the raw value found at a key with a section's rules and returns it normalised, or raises
+#: the section's ConfigError naming the key (an unbound :class:`BackendSection` method fits).
+_Check = Callable[[BackendSection, str, object], object]
 
-
-def _describe(value: object) -> str:
-    return f"{value!r} ({type(value).__name__})"
-
-
-def _string(value: object) -> object:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {_describe(value)}")
-    return value
-
-
-def _non_empty_string(value: object) -> object:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected a non-empty string, got {_describe(value)}")
-    return value
-
-
-def _boolean(value: object) -> object:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {_describe(value)}")
-    return value
+_string: _Check = BackendSection.string
+_non_empty_string: _Check = functools.partial(BackendSection.string, empty=False)
+_boolean: _Check = BackendSection.boolean
+_positive_number: _Check = BackendSection.positive_number
 
 
 def _integer(low: int, high: int) -> _Check:
-    def check(value: object) -> object:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {_describe(value)}")
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}, got {value}")
-        return value
-
-    return check
-
-
-def _positive_number(value: object) -> object:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"expected a number, got {_describe(value)}")
-    if value <= 0:
-        raise ValueError(f"must be greater than 0, got {value}")
-    return float(value)
+    return functools.partial(BackendSection.integer, low=low, high=high)
 
 
 def _choice(*options: str) -> _Check:
-    def check(value: object) -> object:
-        if value not in options:
-            raise ValueError(f"expected one of {', '.join(options)}, got {_describe(value)}")
-        return value
-
-    return check
+    return functools.partial(BackendSection.choice, options=options)
 
 
-def _string_list(value: object) -> tuple[str, ...]:
+def _string_list(section: BackendSection, key: str, value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValueError(f"expected a list of strings, got {_describe(value)}")
+        raise section.error(key, f"expected a list of strings, got {value!r}")
     return tuple(value)
 
 
-def _xid_list(value: object) -> object:
+def _xid_list(section: BackendSection, key: str, value: object) -> object:
     if not isinstance(value, list) or not all(
         isinstance(item, int) and not isinstance(item, bool) and item > 0 for item in value
     ):
-        raise ValueError(f"expected a list of positive XID numbers, got {_describe(value)}")
+        raise section.error(key, f"expected a list of positive XID numbers, got {value!r}")
     return frozenset(value)
 
 
@@ -104,14 +69,19 @@ class MigAllowlistEntry:
     profiles: tuple[str, ...]
 
 
-def _mig_allowlist(value: object) -> object:
+def _mig_allowlist(section: BackendSection, key: str, value: object) -> object:
     if not isinstance(value, list):
-        raise ValueError(f"expected a list of {{models, profiles}} entries, got {_describe(value)}")
+        raise section.error(key, f"expected a list of {{models, profiles}} entries, got {value!r}")
     entries = []
     for position, entry in enumerate(value):
         if not isinstance(entry, dict) or set(entry) != {"models", "profiles"}:
-            raise ValueError(f"entry {position} must have exactly the keys models and profiles")
-        entries.append(MigAllowlistEntry(_string_list(entry["models"]), _string_list(entry["profiles"])))
+            raise section.error(key, f"entry {position} must have exactly the keys models and profiles")
+        entries.append(
+            MigAllowlistEntry(
+                _string_list(section, f"{key}[{position}].models", entry["models"]),
+                _string_list(section, f"{key}[{position}].profiles", entry["profiles"]),
+            )
+        )
     return tuple(entries)
 
 
@@ -231,32 +201,44 @@ class NvidiaSettings:
 
 
 def _section(config: HamiConfig) -> dict[str, Any]:
-    section = config.backend(resources.NAME)
-    prefix = f"backends.{resources.NAME}"
-    checked: dict[str, Any] = {key: check(default) for key, (default, check) in _SCHEMA.items()}
-    for key, value in section.items():
-        if key == "enabled":
-            continue
-        entry = _SCHEMA.get(key)
-        if entry is None:
-            raise config.error(
-                f"{prefix}.{key}", f"unknown key (known keys: enabled, {', '.join(sorted(_SCHEMA))})"
-            )
-        try:
-            checked[key] = entry[1](value)
-        except ValueError as err:
-            raise config.error(f"{prefix}.{key}", str(err)) from err
-    return checked
+    """Every key of :data:`_SCHEMA`: the section's value, else the chart default, checked."""
+    section = BackendSection.read(config, resources.NAME, sorted(_SCHEMA))
+    return {key: check(section, key, section.get(key, default)) for key, (default, check) in _SCHEMA.items()}
 
 
 # --- config.json (nodeconfig) -------------------------------------------------------------------
+
+
+@attrs.frozen
+class _NodeConfigFile(BackendSection):
+    """The section's checks applied to the node config file: errors name that file and the key."""
+
+    source: str = ""
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"node config {self.source}: {key}: {problem}")
+
+
+def _filter_devices(section: BackendSection, key: str, value: object) -> object:
+    if not isinstance(value, dict) or not set(value) <= {"uuid", "index"}:
+        raise section.error(key, f'expected {{"uuid": [...], "index": [...]}}, got {value!r}')
+    uuids = value.get("uuid") or []
+    indexes = value.get("index") or []
+    if not isinstance(uuids, list) or not all(isinstance(item, str) for item in uuids):
+        raise section.error(key, f"uuid must be a list of strings, got {uuids!r}")
+    if not isinstance(indexes, list) or not all(
+        isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in indexes
+    ):
+        raise section.error(key, f"index must be a list of GPU indexes, got {indexes!r}")
+    return frozenset(uuids), frozenset(indexes)
+
 
 #: ``nodeconfig`` entry keys (lower case, as HAMi's chart writes them) and their checks.
 _NODE_KEYS: dict[str, _Check] = {
     "name": _non_empty_string,
     "operatingmode": _choice(*resources.MODES),
     "migstrategy": _string,
-    "filterdevices": lambda value: value,  # checked by _filter_devices
+    "filterdevices": _filter_devices,
     "enablegetpreferredallocation": _boolean,
     "devicesplitcount": _integer(1, _UINT32_MAX),
     "devicememoryscaling": _positive_number,
@@ -267,20 +249,6 @@ _NODE_KEYS: dict[str, _Check] = {
 }
 
 
-def _filter_devices(value: object) -> tuple[frozenset[str], frozenset[int]]:
-    if not isinstance(value, dict) or not set(value) <= {"uuid", "index"}:
-        raise ValueError(f'expected {{"uuid": [...], "index": [...]}}, got {_describe(value)}')
-    uuids = value.get("uuid") or []
-    indexes = value.get("index") or []
-    if not isinstance(uuids, list) or not all(isinstance(item, str) for item in uuids):
-        raise ValueError(f"uuid must be a list of strings, got {_describe(uuids)}")
-    if not isinstance(indexes, list) or not all(
-        isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in indexes
-    ):
-        raise ValueError(f"index must be a list of GPU indexes, got {_describe(indexes)}")
-    return frozenset(uuids), frozenset(indexes)
-
-
 def parse_node_config(text: str, source: str, defaults: NodeSettings) -> dict[str, NodeSettings]:
     """HAMi's per-node ``config.json``: each ``nodeconfig`` entry merged over ``defaults``, by name.
 
@@ -289,35 +257,31 @@ def parse_node_config(text: str, source: str, defaults: NodeSettings) -> dict[st
             ``source`` and the key (``nodeconfig[1].devicesplitcount``).
     """
 
-    def error(key: str, problem: str) -> ConfigError:
-        return ConfigError(f"node config {source}: {key}: {problem}")
-
+    file = _NodeConfigFile(HamiConfig(), resources.NAME, {}, source=source)
     try:
         data = json.loads(text)
     except ValueError as err:
-        raise error("<top level>", f"not valid JSON: {err}") from err
+        raise file.error("<top level>", f"not valid JSON: {err}") from err
     if not isinstance(data, dict) or not set(data) <= {"nodeconfig"}:
-        raise error("<top level>", 'expected {"nodeconfig": [...]}')
+        raise file.error("<top level>", 'expected {"nodeconfig": [...]}')
     entries = data.get("nodeconfig")
     entries = [] if entries is None else entries
     if not isinstance(entries, list):
-        raise error("nodeconfig", f"expected a list, got {_describe(entries)}")
+        raise file.error("nodeconfig", f"expected a list, got {entries!r}")
     nodes: dict[str, NodeSettings] = {}
     for position, entry in enumerate(entries):
         where = f"nodeconfig[{position}]"
         if not isinstance(entry, dict):
-            raise error(where, f"expected an object, got {_describe(entry)}")
+            raise file.error(where, f"expected an object, got {entry!r}")
         found: dict[str, Any] = {}
         for key, value in entry.items():
             check = _NODE_KEYS.get(key)
             if check is None:
-                raise error(f"{where}.{key}", f"unknown key (known keys: {', '.join(sorted(_NODE_KEYS))})")
-            try:
-                found[key] = _filter_devices(value) if key == "filterdevices" else check(value)
-            except ValueError as err:
-                raise error(f"{where}.{key}", str(err)) from err
+                known = ", ".join(sorted(_NODE_KEYS))
+                raise file.error(f"{where}.{key}", f"unknown key (known keys: {known})")
+            found[key] = check(file, f"{where}.{key}", value)
         if "name" not in found:
-            raise error(f"{where}.name", "required")
+            raise file.error(f"{where}.name", "required")
         uuids, indexes = found.get("filterdevices", (frozenset(), frozenset()))
         nodes[str(found["name"])] = attrs.evolve(
             defaults,

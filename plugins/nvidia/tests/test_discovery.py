@@ -17,7 +17,6 @@ from hami_backend_nvidia.settings import NodeSettings
 from hami_backend_nvidia.settings import NvidiaSettings
 from hami_backend_nvidia.topology import pair_scores
 
-from hami_core.deviceplugin.registering import register_value
 from hami_core.sdk import BackendError
 from hami_core.sdk import DeviceRequest
 from hami_core.sdk import DeviceUsage
@@ -123,7 +122,7 @@ class TestRegistration:
 def test_our_register_annotation_is_byte_for_byte_hamis(use_nvml: UseNvml) -> None:
     use_nvml(V100_FAKE)
     backend = NvidiaBackend(NvidiaSettings(health_checks=False))
-    assert register_value(backend, backend.discover("node-1")) == V100_REGISTER
+    assert backend.encode_node_devices(backend.discover("node-1")) == V100_REGISTER
 
 
 def test_pair_scores_of_the_a100_preset(use_nvml: UseNvml, load_preset: Callable[[str], dict]) -> None:  # type: ignore[type-arg]

@@ -7,6 +7,11 @@ libnvidia-ml.so.1, and ``hami-go``, a node registered the way HAMi's own Go plug
 through the API server, so they pass the webhook, the kube-scheduler stand-in, the extender's filter
 and bind, and the kubelet's Allocate calls into our plugin. The tests share the stack and run in
 file order; each uses its own pods.
+
+It uses the core's process stack (``localcluster``), not the kit's in-process ``hami_cluster``
+(``test_pipeline.py``), because what it tests is the deployment: a device-plugin process per node,
+each on its own fake NVML preset, a node no plugin of ours serves, a kubelet restart and a plugin
+killed mid-``Allocate``; nothing public starts or kills those processes.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ from hami_core.sdk import NODE_LOCK
 from hami_core.sdk import VGPU_NODE
 from hami_core.sdk import decode_node_devices
 from hami_core.sdk import decode_pod_devices
-from hami_core.testing.builders import make_container
-from hami_core.testing.builders import make_pod
+from hami_core.testing import make_container
+from hami_core.testing import make_pod
 from plugins.nvidia.tests.conftest import LIBRARY
 from plugins.nvidia.tests.conftest import PRESETS
 from plugins.nvidia.tests.conftest import eventually

@@ -1,4 +1,10 @@
-"""The scheduler's NVIDIA node health (hami-wire.md 3.9): the handshake rule plus allocatable tracking."""
+"""The scheduler's NVIDIA node health (hami-wire.md 3.9): the handshake rule plus allocatable tracking.
+
+The second test drives the scheduler's node cache (``hami_core.scheduler``) directly, with a
+handshake written by the core's codec: what it checks, that the cache drops a node at once when
+its GPUs leave the kubelet, is the core acting on this backend's ``node_health``, and no public
+interface feeds node updates to the cache at chosen times.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from hami_backend_nvidia.backend import NvidiaBackend
 from hami_core import codec
 from hami_core.scheduler import scoring
 from hami_core.scheduler.cache import ClusterCache
-from hami_core.testing.builders import make_node
+from hami_core.testing import make_node
 
 NOW = datetime(2026, 8, 1, 6, 0, 0, tzinfo=UTC)
 REGISTER = '[{"id":"GPU-0","count":5,"devmem":8192,"devcore":100,"type":"NVIDIA-Tesla P4","health":true}]'

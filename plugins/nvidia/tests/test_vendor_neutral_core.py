@@ -1,4 +1,8 @@
-"""The NVIDIA facts live here: the core spells no NVIDIA name, and its scheduler never loads NVML."""
+"""The NVIDIA facts live here: the core spells no NVIDIA name, and its scheduler never loads NVML.
+
+These read the core itself (its source files, and the modules its scheduler side imports), so
+they reach past the SDK on purpose.
+"""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ class AcmeBackend(DeviceBackend):
     """
 
     # The contract this backend was written against: hami refuses another major version.
-    contract_version: ClassVar[str] = "2.0"
+    contract_version: ClassVar[str] = "3.0"
     # Identity: the same word everywhere (entry point, distribution, Helm key).
     name = "acme"
     resource_names = ResourceNames(
