@@ -154,6 +154,27 @@ def settled(pod: Pod) -> bool:
     )
 
 
+def wait_registered(kube: RealKubeClient) -> None:
+    """Wait until every node's plugin has registered its devices."""
+    with Tracker(
+        "burst-nodes",
+        lambda: listed(kube.list_nodes()),
+        lambda version: kube.watch_nodes(resource_version=version),
+        registered,
+    ) as nodes:
+        nodes.wait_for(NODES, timeout=60, what="every plugin registered")
+
+
+def pod_tracker(kube: RealKubeClient, name: str, done: Callable[[Pod], bool]) -> Tracker[Pod]:
+    """A tracker of the default namespace's pods meeting ``done``."""
+    return Tracker(
+        name,
+        lambda: listed(kube.list_pods("default")),
+        lambda version: kube.watch_pods("default", resource_version=version),
+        done,
+    )
+
+
 def assert_environment(pod: Pod, devices: ContainerDevices) -> None:
     """The kubelet's record of ``Allocate``: one container given the pod's devices, one memory limit each."""
     name = pod["metadata"]["name"]
@@ -212,25 +233,14 @@ def test_a_thousand_pods_through_real_device_plugins_end_running_when_they_fit(
 ) -> None:
     started = time.monotonic()
     kube = cluster.kube
-    with Tracker(
-        "burst-nodes",
-        lambda: listed(kube.list_nodes()),
-        lambda version: kube.watch_nodes(resource_version=version),
-        registered,
-    ) as nodes:
-        nodes.wait_for(NODES, timeout=60, what="every plugin registered")
+    wait_registered(kube)
     port = free_port()
     scheduler = SchedulerProcess(workdir, cluster.kubeconfig, port)
     with (
         cluster.client() as stand_in_kube,
         cluster.client() as submit_kube,
         cluster.client() as watch_kube,
-        Tracker(
-            "burst-pods",
-            lambda: listed(watch_kube.list_pods("default")),
-            lambda version: watch_kube.watch_pods("default", resource_version=version),
-            settled,
-        ) as pods,
+        pod_tracker(watch_kube, "burst-pods", settled) as pods,
     ):
         stand_in = Scheduler(stand_in_kube, stand_in_configuration(port))
         scheduler.start()
@@ -327,31 +337,15 @@ def test_a_thousand_pods_survive_a_scheduler_restart_and_a_killed_device_plugin(
     started = time.monotonic()
     kube = cluster.kube
     victim = cluster.node_names[0]
-    with Tracker(
-        "burst-nodes",
-        lambda: listed(kube.list_nodes()),
-        lambda version: kube.watch_nodes(resource_version=version),
-        registered,
-    ) as nodes:
-        nodes.wait_for(NODES, timeout=60, what="every plugin registered")
+    wait_registered(kube)
     port = free_port()
     scheduler = SchedulerProcess(workdir, cluster.kubeconfig, port)
     with (
         cluster.client() as stand_in_kube,
         cluster.client() as submit_kube,
         cluster.client() as watch_kube,
-        Tracker(
-            "burst-running",
-            lambda: listed(watch_kube.list_pods("default")),
-            lambda version: watch_kube.watch_pods("default", resource_version=version),
-            running,
-        ) as runs,
-        Tracker(
-            "burst-pods",
-            lambda: listed(watch_kube.list_pods("default")),
-            lambda version: watch_kube.watch_pods("default", resource_version=version),
-            settled,
-        ) as pods,
+        pod_tracker(watch_kube, "burst-running", running) as runs,
+        pod_tracker(watch_kube, "burst-pods", settled) as pods,
     ):
         stand_in = Scheduler(stand_in_kube, stand_in_configuration(port))
         scheduler.start()
