@@ -2,18 +2,21 @@
 
 A state machine fed by watch events (:meth:`ClusterCache.apply_node`, :meth:`ClusterCache.apply_pod`,
 the ``replace_*`` relists) and by filtering (:meth:`ClusterCache.reserve`, :meth:`ClusterCache.forget`).
-It composes three parts, each in its own module:
+It composes four parts, each in its own module:
 
 - :class:`~hami_core.scheduler.nodes.NodeInventory`: what each node registered and whether it is
   healthy (HAMi's handshake rule);
 - :class:`~hami_core.scheduler.bookings.Bookings`: what every pod holds or has reserved, per node and
   per namespace, and the namespaces' quotas;
+- :class:`~hami_core.scheduler.node_cpu.NodeCpu`: each node's allocatable CPU and the CPU requests of
+  every pod bound or reserved there (any pod, not only HAMi's), for CPU-aware placement policies;
 - :class:`~hami_core.scheduler.index.CapacityIndex`: the immutable per-node usage snapshots, the
   rankings per node policy and room tier, and the log of node changes.
 
 This class only routes: a node or pod event updates its owner, then the nodes whose inputs changed
-get a fresh view in the index. It does no I/O and starts no thread; :mod:`hami_core.scheduler.watching`
-feeds it and acts on the :class:`~hami_core.scheduler.changes.Changes` each call returns. One lock
+get a fresh view in the index (a change of free CPU alone only re-stamps the view of a node with
+devices). It does no I/O and starts no thread; :mod:`hami_core.scheduler.watching` feeds it and
+acts on the :class:`~hami_core.scheduler.changes.Changes` each call returns. One lock
 guards the state; readers get immutable :class:`~hami_core.scheduler.index.NodeView` snapshots, so
 filtering fits nodes without holding it. The webhook reads it only through
 :class:`~hami_core.scheduler.admission_view.AdmissionView`.
@@ -47,6 +50,9 @@ from hami_core.scheduler.changes import EventType
 from hami_core.scheduler.changes import Gather
 from hami_core.scheduler.index import CapacityIndex
 from hami_core.scheduler.index import NodeView
+from hami_core.scheduler.node_cpu import NodeCpu
+from hami_core.scheduler.node_cpu import allocatable_cpu
+from hami_core.scheduler.node_cpu import pod_cpu
 from hami_core.scheduler.nodes import HANDSHAKE_GRACE_SECONDS
 from hami_core.scheduler.nodes import NodeInventory
 from hami_core.scheduler.quota import QuotaLimits
@@ -83,6 +89,7 @@ class ClusterCache:
             self._backends, node_selector=node_selector, handshake_grace=handshake_grace
         )
         self._bookings = Bookings(self._backends)
+        self._cpu = NodeCpu()
         self._index = CapacityIndex(self._backends, node_policies, active)
         self._deferred: set[str] | None = None
 
@@ -110,6 +117,7 @@ class ClusterCache:
         return gather.result()
 
     def _delete_node(self, name: str) -> Changes:
+        self._cpu.set_allocatable(name, None)
         if not self._nodes.delete(name):
             return NO_CHANGES
         self._index.remove(name)
@@ -117,7 +125,13 @@ class ClusterCache:
 
     def _update_node(self, name: str, node: Node, now: datetime) -> Changes:
         update = self._nodes.update(name, node, now)
+        entry = self._nodes.get(name)
+        cpu_changed = entry is not None and self._cpu.set_allocatable(
+            name, allocatable_cpu(entry.allocatable)
+        )
         freed = self._refresh(name) if update.devices_changed else frozenset()
+        if cpu_changed and not update.devices_changed:
+            self._cpu_moved(frozenset({name}))
         return Changes(
             freed_nodes=freed,
             lock_nodes=frozenset({name}) if update.lock_changed else frozenset(),
@@ -140,9 +154,14 @@ class ClusterCache:
     def apply_pod(self, event: EventType, pod: PodView) -> Changes:
         """Apply one pod watch event."""
         with self._lock:
-            if event == "DELETED":
-                return self._settle(self._bookings.delete_pod(pod.key, pod.uid))
-            return self._settle(self._bookings.update_pod(pod))
+            gone = event == "DELETED"
+            cpu = self._count_cpu(pod, gone=gone)
+            if gone:
+                changes = self._settle(self._bookings.delete_pod(pod.key, pod.uid))
+            else:
+                changes = self._settle(self._bookings.update_pod(pod))
+            self._cpu_moved(cpu)
+            return changes
 
     def replace_pods(self, pods: Iterable[PodView]) -> Changes:
         """Apply a full pod list (after a relist): pods not in it are deleted."""
@@ -154,10 +173,13 @@ class ClusterCache:
                 seen = set()
                 for pod in pods:
                     seen.add(pod.key)
+                    self._cpu_moved(self._count_cpu(pod, gone=False))
                     gather.add(self._settle(self._bookings.update_pod(pod)))
                 for key in [key for key in self._bookings.pod_keys() if key not in seen]:
                     state = self._bookings.pod(key)
-                    gather.add(self._settle(self._bookings.delete_pod(key, state.uid if state else "")))
+                    uid = state.uid if state else ""
+                    self._cpu_moved(self._cpu.drop(uid))
+                    gather.add(self._settle(self._bookings.delete_pod(key, uid)))
             finally:
                 deferred, self._deferred = self._deferred, None
             freed: set[str] = set()
@@ -165,6 +187,30 @@ class ClusterCache:
                 freed |= self._refresh(name)
             gather.add(Changes(freed_nodes=frozenset(freed)))
         return gather.result()
+
+    def _count_cpu(self, pod: PodView, *, gone: bool) -> frozenset[str]:
+        """Count ``pod``'s CPU where it is bound (before its bookings move); the nodes it touched."""
+        touched: frozenset[str] = frozenset()
+        previous = self._bookings.pod(pod.key)
+        if previous is not None and previous.uid != pod.uid:
+            touched = self._cpu.drop(previous.uid)  # the name was reused by a new pod
+        if gone or pod.finished:
+            return touched | self._cpu.drop(pod.uid)
+        return touched | self._cpu.observe(pod.uid, pod.node_name, pod_cpu(pod) if pod.node_name else 0)
+
+    def _cpu_moved(self, nodes: frozenset[str]) -> None:
+        """Re-stamp the free CPU of the nodes with devices among ``nodes`` (later, during a relist).
+
+        Run after the bookings moved: a node whose view was just rebuilt already has it.
+        """
+        for name in nodes:
+            view = self._index.views.get(name)
+            if view is None or not view.registered:
+                continue
+            if self._deferred is not None:
+                self._deferred.add(name)
+            else:
+                self._index.set_cpu(name, self._cpu.left(name))
 
     def _settle(self, update: PodUpdate) -> Changes:
         changes = Changes(settled_pods=update.settled, warnings=update.warnings)
@@ -186,8 +232,10 @@ class ClusterCache:
 
     # --- reservations -----------------------------------------------------------------------------
 
-    def reserve(self, uid: str, placement: Placement, generation: int) -> ReserveOutcome:
+    def reserve(self, uid: str, placement: Placement, generation: int, cpu: int = 0) -> ReserveOutcome:
         """Book ``placement`` for pod ``uid`` if its node is still at ``generation`` and quota allows.
+
+        The pod's CPU request (``cpu``, milli-cores) counts on the node until the pod is bound there.
 
         Returns:
             ``"reserved"``; ``"stale"`` when the node changed since the fit (fit again);
@@ -200,13 +248,18 @@ class ClusterCache:
             moved = self._bookings.reserve(uid, placement)
             if moved is None:
                 return "quota"
+            cpu_moved = self._cpu.reserve(uid, placement.booked.node, cpu)
             self._moved(moved)
+            self._cpu_moved(cpu_moved)
             return "reserved"
 
     def forget(self, uid: str) -> Changes:
         """Drop whatever pod ``uid`` holds or reserved (a re-filter, or a failed bind)."""
         with self._lock:
-            return self._moved(self._bookings.drop(uid))
+            cpu_moved = self._cpu.unreserve(uid)
+            changes = self._moved(self._bookings.drop(uid))
+            self._cpu_moved(cpu_moved)
+            return changes
 
     # --- views ------------------------------------------------------------------------------------
 
@@ -221,6 +274,7 @@ class ClusterCache:
             entry.counted(self._backends),
             self._bookings.held_on(name),
             devices_changed=self._nodes.mark_built(entry),
+            cpu_left=self._cpu.left(name),
         )
         return frozenset({name}) if grew else frozenset()
 

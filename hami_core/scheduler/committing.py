@@ -94,7 +94,7 @@ class Committer:
             self._booked(ask, decision.node, decision.fit),
             {key: annotations.get(key) for key in self._allocation_keys},
         )
-        outcome = self._cache.reserve(pod.uid, placement, decision.generation)
+        outcome = self._cache.reserve(pod.uid, placement, decision.generation, cpu=ask.request.cpu)
         if outcome != "reserved":
             return outcome
         try:

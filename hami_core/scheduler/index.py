@@ -7,9 +7,10 @@ backend with what every pod holds or reserved there, and the per-backend pruning
 - **Rankings**: per node policy, every node sorted by its score before any new pod (kept current
   node by node), and per backend the room rankings of :data:`~hami_core.scheduler.capacity.ROOM_TIERS`
   (the nodes where devices can still give a given share), which filtering walks instead.
-- **Generations**: each view carries one, bumped on every change of the node; a reservation made
-  against an older generation is refused, which keeps concurrent filters from booking the same
-  memory, cores or slots twice.
+- **Generations**: each view carries one, bumped on every change of the node's devices or usage; a
+  reservation made against an older generation is refused, which keeps concurrent filters from
+  booking the same memory, cores or slots twice. A change of free CPU alone
+  (:meth:`CapacityIndex.set_cpu`) keeps the generation: no fit depends on it, only placement scores.
 - **A change log**: :attr:`CapacityIndex.seq` and :meth:`CapacityIndex.changed_since` name the nodes
   changed since a point, so a memo of "this request shape fits nowhere" needs to re-check only them.
 - **Fleet maxima** (largest device, most devices on a node) for the webhook's warnings and the
@@ -50,11 +51,14 @@ class NodeView:
 
     Args:
         name: the node's name.
-        generation: bumped on every change of the node's devices or usage.
+        generation: bumped on every change of the node's devices or usage (not of ``cpu_left``).
         annotations: the node's annotations (cordon list, pair scores, vendor keys).
         devices: per healthy backend, its devices with the usage of every pod and reservation; empty
             when the node registered no device that counts (``node unregistered``).
         summaries: per backend in ``devices``, the pruning aggregates.
+        cpu_left: free CPU in milli-cores (allocatable minus the requests of the pods counted there,
+            :mod:`~hami_core.scheduler.node_cpu`); ``None`` when the allocatable CPU is unknown or the
+            node has no devices (nothing is placed there, so it is not kept current).
     """
 
     name: str
@@ -62,6 +66,7 @@ class NodeView:
     annotations: Mapping[str, str] = attrs.field(factory=dict, hash=False)
     devices: Mapping[str, tuple[DeviceUsage, ...]] = attrs.field(factory=dict, hash=False)
     summaries: Mapping[str, BackendSummary] = attrs.field(factory=dict, hash=False)
+    cpu_left: int | None = None
 
     def all_devices(self) -> list[DeviceUsage]:
         """Every device of every backend (what the node score is computed on)."""
@@ -82,6 +87,7 @@ def node_view(
     annotations: Mapping[str, str],
     counted: Iterable[tuple[str, Sequence[DeviceInfo]]],
     held: Sequence[PodAllocation] = (),
+    cpu_left: int | None = None,
 ) -> NodeView:
     """The view of one node: each counted backend's devices with what ``held`` books on them."""
     devices: dict[str, tuple[DeviceUsage, ...]] = {}
@@ -91,7 +97,12 @@ def node_view(
         devices[backend] = usage
         summaries[backend] = BackendSummary.of(usage)
     return NodeView(
-        name=name, generation=generation, annotations=annotations, devices=devices, summaries=summaries
+        name=name,
+        generation=generation,
+        annotations=annotations,
+        devices=devices,
+        summaries=summaries,
+        cpu_left=cpu_left if devices else None,
     )
 
 
@@ -134,6 +145,7 @@ class CapacityIndex:
         held: Sequence[PodAllocation],
         *,
         devices_changed: bool,
+        cpu_left: int | None = None,
     ) -> bool:
         """Rebuild the view of ``name``; whether its capacity grew.
 
@@ -143,12 +155,13 @@ class CapacityIndex:
             counted: (backend, registered devices) of each backend whose devices count.
             held: what every pod holds or reserved on it.
             devices_changed: its registered devices or health changed (fleet maxima are recomputed).
+            cpu_left: its free CPU in milli-cores, ``None`` when unknown.
         """
         if devices_changed:
             self._fleet_version += 1
         old = self.views.get(name)
         self._generation += 1
-        view = node_view(name, self._generation, annotations, counted, held)
+        view = node_view(name, self._generation, annotations, counted, held, cpu_left)
         self.views[name] = view
         self._changed(name)
         everything = view.all_devices()
@@ -160,6 +173,18 @@ class CapacityIndex:
             backend not in previous or summary.better_than(previous[backend])
             for backend, summary in view.summaries.items()
         )
+
+    def set_cpu(self, name: str, cpu_left: int | None) -> None:
+        """Give the view of ``name`` a new free CPU; the log names the node, nothing else changes.
+
+        Usage rankings and room tiers depend on devices only, so they stay; a node without devices
+        keeps ``None``.
+        """
+        view = self.views.get(name)
+        if view is None or not view.registered or view.cpu_left == cpu_left:
+            return
+        self.views[name] = attrs.evolve(view, cpu_left=cpu_left)
+        self._changed(name)
 
     def remove(self, name: str) -> None:
         """Forget node ``name``."""
