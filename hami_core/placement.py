@@ -52,7 +52,7 @@ class PodShape:
     """A pod as placement policies see it.
 
     Args:
-        cpu: CPU request in milli-cores (0 where unknown, as in the extender).
+        cpu: CPU request in milli-cores (kube-scheduler's rule in the extender; 0 where unknown).
         gpus: how many devices it asks (0 for a CPU-only pod).
         milli: share of each device in milli-devices (1000 for whole devices).
         models: device types it accepts; empty accepts any.
@@ -96,8 +96,9 @@ class NodeState:
 
     Args:
         devices: the node's devices of the pod's backend, with usage.
-        cpu_left: free CPU in milli-cores, ``None`` where unknown (the extender leaves CPU to
-            kube-scheduler); policies then ignore CPU.
+        cpu_left: free CPU in milli-cores: in the extender the node's allocatable CPU minus the
+            requests of the pods bound or reserved there (``NodeView.cpu_left``); ``None`` where
+            unknown (no ``status.allocatable.cpu``), and policies then ignore CPU.
         tags: GpuClustering's tags of the pods on the node, where known.
     """
 
@@ -173,16 +174,26 @@ def placement_score(
     after: Mapping[str, Sequence[DeviceUsage]],
     containers: Sequence[Mapping[str, DeviceRequest]],
     backends: Sequence[str],
+    *,
+    cpu_left: int | None = None,
+    cpu: int = 0,
 ) -> float:
     """A placement policy's score of one fitted node, as the extender computes it.
 
-    The extender knows no CPU (kube-scheduler checks it), so the states carry none; the devices are
-    those of the backends the pod asks for, before and after the pod is booked.
+    The devices are those of the backends the pod asks for, before and after the pod is booked;
+    the node's free CPU (``cpu_left``, milli-cores, ``None`` when unknown) drops by the pod's
+    ``cpu`` request, never below 0. kube-scheduler has checked that the CPU fits before the
+    extender is called, so the score only weighs what is left.
     """
-    shape = PodShape.of(first_request(containers, backends))
+    shape = PodShape.of(first_request(containers, backends), cpu=cpu)
     old = tuple(device for backend in backends for device in before.get(backend, ()))
     new = tuple(device for backend in backends for device in after.get(backend, before.get(backend, ())))
-    return float(placement.score(NodeState(devices=old), shape, NodeState(devices=new)))
+    cpu_after = None if cpu_left is None else max(0, cpu_left - cpu)
+    return float(
+        placement.score(
+            NodeState(devices=old, cpu_left=cpu_left), shape, NodeState(devices=new, cpu_left=cpu_after)
+        )
+    )
 
 
 def single_fit(

@@ -70,6 +70,7 @@ from hami_core.scheduler.capacity import ROOM_TIERS
 from hami_core.scheduler.capacity import RoomTier
 from hami_core.scheduler.index import NodeView
 from hami_core.scheduler.index import node_view
+from hami_core.scheduler.node_cpu import allocatable_cpu
 from hami_core.scheduler.placed import Placed
 from hami_core.scheduler.placed import PlacedRankings
 from hami_core.scheduler.pod_requests import PodRequest
@@ -506,7 +507,9 @@ class Chooser:
         placement = ask.policies.node.placement
         checks = self._checks(ask)
         if placement is not None and placement.deterministic:
-            shape = PodShape.of(first_request(ask.request.containers, ask.request.backends))
+            shape = PodShape.of(
+                first_request(ask.request.containers, ask.request.backends), cpu=ask.request.cpu
+            )
             return self._best_placed(snapshot, ask, known, failed, placement.revision(shape))
         skipped: list[tuple[str, NodeView]] = []
         best: tuple[float, str, NodeView, PodFit] | None = None
@@ -541,7 +544,13 @@ class Chooser:
         placement = ask.policies.node.placement
         if placement is not None:
             total += placement_score(
-                placement, view.devices, fit.usage, ask.request.containers, ask.request.backends
+                placement,
+                view.devices,
+                fit.usage,
+                ask.request.containers,
+                ask.request.backends,
+                cpu_left=view.cpu_left,
+                cpu=ask.request.cpu,
             )
         return total
 
@@ -553,9 +562,10 @@ class Chooser:
         The ranking (:class:`~hami_core.scheduler.placed.PlacedRanking`) is refreshed for the
         candidates it has not evaluated and the nodes the change log names since its last point,
         then walked best first. When no candidate fits, each gets its reason (memoised per node
-        generation, so a pod that keeps coming back pays little).
+        generation, so a pod that keeps coming back pays little). The kind is the fit's signature
+        plus the pod's CPU request: the fit does not depend on CPU, but the score may.
         """
-        ranking = self._rankings.get((ask.signature, ask.policies.node.name, revision))
+        ranking = self._rankings.get((ask.signature, ask.request.cpu, ask.policies.node.name, revision))
         checks = self._checks(ask)
         evaluated = 0
         with ranking.lock:
@@ -624,7 +634,13 @@ class Chooser:
             placement = ask.policies.node.placement
             if placement is not None:
                 score += placement_score(
-                    placement, view.devices, fit.usage, ask.request.containers, ask.request.backends
+                    placement,
+                    view.devices,
+                    fit.usage,
+                    ask.request.containers,
+                    ask.request.backends,
+                    cpu_left=view.cpu_left,
+                    cpu=ask.request.cpu,
                 )
             if best is None or (score, best[1]) > (best[0], view.name):
                 best = (score, view.name, node, fit)
@@ -633,7 +649,7 @@ class Chooser:
         return Decision(best[1], best[3], 0, failed, len(nodes), node_object=best[2])
 
     def transient_view(self, node: Node) -> NodeView:
-        """A node object's registered devices with nothing allocated (the dry-run path's view)."""
+        """A node object's registered devices and allocatable CPU, nothing allocated (the dry-run path's view)."""
         metadata = node.get("metadata") or {}
         annotations = dict(metadata.get("annotations") or {})
         counted = []
@@ -644,7 +660,8 @@ class Chooser:
                 continue
             if infos:
                 counted.append((name, tuple(infos)))
-        return node_view(str(metadata.get("name", "")), 0, annotations, counted)
+        cpu_left = allocatable_cpu((node.get("status") or {}).get("allocatable") or {})
+        return node_view(str(metadata.get("name", "")), 0, annotations, counted, cpu_left=cpu_left)
 
 
 def _memory_need(snapshot: CapacityReader, backend: str, wanted: DeviceRequest) -> int:
@@ -724,7 +741,8 @@ class _NodeFitter:
         owner = self._chooser.backends[backend]
         placement = ask.policies.node.placement
         if placement is not None:
-            devices = placement.order(NodeState(devices=tuple(devices)), PodShape.of(request))
+            state = NodeState(devices=tuple(devices), cpu_left=self._view.cpu_left)
+            devices = placement.order(state, PodShape.of(request, cpu=ask.request.cpu))
         else:
             devices = ask.policies.device.order(devices)
         limit = ask.limits.get(backend)

@@ -3,11 +3,11 @@
 A pod-aware node policy (FGD and the like) scores the fit itself, so it cannot use the snapshot's
 usage rankings: every node that fits must be fitted and scored. Doing that per filter costs a fit
 per node (half a second at 5,000 nodes). But a node's fit and score for a pod kind (same signature,
-policy and policy revision) change only when the node changes, so :class:`PlacedRanking` keeps them,
-best first, as of a point of the snapshot's change log; the next filter of the kind re-fits only the
-nodes the log names since (usually the one the previous pod landed on) and walks the ranking from
-the top. The fragment terms of FGD are memoised per node state by its workload, so a refit pays for
-the changed node only.
+CPU request, policy and policy revision) change only when the node changes (its devices, usage or
+free CPU), so :class:`PlacedRanking` keeps them, best first, as of a point of the snapshot's change
+log; the next filter of the kind re-fits only the nodes the log names since (usually the one the
+previous pod landed on) and walks the ranking from the top. The fragment terms of FGD are memoised
+per node state by its workload, so a refit pays for the changed node only.
 """
 
 from __future__ import annotations
@@ -65,14 +65,14 @@ class PlacedRanking:
 
 
 class PlacedRankings:
-    """The rankings of the most recently used pod kinds (by signature, policy and revision)."""
+    """The rankings of the most recently used pod kinds (by signature, CPU request, policy and revision)."""
 
     def __init__(self, capacity: int = KEPT_KINDS) -> None:
         self._capacity = capacity
-        self._kinds: OrderedDict[tuple[int, str, int], PlacedRanking] = OrderedDict()
+        self._kinds: OrderedDict[tuple[int, int, str, int], PlacedRanking] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, kind: tuple[int, str, int]) -> PlacedRanking:
+    def get(self, kind: tuple[int, int, str, int]) -> PlacedRanking:
         """The ranking of ``kind``, new and empty when not kept; the least recent kind is dropped."""
         with self._lock:
             found = self._kinds.get(kind)

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
+
+import attrs
 
 from hami_core import codec
+from hami_core.devices import DeviceUsage
+from hami_core.hookspecs import ScoringPolicy
+from hami_core.placement import NodeState
+from hami_core.placement import PodShape
 from hami_core.pods import PodView
 from hami_core.scheduler import scoring
 from hami_core.scheduler.cache import ClusterCache
 from hami_core.scheduler.choosing import Ask
 from hami_core.scheduler.choosing import Chooser
+from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_pod
+from tests.scheduler.fakes import GPU
+from tests.scheduler.fakes import MEM
 from tests.scheduler.fakes import NOW
 from tests.scheduler.fakes import NvidiaLikeBackend
 from tests.scheduler.fakes import gpu_pod
@@ -134,3 +144,66 @@ def test_a_reason_found_without_ordering_devices_is_the_ordered_fits_reason() ->
         assert shortcut == (None if fit.ok else fit.reason)
         checked += not fit.ok
     assert checked > 50
+
+
+@attrs.define
+class Recorder:
+    """A placement policy that prefers the node with the most free CPU and records what it is given."""
+
+    deterministic: bool = True
+    orders: list[tuple[int | None, int]] = attrs.Factory(list)
+    scores: list[tuple[int | None, int, int | None]] = attrs.Factory(list)
+
+    def revision(self, pod: PodShape) -> int:
+        return 0
+
+    def order(self, node: NodeState, pod: PodShape) -> Sequence[DeviceUsage]:
+        self.orders.append((node.cpu_left, pod.cpu))
+        return node.devices
+
+    def score(self, before: NodeState, pod: PodShape, after: NodeState) -> float:
+        self.scores.append((before.cpu_left, pod.cpu, after.cpu_left))
+        return float(before.cpu_left or 0)
+
+
+def test_a_placement_policy_is_given_the_nodes_free_cpu_and_the_pods_cpu() -> None:
+    recorder = Recorder()
+    policies = {**BY_NAME, "cpu": ScoringPolicy("cpu", "node", lambda devices: 0.0, placement=recorder)}
+    cache = ClusterCache([BACKEND], scoring.node_policies(policies))
+    for name, cpu in (("a", "8"), ("b", "16")):
+        node = registered_node(name, gpus(name, 1))
+        node["status"]["allocatable"]["cpu"] = cpu
+        cache.apply_node("ADDED", node, NOW)
+    busy = make_pod(
+        "busy", containers=[make_container(requests={"cpu": "12"})], node_name="b", phase="Running"
+    )
+    cache.apply_pod("ADDED", PodView.from_object(busy))
+    chooser = Chooser({"nvidia": BACKEND}, policies, default_node="cpu")
+
+    def gpu_and_cpu(name: str) -> Ask:
+        container = make_container(limits={GPU: 1, MEM: 1000}, requests={"cpu": "1500m"})
+        return _asked(chooser, make_pod(name, containers=[container]))
+
+    first = gpu_and_cpu("p1")
+    assert first.request.cpu == 1500
+    assert chooser.choose(cache, first, ["a", "b"]).node == "a"  # 8000 free against 4000
+    assert sorted(recorder.orders) == [(4000, 1500), (8000, 1500)]
+    assert sorted(recorder.scores) == [(4000, 1500, 2500), (8000, 1500, 6500)]
+    # A CPU-only pod lands on a: the kind's kept ranking refits a (only a) and now prefers b.
+    recorder.scores.clear()
+    hog = make_pod("hog", containers=[make_container(requests={"cpu": "7"})], node_name="a", phase="Running")
+    cache.apply_pod("ADDED", PodView.from_object(hog))
+    assert chooser.choose(cache, gpu_and_cpu("p2"), ["a", "b"]).node == "b"
+    assert recorder.scores == [(1000, 1500, 0)]
+
+
+def test_the_dry_run_gives_a_placement_policy_the_node_objects_allocatable_cpu() -> None:
+    recorder = Recorder()
+    policies = {**BY_NAME, "cpu": ScoringPolicy("cpu", "node", lambda devices: 0.0, placement=recorder)}
+    chooser = Chooser({"nvidia": BACKEND}, policies, default_node="cpu")
+    node = registered_node("a", gpus("a", 1))
+    node["status"]["allocatable"]["cpu"] = "2"
+    container = make_container(limits={GPU: 1, MEM: 1000}, requests={"cpu": "500m"})
+    decision = chooser.choose_transient(_asked(chooser, make_pod("p", containers=[container])), [node])
+    assert decision.node == "a"
+    assert recorder.scores == [(2000, 500, 1500)]
