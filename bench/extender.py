@@ -8,6 +8,13 @@ through filter and bind, either by calling the extender verbs in process or over
 kube-scheduler does (``NodeNames`` with every node, keep-alive connection). After each bind the bench
 plays the device plugin (bind-phase ``success``, node lock released), outside the timed window.
 
+CPU is live, so CPU-aware placement policies are measured as in production: each node has an
+allocatable CPU (a trace node's ``cpu_milli`` with as many GPUs when ``--trace-dir`` is given, else
+12 cores per device) and every pod a CPU request (the trace pod's ``cpu_milli``, else a sampled mix
+of 3 to 18 cores per GPU). Pre-filled pods stop at the node's CPU; each stream pod is offered only
+the nodes with enough free CPU, as kube-scheduler's own ``NodeResourcesFit`` would (worked out
+outside the timed window).
+
 ``pods_per_s`` is pods divided by the time spent inside filter and bind; ``filter_p50_ms`` and
 ``filter_p99_ms`` are per-call filter latencies (wall clock, so on a loaded machine they include the
 time other processes held the CPU); ``filter_cpu_p50_ms`` and ``filter_cpu_p99_ms`` are the same
@@ -62,6 +69,10 @@ from hami_core.testing.fake_kube import FakeKube
 PLACEMENT_POLICIES = tuple(PlacementPolicies().placements())
 MEMORY_MIB = 24576
 SPLIT = 10
+#: Allocatable CPU per device of a node when no trace gives one (96 cores for 8 devices).
+CPU_PER_DEVICE = 12_000
+#: (cores per GPU, weight) approximating the trace's default pod list when no data dir is given.
+DEFAULT_CPU_MIX = [(3, 16), (4, 8), (6, 2), (8, 7), (11, 23), (12, 3), (16, 2), (18, 2)]
 #: (num_gpu, gpu_milli) weights approximating the trace's default pod list when no data dir is given.
 DEFAULT_MIX = [
     ((1, 1000), 30),
@@ -77,21 +88,34 @@ DEFAULT_MIX = [
 ]
 
 
-def shapes(trace_dir: Path | None, rng: random.Random) -> Iterator[tuple[int, int]]:
-    """An endless stream of (devices, share in 1/1000) pod shapes."""
+def shapes(trace_dir: Path | None, rng: random.Random) -> Iterator[tuple[int, int, int]]:
+    """An endless stream of (devices, share in 1/1000, CPU in milli-cores) pod shapes."""
     if trace_dir is not None:
         rows = []
         with (trace_dir / "openb_pod_list_default.csv").open(newline="") as handle:
             for row in csv.DictReader(handle):
                 count, milli = int(row["num_gpu"]), int(row["gpu_milli"])
                 if count > 0:
-                    rows.append((count, min(1000, milli)))
+                    rows.append((count, min(1000, milli), int(row["cpu_milli"])))
         while True:
             yield rng.choice(rows)
     population = [shape for shape, _ in DEFAULT_MIX]
     weights = [weight for _, weight in DEFAULT_MIX]
+    cores = [core for core, _ in DEFAULT_CPU_MIX]
+    core_weights = [weight for _, weight in DEFAULT_CPU_MIX]
     while True:
-        yield rng.choices(population, weights)[0]
+        count, milli = rng.choices(population, weights)[0]
+        yield count, milli, count * rng.choices(cores, core_weights)[0] * 1000
+
+
+def node_cpus(trace_dir: Path | None, devices: int, rng: random.Random) -> Iterator[int]:
+    """An endless stream of node allocatable CPUs (milli-cores) for nodes of ``devices`` devices."""
+    found = []
+    if trace_dir is not None:
+        with (trace_dir / "openb_node_list_gpu_node.csv").open(newline="") as handle:
+            found = [int(row["cpu_milli"]) for row in csv.DictReader(handle) if int(row["gpu"]) == devices]
+    while True:
+        yield rng.choice(found) if found else CPU_PER_DEVICE * devices
 
 
 def resources_of(count: int, milli: int) -> dict[str, str | int]:
@@ -103,8 +127,11 @@ def resources_of(count: int, milli: int) -> dict[str, str | int]:
     }
 
 
-def build(args: argparse.Namespace) -> tuple[FakeKube, HamiConfig, list[str]]:
-    """The cluster: nodes with registered devices and pods already holding shares of them."""
+def build(args: argparse.Namespace) -> tuple[FakeKube, HamiConfig, dict[str, int]]:
+    """The cluster: nodes with registered devices and pods already holding shares of them.
+
+    Returns the API, the config and each node's free CPU (milli-cores) after the pre-fill.
+    """
     rng = random.Random(args.seed)
     config = parse_config(
         {
@@ -123,9 +150,12 @@ def build(args: argparse.Namespace) -> tuple[FakeKube, HamiConfig, list[str]]:
     mock = load_backends(config).get("mock")
     names = [f"node-{i:05d}" for i in range(args.nodes)]
     stream = shapes(args.trace_dir, rng)
+    cpus = node_cpus(args.trace_dir, args.devices_per_node, rng)
+    cpu_free: dict[str, int] = {}
     placed = 0
     for name in names:
         devices = mock.discover(name)
+        cpu_free[name] = next(cpus)
         kube.create_node(
             make_node(
                 name,
@@ -133,7 +163,7 @@ def build(args: argparse.Namespace) -> tuple[FakeKube, HamiConfig, list[str]]:
                     mock.keys.register: mock.encode_node_devices(devices),
                     mock.keys.handshake: codec.format_handshake_requesting(datetime.now(UTC)),
                 },
-                allocatable={"mock.hami.io/gpu": args.devices_per_node * SPLIT},
+                allocatable={"mock.hami.io/gpu": args.devices_per_node * SPLIT, "cpu": f"{cpu_free[name]}m"},
             )
         )
         free = {d.id: [SPLIT, MEMORY_MIB, 100] for d in devices}
@@ -141,8 +171,10 @@ def build(args: argparse.Namespace) -> tuple[FakeKube, HamiConfig, list[str]]:
         target = args.fill * MEMORY_MIB * len(devices) * rng.uniform(0.3, 1.7)
         used = 0.0
         while used < target:
-            count, milli = next(stream)
+            count, milli, cpu = next(stream)
             need_mem, need_cores = MEMORY_MIB * milli // 1000, milli // 10
+            if cpu > cpu_free[name]:
+                break
             fitting = [
                 uid
                 for uid, (slots, mem, cores) in free.items()
@@ -160,9 +192,10 @@ def build(args: argparse.Namespace) -> tuple[FakeKube, HamiConfig, list[str]]:
                 free[uid][1] -= need_mem
                 free[uid][2] -= need_cores
             value = codec.encode_pod_devices([entry])
+            cpu_free[name] -= cpu
             pod = make_pod(
                 f"pre-{placed}",
-                containers=[make_container(limits=resources_of(count, milli))],
+                containers=[make_container(limits=resources_of(count, milli), requests={"cpu": f"{cpu}m"})],
                 annotations={codec.VGPU_NODE: name, mock.keys.allocated: value, mock.keys.to_allocate: value},
                 node_name=name,
                 phase="Running",
@@ -174,7 +207,7 @@ def build(args: argparse.Namespace) -> tuple[FakeKube, HamiConfig, list[str]]:
         f"# built {args.nodes} nodes x {args.devices_per_node} devices with {placed} running pods",
         file=sys.stderr,
     )
-    return kube, config, names
+    return kube, config, cpu_free
 
 
 class HttpVerbs:
@@ -199,7 +232,7 @@ class HttpVerbs:
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
-    kube, config, names = build(args)
+    kube, config, cpu_free = build(args)
     app: SchedulerApp = build_scheduler(
         config, kube, serve=args.mode == "http", bind="127.0.0.1:0", metrics_bind="", resync=3600.0
     )
@@ -221,12 +254,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     scheduled_times: list[float] = []
     unschedulable_times: list[float] = []
     verb_time = 0.0
-    running: deque[str] = deque()
+    running: deque[tuple[str, str, int]] = deque()
     scheduled = unschedulable = 0
     try:
         for i in range(args.pods):
-            count, milli = next(stream)
-            container = make_container(limits=resources_of(count, milli))
+            count, milli, cpu = next(stream)
+            container = make_container(limits=resources_of(count, milli), requests={"cpu": f"{cpu}m"})
+            # kube-scheduler's NodeResourcesFit has passed only the nodes with room for the CPU.
+            names = [name for name, free in cpu_free.items() if free >= cpu]
             pod = kube.create_pod("bench", make_pod(f"stream-{i}", namespace="bench", containers=[container]))
             metadata = pod["metadata"]
             if (i + 1) % max(1, args.pods // 4) == 0:
@@ -274,9 +309,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 {"metadata": {"annotations": {codec.BIND_PHASE: codec.BIND_PHASE_SUCCESS}}},
             )
             lock.release(str(node), "bench", metadata["name"])
-            running.append(str(metadata["name"]))
+            cpu_free[str(node)] -= cpu
+            running.append((str(metadata["name"]), str(node), cpu))
             if args.lifetime and len(running) > args.lifetime:
-                kube.delete_pod("bench", running.popleft())  # it finished; its devices are free
+                gone, where, freed = running.popleft()
+                kube.delete_pod("bench", gone)  # it finished; its devices and CPU are free
+                cpu_free[where] += freed
     finally:
         if client is not None:
             client.close()
@@ -349,7 +387,9 @@ def main() -> None:
     )
     parser.add_argument("--fill", type=float, default=0.5, help="mean share of device memory pre-allocated")
     parser.add_argument(
-        "--trace-dir", type=Path, help="the Alibaba GPU trace directory (openb_pod_list_default.csv)"
+        "--trace-dir",
+        type=Path,
+        help="the Alibaba GPU trace directory (openb_pod_list_default.csv, openb_node_list_gpu_node.csv)",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
