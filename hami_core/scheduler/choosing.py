@@ -563,7 +563,8 @@ class Chooser:
         candidates it has not evaluated and the nodes the change log names since its last point,
         then walked best first. When no candidate fits, each gets its reason (memoised per node
         generation, so a pod that keeps coming back pays little). The kind is the fit's signature
-        plus the pod's CPU request: the fit does not depend on CPU, but the score may.
+        plus the pod's CPU request: whether the pod fits does not depend on CPU, but which devices
+        the policy orders first and how it scores the node may.
         """
         ranking = self._rankings.get((ask.signature, ask.request.cpu, ask.policies.node.name, revision))
         checks = self._checks(ask)
@@ -649,7 +650,7 @@ class Chooser:
         return Decision(best[1], best[3], 0, failed, len(nodes), node_object=best[2])
 
     def transient_view(self, node: Node) -> NodeView:
-        """A node object's registered devices and allocatable CPU, nothing allocated (the dry-run path's view)."""
+        """A node object's registered devices and allocatable CPU, nothing allocated (the dry run's view)."""
         metadata = node.get("metadata") or {}
         annotations = dict(metadata.get("annotations") or {})
         counted = []

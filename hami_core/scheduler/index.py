@@ -10,7 +10,8 @@ backend with what every pod holds or reserved there, and the per-backend pruning
 - **Generations**: each view carries one, bumped on every change of the node's devices or usage; a
   reservation made against an older generation is refused, which keeps concurrent filters from
   booking the same memory, cores or slots twice. A change of free CPU alone
-  (:meth:`CapacityIndex.set_cpu`) keeps the generation: no fit depends on it, only placement scores.
+  (:meth:`CapacityIndex.set_cpu`) keeps the generation: it never decides whether a pod fits (only
+  which node and devices a placement policy prefers), so a fit made before it is still safe to book.
 - **A change log**: :attr:`CapacityIndex.seq` and :meth:`CapacityIndex.changed_since` name the nodes
   changed since a point, so a memo of "this request shape fits nowhere" needs to re-check only them.
 - **Fleet maxima** (largest device, most devices on a node) for the webhook's warnings and the
