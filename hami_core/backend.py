@@ -301,6 +301,7 @@ class DeviceBackend(abc.ABC):
             BackendError: the capacity does not describe any device of this backend.
         """
         return []
+
     def node_health(self, handshake_healthy: bool, allocatable: int, peak_allocatable: int) -> bool:
         """Whether a node's devices of this backend may take pods, given the handshake rule's answer.
 
