@@ -15,6 +15,7 @@ module does I/O.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -45,6 +46,13 @@ def device_free(device: DeviceUsage) -> int:
     if device.totalmem <= 0:
         return cores
     return min(cores, device.free_mem * MILLI // device.totalmem)
+
+
+def coarse_cpu(cpu: int) -> int:
+    """``cpu`` milli-cores to the nearest power of two of cores (a quarter core at least; 0 stays 0)."""
+    if cpu <= 0:
+        return 0
+    return int(1000 * 2 ** round(math.log2(max(cpu, 250) / 1000)))
 
 
 @attrs.frozen

@@ -60,6 +60,7 @@ from hami_core.hookspecs import ScoringPolicy
 from hami_core.kube.objects import Node
 from hami_core.placement import NodeState
 from hami_core.placement import PodShape
+from hami_core.placement import coarse_cpu
 from hami_core.placement import first_request
 from hami_core.placement import placement_score
 from hami_core.placement import single_fit
@@ -129,6 +130,15 @@ class Ask:
     limits: Mapping[str, quota.ResourceLimit | None] = attrs.field(factory=dict, hash=False)
     policy_warning: str = ""
     signature: int = -1
+
+    @property
+    def placement_cpu(self) -> int:
+        """The pod's CPU as placement policies see it: to a power of two of cores (:func:`coarse_cpu`).
+
+        Pods whose requests round alike share one kept ranking; exact requests would make nearly
+        every pod a kind of its own, each paying a fit of every node.
+        """
+        return coarse_cpu(self.request.cpu)
 
 
 @attrs.frozen
@@ -508,7 +518,7 @@ class Chooser:
         checks = self._checks(ask)
         if placement is not None and placement.deterministic:
             shape = PodShape.of(
-                first_request(ask.request.containers, ask.request.backends), cpu=ask.request.cpu
+                first_request(ask.request.containers, ask.request.backends), cpu=ask.placement_cpu
             )
             return self._best_placed(snapshot, ask, known, failed, placement.revision(shape))
         skipped: list[tuple[str, NodeView]] = []
@@ -550,7 +560,7 @@ class Chooser:
                 ask.request.containers,
                 ask.request.backends,
                 cpu_left=view.cpu_left,
-                cpu=ask.request.cpu,
+                cpu=ask.placement_cpu,
             )
         return total
 
@@ -566,7 +576,7 @@ class Chooser:
         plus the pod's CPU request: whether the pod fits does not depend on CPU, but which devices
         the policy orders first and how it scores the node may.
         """
-        ranking = self._rankings.get((ask.signature, ask.request.cpu, ask.policies.node.name, revision))
+        ranking = self._rankings.get((ask.signature, ask.placement_cpu, ask.policies.node.name, revision))
         checks = self._checks(ask)
         evaluated = 0
         with ranking.lock:
@@ -641,7 +651,7 @@ class Chooser:
                     ask.request.containers,
                     ask.request.backends,
                     cpu_left=view.cpu_left,
-                    cpu=ask.request.cpu,
+                    cpu=ask.placement_cpu,
                 )
             if best is None or (score, best[1]) > (best[0], view.name):
                 best = (score, view.name, node, fit)
@@ -743,7 +753,7 @@ class _NodeFitter:
         placement = ask.policies.node.placement
         if placement is not None:
             state = NodeState(devices=tuple(devices), cpu_left=self._view.cpu_left)
-            devices = placement.order(state, PodShape.of(request, cpu=ask.request.cpu))
+            devices = placement.order(state, PodShape.of(request, cpu=ask.placement_cpu))
         else:
             devices = ask.policies.device.order(devices)
         limit = ask.limits.get(backend)

@@ -185,16 +185,17 @@ def test_a_placement_policy_is_given_the_nodes_free_cpu_and_the_pods_cpu() -> No
         return _asked(chooser, make_pod(name, containers=[container]))
 
     first = gpu_and_cpu("p1")
-    assert first.request.cpu == 1500
+    # The policy sees the request to a power of two of cores, so near-equal requests share a kind.
+    assert (first.request.cpu, first.placement_cpu) == (1500, 2000)
     assert chooser.choose(cache, first, ["a", "b"]).node == "a"  # 8000 free against 4000
-    assert sorted(recorder.orders) == [(4000, 1500), (8000, 1500)]
-    assert sorted(recorder.scores) == [(4000, 1500, 2500), (8000, 1500, 6500)]
+    assert sorted(recorder.orders) == [(4000, 2000), (8000, 2000)]
+    assert sorted(recorder.scores) == [(4000, 2000, 2000), (8000, 2000, 6000)]
     # A CPU-only pod lands on a: the kind's kept ranking refits a (only a) and now prefers b.
     recorder.scores.clear()
     hog = make_pod("hog", containers=[make_container(requests={"cpu": "7"})], node_name="a", phase="Running")
     cache.apply_pod("ADDED", PodView.from_object(hog))
     assert chooser.choose(cache, gpu_and_cpu("p2"), ["a", "b"]).node == "b"
-    assert recorder.scores == [(1000, 1500, 0)]
+    assert recorder.scores == [(1000, 2000, 0)]
 
 
 def test_the_dry_run_gives_a_placement_policy_the_node_objects_allocatable_cpu() -> None:
@@ -206,4 +207,4 @@ def test_the_dry_run_gives_a_placement_policy_the_node_objects_allocatable_cpu()
     container = make_container(limits={GPU: 1, MEM: 1000}, requests={"cpu": "500m"})
     decision = chooser.choose_transient(_asked(chooser, make_pod("p", containers=[container])), [node])
     assert decision.node == "a"
-    assert recorder.scores == [(2000, 500, 1500)]
+    assert recorder.scores == [(2000, 500, 1500)]  # 500m is a power of two of cores already
