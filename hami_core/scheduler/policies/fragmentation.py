@@ -9,13 +9,17 @@ free shares, model), which many nodes share, so a policy pays the full cost only
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from collections.abc import Iterable
 from collections.abc import Sequence
 
+import attrs
+
 from hami_core.placement import NodeState
 from hami_core.placement import PodShape
+from hami_core.placement import coarse_cpu
 
 #: Memoised node states per workload before the memo starts over.
 _MEMO_LIMIT = 500_000
@@ -38,6 +42,14 @@ class Workload:
         self.classes: tuple[tuple[PodShape, float], ...] = tuple(
             (shape, weight / total) for shape, weight in merged.items() if total > 0
         )
+        devices = [(shape, share) for shape, share in self.classes if shape.gpus]
+        demand = sum(share * shape.demand for shape, share in devices)
+        #: CPU milli-cores per milli-device of the workload's device pods (0 without any).
+        self.cpu_per_milli = sum(share * shape.cpu for shape, share in devices) / demand if demand else 0.0
+        #: Device models that some shape of the workload is bound to.
+        self.bound_models = frozenset(model for shape, _ in self.classes for model in shape.models)
+        # A node's fragment depends on its free CPU only through which shapes it can host.
+        self._cpu_steps = sorted({shape.cpu for shape, _ in self.classes})
         self._memo: dict[tuple[int | None, tuple[int, ...], str], float] = {}
 
     @classmethod
@@ -47,7 +59,8 @@ class Workload:
 
     def fragment(self, cpu_left: int | None, frees: Sequence[int], model: str) -> float:
         """``F_n(M)`` in milli-devices of a node with ``frees`` per device (memoised)."""
-        key = (cpu_left, tuple(sorted(frees)), model)
+        step = None if cpu_left is None else bisect.bisect_right(self._cpu_steps, cpu_left)
+        key = (step, tuple(sorted(frees)), model)
         found = self._memo.get(key)
         if found is not None:
             return found
@@ -87,7 +100,9 @@ class RecentWorkload:
     """An online M for the extender: the last :data:`RECENT_SHAPES` distinct pod shapes, equal shares.
 
     Counting shapes per pod would need a hook per filter; equal shares over the recent distinct
-    shapes need only the shapes the policy is asked about.
+    shapes need only the shapes the policy is asked about. A shape's CPU is kept to the nearest
+    power of two of cores (:func:`coarse_cpu`): pods of one device shape ask many slightly different
+    CPU requests, and each new shape changes the revision, which makes every kept ranking refit.
     """
 
     def __init__(self) -> None:
@@ -97,6 +112,7 @@ class RecentWorkload:
 
     def see(self, shape: PodShape) -> Workload:
         """Record ``shape`` and return the workload to use now."""
+        shape = attrs.evolve(shape, cpu=coarse_cpu(shape.cpu))
         if shape not in self._shapes:
             self._shapes[shape] = None
             if len(self._shapes) > RECENT_SHAPES:
