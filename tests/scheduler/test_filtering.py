@@ -313,7 +313,7 @@ def test_a_pod_naming_an_unknown_node_policy_gets_the_default_and_a_warning_even
     warnings = [e for e in kube.list_events("default")["items"] if e["type"] == "Warning"]
     assert [e["reason"] for e in warnings] == ["UnknownSchedulerPolicy"]
     assert warnings[0]["message"] == (
-        "unknown node scheduler policy 'fastest' (known: bestfit, binpack, dotprod, fgd, gpu-clustering, gpu-packing, random, spread); scheduled with spread"
+        "unknown node scheduler policy 'fastest' (known: bestfit, binpack, dotprod, fgd, fgd-strand, gpu-clustering, gpu-packing, random, spread); scheduled with spread"
     )
 
 

@@ -21,6 +21,7 @@ DETERMINISTIC = [
     "gpu-packing",
     "bestfit",
     "fgd",
+    "fgd-strand",
 ]
 
 

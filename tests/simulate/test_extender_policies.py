@@ -93,3 +93,25 @@ def test_fgd_keeps_its_ranking_and_refits_only_the_nodes_that_changed() -> None:
         if step >= 2 * len(shapes):  # every shape seen, and every kind ranked once since
             # Only the nodes changed since this kind's last pod (at most one per pod since) are refitted.
             assert outcome.evaluated <= len(shapes)
+
+
+def test_fgd_strand_in_the_extender_keeps_cpu_heavy_pods_off_the_node_whose_cpu_runs_out() -> None:
+    def cluster(policy: str) -> Harness:
+        made = harness(config=SchedulerConfig(node_scheduler_policy=policy))
+        for name, cores in (("node-a", "32"), ("node-b", "100")):
+            node = registered_node(name, gpus(name[-1].upper(), 8))
+            node["status"]["allocatable"]["cpu"] = cores
+            made.add_node(node)
+        # The learned workload: this 1-core pod and the 8-core one below, 4.5 cores per GPU.
+        assert schedule(made, pod("light", "1"), names=["node-b"]).node == "node-b"
+        return made
+
+    def pod(name: str, cores: str) -> dict[str, object]:
+        made_pod = gpu_pod(name)
+        made_pod["spec"]["containers"][0]["resources"]["requests"] = {"cpu": cores}  # type: ignore[index]
+        return made_pod  # type: ignore[return-value]
+
+    # FGD sees no fragment either way (whole GPUs, CPU for more pods on both) and takes the name order.
+    assert schedule(cluster("fgd"), pod("heavy", "8")).node == "node-a"
+    # On node-a 24 cores would be left for 7 idle GPUs: about 1.7 GPUs its CPU cannot feed.
+    assert schedule(cluster("fgd-strand"), pod("heavy", "8")).node == "node-b"

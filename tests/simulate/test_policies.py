@@ -149,7 +149,7 @@ def test_random_placement_draws_from_its_seed() -> None:
 def test_policies_are_registered_through_the_hook() -> None:
     loaded = load_backends(HamiConfig(), plugins=[BuiltinPolicies(), registry.PlacementPolicies()])
     names = {registry.RANDOM, registry.DOTPROD, registry.GPU_CLUSTERING, registry.GPU_PACKING}
-    names |= {registry.BESTFIT, registry.FGD, "binpack", "spread"}
+    names |= {registry.BESTFIT, registry.FGD, registry.FGD_STRAND, "binpack", "spread"}
     assert set(loaded.scoring_policies) == names
     fgd = loaded.scoring_policies[registry.FGD]
     assert fgd.kind == "node"

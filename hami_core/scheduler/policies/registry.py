@@ -11,6 +11,7 @@ from hami_core.hookspecs import hookimpl
 from hami_core.placement import Placement
 from hami_core.scheduler.policies import baselines
 from hami_core.scheduler.policies import fgd
+from hami_core.scheduler.policies import stranding
 from hami_core.scheduler.policies.fragmentation import Workload
 
 RANDOM = "random"
@@ -19,6 +20,7 @@ GPU_CLUSTERING = "gpu-clustering"
 GPU_PACKING = "gpu-packing"
 BESTFIT = "bestfit"
 FGD = "fgd"
+FGD_STRAND = "fgd-strand"
 
 
 def unranked(devices: Sequence[DeviceUsage]) -> float:
@@ -27,7 +29,7 @@ def unranked(devices: Sequence[DeviceUsage]) -> float:
 
 
 class PlacementPolicies:
-    """Contributes ``random``, ``dotprod``, ``gpu-clustering``, ``gpu-packing``, ``bestfit`` and ``fgd``.
+    """Contributes ``random``, ``dotprod``, ``gpu-clustering``, ``gpu-packing``, ``bestfit``, ``fgd`` and ``fgd-strand``.
 
     Args:
         workload: FGD's target workload M; ``None`` learns it from the pods scored (the extender).
@@ -47,6 +49,7 @@ class PlacementPolicies:
             GPU_PACKING: baselines.GpuPacking(),
             BESTFIT: baselines.BestFit(),
             FGD: fgd.Fgd(self._workload),
+            FGD_STRAND: stranding.FgdStrand(self._workload),
         }
 
     @hookimpl
