@@ -548,21 +548,24 @@ class Chooser:
 
     def _total(self, snapshot: CapacityReader, ask: Ask, view: NodeView, fit: PodFit) -> float:
         """A fitting node's score: usage score, the backends' node scores and the placement's."""
-        total = (snapshot.score(ask.policies.node.name, view.name) or 0.0) + self._vendor_score(
-            ask, view, fit
-        )
+        usage = snapshot.score(ask.policies.node.name, view.name) or 0.0
+        return usage + self._vendor_score(ask, view, fit) + self._placement_score(ask, view, fit)
+
+    @staticmethod
+    def _placement_score(ask: Ask, view: NodeView, fit: PodFit) -> float:
+        """The pod-aware policy's score of the fitted node with its free CPU; 0 without one."""
         placement = ask.policies.node.placement
-        if placement is not None:
-            total += placement_score(
-                placement,
-                view.devices,
-                fit.usage,
-                ask.request.containers,
-                ask.request.backends,
-                cpu_left=view.cpu_left,
-                cpu=ask.placement_cpu,
-            )
-        return total
+        if placement is None:
+            return 0.0
+        return placement_score(
+            placement,
+            view.devices,
+            fit.usage,
+            ask.request.containers,
+            ask.request.backends,
+            cpu_left=view.cpu_left,
+            cpu=ask.placement_cpu,
+        )
 
     def _best_placed(
         self, snapshot: CapacityReader, ask: Ask, known: Set[str], failed: dict[str, str], revision: int
@@ -642,17 +645,7 @@ class Chooser:
                 failed[view.name] = fit.reason if view.registered else codec.NODE_UNREGISTERED
                 continue
             score = ask.policies.node.score(view.all_devices()) + self._vendor_score(ask, view, fit)
-            placement = ask.policies.node.placement
-            if placement is not None:
-                score += placement_score(
-                    placement,
-                    view.devices,
-                    fit.usage,
-                    ask.request.containers,
-                    ask.request.backends,
-                    cpu_left=view.cpu_left,
-                    cpu=ask.placement_cpu,
-                )
+            score += self._placement_score(ask, view, fit)
             if best is None or (score, best[1]) > (best[0], view.name):
                 best = (score, view.name, node, fit)
         if best is None:
