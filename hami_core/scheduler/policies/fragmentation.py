@@ -107,12 +107,18 @@ class RecentWorkload:
 
     def __init__(self) -> None:
         self._shapes: dict[PodShape, None] = {}
+        self._coarse: dict[PodShape, PodShape] = {}
         self._current = Workload(())
         self.revision = 0
 
     def see(self, shape: PodShape) -> Workload:
         """Record ``shape`` and return the workload to use now."""
-        shape = attrs.evolve(shape, cpu=coarse_cpu(shape.cpu))
+        coarse = self._coarse.get(shape)
+        if coarse is None:
+            if len(self._coarse) >= _MEMO_LIMIT:
+                self._coarse.clear()
+            coarse = self._coarse[shape] = attrs.evolve(shape, cpu=coarse_cpu(shape.cpu))
+        shape = coarse
         if shape not in self._shapes:
             self._shapes[shape] = None
             if len(self._shapes) > RECENT_SHAPES:
