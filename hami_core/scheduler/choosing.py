@@ -599,14 +599,17 @@ class Chooser:
                 evaluated += 1
                 fit = self.fit(ask, view) if _passes(view, checks) else None
                 if fit is None or not fit.ok:
-                    ranking.put(name, Placed(view.generation, None))
+                    ranking.put(name, Placed(view.generation, False))
                     continue
-                ranking.put(name, Placed(view.generation, fit, self._total(snapshot, ask, view, fit)))
+                ranking.put(name, Placed(view.generation, True, self._total(snapshot, ask, view, fit)))
             for _, name in ranking.order:
                 if name in known and name not in failed:
-                    outcome = ranking.outcomes[name]
-                    assert outcome.fit is not None
-                    return Decision(name, outcome.fit, outcome.generation, failed, evaluated)
+                    view = snapshot.view(name)
+                    if view is None:
+                        continue
+                    fit = self.fit(ask, view)  # the kept outcome's fit, made again (it is not kept)
+                    if fit.ok:
+                        return Decision(name, fit, view.generation, failed, evaluated)
         for name in known - failed.keys():
             view = snapshot.view(name)
             if view is None:

@@ -18,18 +18,16 @@ from collections import OrderedDict
 
 import attrs
 
-from hami_core.allocation import PodFit
-
-#: Pod kinds whose rankings are kept (each holds one entry per node).
-KEPT_KINDS = 16
+#: Pod kinds whose rankings are kept (each holds one small entry per node).
+KEPT_KINDS = 64
 
 
 @attrs.frozen
 class Placed:
-    """One node's outcome for the kind: the fit on view ``generation`` and, when it fits, its score."""
+    """One node's outcome for the kind on view ``generation``: whether it fits and, if so, its score."""
 
     generation: int
-    fit: PodFit | None
+    fits: bool
     score: float = 0.0
 
 
@@ -50,13 +48,13 @@ class PlacedRanking:
         """Record ``name``'s outcome, moving it in the sorted order (ties: the smaller name first)."""
         self.drop(name)
         self.outcomes[name] = outcome
-        if outcome.fit is not None:
+        if outcome.fits:
             bisect.insort(self.order, (-outcome.score, name))
 
     def drop(self, name: str) -> None:
         """Forget ``name`` (it changed, or left the cluster)."""
         old = self.outcomes.pop(name, None)
-        if old is not None and old.fit is not None:
+        if old is not None and old.fits:
             del self.order[bisect.bisect_left(self.order, (-old.score, name))]
 
     def clear(self) -> None:
