@@ -23,7 +23,7 @@ from hami_core.simulate.trace import load_nodes
 from hami_core.simulate.trace import load_pods
 from hami_core.simulate.workload import arrivals
 
-#: Every policy ``--policy all`` runs, HAMi's first, then the paper's.
+#: Every policy ``--policy all`` runs: HAMi's, the paper's, then ours.
 ALL_POLICIES = (
     BINPACK,
     SPREAD,
@@ -33,6 +33,7 @@ ALL_POLICIES = (
     registry.GPU_PACKING,
     registry.BESTFIT,
     registry.FGD,
+    registry.FGD_STRAND,
 )
 #: The most seeds one invocation accepts.
 MAX_SEEDS = 1000

@@ -9,6 +9,8 @@ import yaml
 from click.testing import CliRunner
 
 from hami_core.cli import hami
+from hami_core.scheduler.policies.registry import PlacementPolicies
+from hami_core.simulate.command import parse_policies
 
 DATA = Path("/work/shared/data/alibaba-gpu-v2023")
 
@@ -153,3 +155,8 @@ def test_plot_needs_the_plot_extra_or_draws_the_file(files: tuple[Path, Path], t
     else:
         assert result.exit_code == 0, result.output
         assert target.read_bytes().startswith(b"\x89PNG")
+
+
+def test_policy_all_runs_every_registered_node_policy() -> None:
+    assert parse_policies("all") == ["binpack", "spread", *PlacementPolicies().placements()]
+    assert parse_policies("fgd,fgd-strand") == ["fgd", "fgd-strand"]
