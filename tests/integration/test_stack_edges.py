@@ -7,7 +7,6 @@ v1.37 drives the extender over mutual TLS from its extender ``tlsConfig``.
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import signal
@@ -28,6 +27,7 @@ from hami_core.localcluster.kubelet import ALLOCATIONS_ANNOTATION
 from hami_core.localcluster.stack import HamiStack
 from hami_core.testing.builders import make_container
 from hami_core.testing.builders import make_pod
+from tests.loopback import request
 
 pytestmark = pytest.mark.slow
 
@@ -48,14 +48,7 @@ def call(stack: HamiStack, path: str, body: bytes | None, *, client_cert: bool) 
     context = ssl.create_default_context(cafile=str(stack.tls_dir / "ca.crt"))
     if client_cert:
         context.load_cert_chain(stack.tls_dir / "client.crt", stack.tls_dir / "client.key")
-    connection = http.client.HTTPSConnection("127.0.0.1", stack.port, context=context, timeout=30)
-    try:
-        method = "GET" if body is None else "POST"
-        connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+    return request(stack.port, "GET" if body is None else "POST", path, body, context=context, timeout=30)
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:

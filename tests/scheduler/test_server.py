@@ -20,6 +20,7 @@ from hami_core.pods import PodView
 from hami_core.scheduler.metrics import SchedulerMetrics
 from hami_core.scheduler.server import ExtenderServer
 from hami_core.scheduler.server import split_bind
+from tests.loopback import request
 
 POD = {"metadata": {"name": "p", "namespace": "default", "uid": "u"}, "spec": {"containers": []}}
 
@@ -75,13 +76,7 @@ def server(service: RecordingService) -> Iterator[ExtenderServer]:
 
 
 def call(server: ExtenderServer, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-    try:
-        connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+    return request(server.port, method, path, body, timeout=5)
 
 
 def test_filter_takes_kube_schedulers_pascal_case_json(

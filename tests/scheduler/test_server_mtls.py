@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import ssl
@@ -18,6 +17,7 @@ from hami_core.scheduler.server import ExtenderServer
 from hami_core.testing.fake_kube import FakeKube
 from hami_core.webhook import certs
 from hami_core.webhook.tls import ReloadingCertificate
+from tests.loopback import request
 from tests.scheduler.test_server import POD
 from tests.scheduler.test_server import EchoAdmission
 from tests.scheduler.test_server import RecordingService
@@ -70,14 +70,7 @@ def call(
     context = ssl.create_default_context(cadata=pki.serving.ca.cert_pem.decode())
     if client is not None:
         context.load_cert_chain(*client)
-    connection = http.client.HTTPSConnection("127.0.0.1", server.port, context=context, timeout=10)
-    try:
-        method = "GET" if body is None else "POST"
-        connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+    return request(server.port, "GET" if body is None else "POST", path, body, context=context)
 
 
 def test_the_extender_verbs_answer_a_client_certificate_of_the_client_ca(
