@@ -10,6 +10,7 @@ module does no I/O and knows no vendor.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import attrs
@@ -113,6 +114,20 @@ class DeviceUsage:
             usedmem=self.usedmem + device.usedmem,
             usedcores=self.usedcores + device.usedcores,
         )
+
+    @functools.cached_property
+    def free_milli(self) -> int:
+        """How much of the device is free in thousandths: the scarcer of cores and memory; 0 if no slot.
+
+        Placement policies read it for every device of every node they score, so each value
+        computes it once.
+        """
+        if self.count <= self.used or self.totalcore <= 0 or not self.health:
+            return 0
+        cores = self.free_cores * 1000 // self.totalcore
+        if self.totalmem <= 0:
+            return cores
+        return min(cores, self.free_mem * 1000 // self.totalmem)
 
     @property
     def free_mem(self) -> int:

@@ -38,16 +38,6 @@ MAX_SPEC_CPU = 128_000
 MAX_SPEC_GPU = 8_000
 
 
-def device_free(device: DeviceUsage) -> int:
-    """How much of ``device`` is free, in milli-devices: the scarcer of cores and memory; 0 if no slot."""
-    if device.count <= device.used or device.totalcore <= 0 or not device.health:
-        return 0
-    cores = device.free_cores * MILLI // device.totalcore
-    if device.totalmem <= 0:
-        return cores
-    return min(cores, device.free_mem * MILLI // device.totalmem)
-
-
 def coarse_cpu(cpu: int) -> int:
     """``cpu`` milli-cores to the nearest power of two of cores (a quarter core at least; 0 stays 0)."""
     if cpu <= 0:
@@ -121,7 +111,7 @@ class NodeState:
 
     @functools.cached_property
     def _frees(self) -> tuple[int, ...]:
-        return tuple(device_free(device) for device in self.devices)
+        return tuple(device.free_milli for device in self.devices)
 
     def frees(self) -> tuple[int, ...]:
         """Free milli-devices per device, in device order (computed once per state)."""
@@ -161,7 +151,7 @@ def tightest_last(devices: Sequence[DeviceUsage]) -> list[DeviceUsage]:
     The baselines' ``best`` GPU choice: a share goes to the device with the least room that holds
     it; whole devices come from the lowest-index idle ones.
     """
-    return sorted(devices, key=lambda device: (-device_free(device), -device.index))
+    return sorted(devices, key=lambda device: (-device.free_milli, -device.index))
 
 
 def first_request(

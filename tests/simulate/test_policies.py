@@ -11,7 +11,6 @@ from hami_core.hookspecs import ScoringPolicy
 from hami_core.hookspecs import hookimpl
 from hami_core.placement import NodeState
 from hami_core.placement import PodShape
-from hami_core.placement import device_free
 from hami_core.plugins import load_backends
 from hami_core.scheduler.policies import baselines
 from hami_core.scheduler.policies import registry
@@ -45,11 +44,11 @@ WHOLE = PodShape(cpu=1000, gpus=1, milli=1000)
 CPU_ONLY = PodShape(cpu=4000, gpus=0, milli=0)
 
 
-def test_device_free_is_the_scarcer_of_cores_and_memory() -> None:
-    assert device_free(gpu(0, 300)) == 700
+def test_a_devices_free_share_is_the_scarcer_of_cores_and_memory() -> None:
+    assert gpu(0, 300).free_milli == 700
     squeezed = DeviceUsage(id="x", count=10, used=1, totalmem=1000, usedmem=900, totalcore=100, usedcores=10)
-    assert device_free(squeezed) == 100
-    assert device_free(DeviceUsage(id="y", count=1, used=1, totalmem=10, totalcore=100)) == 0
+    assert squeezed.free_milli == 100
+    assert DeviceUsage(id="y", count=1, used=1, totalmem=10, totalcore=100).free_milli == 0
 
 
 def test_fragment_follows_the_cases_of_the_measure() -> None:
@@ -106,6 +105,39 @@ def test_recent_workload_learns_shapes_with_equal_shares() -> None:
     workload = recent.see(WHOLE)
     assert dict(workload.classes) == {SHARE: 0.5, WHOLE: 0.5}
     assert recent.see(SHARE) is workload
+
+
+def test_a_burst_of_new_shapes_is_published_at_doubling_gaps_and_a_late_shape_at_once() -> None:
+    recent = RecentWorkload()
+    published = []
+    for milli in range(10, 510, 10):  # 50 pods, each of a new shape
+        revision = recent.revision
+        recent.see(PodShape(cpu=0, gpus=1, milli=milli))
+        if recent.revision != revision:
+            published.append(milli // 10)
+    # Pods 1, 2, 4, 8, 16 and 32 publish; the shapes in between wait for the next of them.
+    assert published == [1, 2, 4, 8, 16, 32]
+    assert len(recent.current.classes) == 32
+    revision = recent.revision
+    known = PodShape(cpu=0, gpus=1, milli=10)
+    for _ in range(200):  # a quiet stretch of a known shape
+        recent.see(known)
+    # The burst's last 18 shapes waited for pod 64; nothing else was new.
+    assert recent.revision == revision + 1
+    assert len(recent.current.classes) == 50
+    revision = recent.revision
+    late = PodShape(cpu=0, gpus=2, milli=1000)
+    assert late in dict(recent.see(late).classes)
+    assert recent.revision == revision + 1
+
+
+def test_fgd_scores_with_the_workload_published_at_its_revision() -> None:
+    policy = Fgd()
+    assert policy.revision(SHARE) == 1
+    assert dict(policy.workload.classes) == {SHARE: 1.0}
+    assert policy.revision(WHOLE) == 2  # the second pod is due: one pod's gap
+    assert policy.revision(PodShape(cpu=0, gpus=1, milli=300)) == 2  # due at the fourth pod
+    assert dict(policy.workload.classes) == {SHARE: 0.5, WHOLE: 0.5}
 
 
 def test_baseline_scores_match_the_published_rules() -> None:

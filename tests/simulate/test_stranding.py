@@ -112,6 +112,32 @@ def test_fragment_memo_keyed_on_cpu_steps_matches_a_fresh_computation(frees: lis
     assert memoised.fragment(cpu, frees, "MOCK-G2") == Workload(shapes).fragment(cpu, frees, "MOCK-G2")
 
 
+@given(
+    st.lists(st.integers(min_value=0, max_value=1000), min_size=1, max_size=8),
+    st.integers(min_value=0, max_value=40_000),
+    st.sampled_from([100, 300, 500, 900]),
+)
+def test_share_choice_memo_matches_the_first_best_position(frees: list[int], cpu: int, milli: int) -> None:
+    shapes = [(PodShape(cpu=c, gpus=1, milli=m), 1.0) for c, m in ((0, 300), (4000, 500), (16_000, 1000))]
+    memoised = Workload(shapes)
+    rng = random.Random(cpu)
+    for _ in range(3):  # neighbours in the same CPU steps must not read a wrong memo entry
+        other = rng.randrange(0, 40_000)
+        memoised.best_share(other, other - 2000, tuple(frees), "MOCK-G2", milli)
+    fresh = Workload(shapes)
+    before = fresh.fragment(cpu, frees, "MOCK-G2")
+    values = {
+        position: sigmoid_score(
+            before,
+            fresh.fragment(cpu - 2000, [*frees[:position], free - milli, *frees[position + 1 :]], "MOCK-G2"),
+        )
+        for position, free in enumerate(frees)
+        if free >= milli
+    }
+    expected = max(values, key=lambda position: (values[position], -position)) if values else None
+    assert memoised.best_share(cpu, cpu - 2000, tuple(frees), "MOCK-G2", milli) == expected
+
+
 def test_recent_workload_keeps_cpu_coarse_so_small_cpu_differences_keep_the_revision() -> None:
     assert [coarse_cpu(c) for c in (0, 100, 1000, 1400, 3000, 11_000, 12_000)] == [
         0,

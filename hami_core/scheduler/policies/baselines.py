@@ -17,7 +17,6 @@ from hami_core.placement import MAX_SPEC_GPU
 from hami_core.placement import MILLI
 from hami_core.placement import NodeState
 from hami_core.placement import PodShape
-from hami_core.placement import device_free
 from hami_core.placement import tightest_last
 
 
@@ -132,4 +131,4 @@ def device_choice(devices: Sequence[DeviceUsage], chosen: int) -> list[DeviceUsa
 
 
 def fits_share(device: DeviceUsage, pod: PodShape) -> bool:
-    return device_free(device) >= pod.milli
+    return device.free_milli >= pod.milli

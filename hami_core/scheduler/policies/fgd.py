@@ -41,30 +41,25 @@ class Fgd:
         self._recent.see(pod)
         return self._recent.revision
 
-    def workload(self, pod: PodShape) -> Workload:
-        return self._fixed if self._fixed is not None else self._recent.see(pod)
+    @property
+    def workload(self) -> Workload:
+        """M: the fixed workload, or the learned one as of the last :meth:`revision`.
+
+        A ranking kept under an older revision is never read again, so a publication between a
+        filter's :meth:`revision` and its scores costs nothing but that filter's consistency.
+        """
+        return self._fixed if self._fixed is not None else self._recent.current
 
     def score(self, before: NodeState, pod: PodShape, after: NodeState) -> float:
-        workload = self.workload(pod)
+        workload = self.workload
         return sigmoid_score(workload.node_fragment(before), workload.node_fragment(after))
 
     def order(self, node: NodeState, pod: PodShape) -> Sequence[DeviceUsage]:
         """Whole devices lowest index first; a share on the first device whose use scores best."""
         if not (pod.gpus == 1 and pod.milli < 1000):
             return tightest_last(node.devices)
-        workload = self.workload(pod)
-        frees = list(node.frees())
-        before = workload.fragment(node.cpu_left, frees, node.model)
         cpu_after = None if node.cpu_left is None else node.cpu_left - pod.cpu
-        best: tuple[float, int] | None = None
-        for position, free in enumerate(frees):
-            if free < pod.milli:
-                continue
-            frees[position] = free - pod.milli
-            value = sigmoid_score(before, workload.fragment(cpu_after, frees, node.model))
-            frees[position] = free
-            if best is None or value > best[0]:
-                best = (value, position)
-        if best is None:
+        position = self.workload.best_share(node.cpu_left, cpu_after, node.frees(), node.model, pod.milli)
+        if position is None:
             return tightest_last(node.devices)
-        return device_choice(node.devices, best[1])
+        return device_choice(node.devices, position)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 from collections import Counter
 from collections.abc import Iterable
 from collections.abc import Sequence
@@ -25,6 +26,8 @@ from hami_core.placement import coarse_cpu
 _MEMO_LIMIT = 500_000
 #: Distinct recent pod shapes an online workload keeps (the extender learns M from what it sees).
 RECENT_SHAPES = 64
+#: The most pods between two publications of an online workload while new shapes keep coming.
+RELEARN_PODS = 128
 
 
 class Workload:
@@ -51,6 +54,7 @@ class Workload:
         # A node's fragment depends on its free CPU only through which shapes it can host.
         self._cpu_steps = sorted({shape.cpu for shape, _ in self.classes})
         self._memo: dict[tuple[int | None, tuple[int, ...], str], float] = {}
+        self._shares: dict[tuple[int | None, int | None, tuple[int, ...], str, int], int | None] = {}
 
     @classmethod
     def of_pods(cls, shapes: Iterable[PodShape]) -> Workload:
@@ -59,8 +63,7 @@ class Workload:
 
     def fragment(self, cpu_left: int | None, frees: Sequence[int], model: str) -> float:
         """``F_n(M)`` in milli-devices of a node with ``frees`` per device (memoised)."""
-        step = None if cpu_left is None else bisect.bisect_right(self._cpu_steps, cpu_left)
-        key = (step, tuple(sorted(frees)), model)
+        key = (self._step(cpu_left), tuple(sorted(frees)), model)
         found = self._memo.get(key)
         if found is not None:
             return found
@@ -71,6 +74,36 @@ class Workload:
 
     def node_fragment(self, node: NodeState) -> float:
         return self.fragment(node.cpu_left, node.frees(), node.model)
+
+    def best_share(
+        self, cpu_left: int | None, cpu_after: int | None, frees: tuple[int, ...], model: str, milli: int
+    ) -> int | None:
+        """FGD's device for a ``milli`` share: the first position whose use scores best (memoised).
+
+        ``None`` when no device has room. The answer depends on the free CPU before and after only
+        through which shapes each can host, so it is kept per CPU step, as fragments are.
+        """
+        key = (self._step(cpu_left), self._step(cpu_after), frees, model, milli)
+        if key in self._shares:
+            return self._shares[key]
+        if len(self._shares) >= _MEMO_LIMIT:
+            self._shares.clear()
+        before = self.fragment(cpu_left, frees, model)
+        changed = list(frees)
+        best: tuple[int, int] | None = None
+        for position, free in enumerate(frees):
+            if free < milli:
+                continue
+            changed[position] = free - milli
+            value = sigmoid_score(before, self.fragment(cpu_after, changed, model))
+            changed[position] = free
+            if best is None or value > best[0]:
+                best = (value, position)
+        found = self._shares[key] = None if best is None else best[1]
+        return found
+
+    def _step(self, cpu_left: int | None) -> int | None:
+        return None if cpu_left is None else bisect.bisect_right(self._cpu_steps, cpu_left)
 
     def _compute(self, cpu_left: int | None, frees: tuple[int, ...], model: str) -> float:
         total = sum(frees)
@@ -102,30 +135,48 @@ class RecentWorkload:
     Counting shapes per pod would need a hook per filter; equal shares over the recent distinct
     shapes need only the shapes the policy is asked about. A shape's CPU is kept to the nearest
     power of two of cores (:func:`coarse_cpu`): pods of one device shape ask many slightly different
-    CPU requests, and each new shape changes the revision, which makes every kept ranking refit.
+    CPU requests. Each new M is a new revision, and a new revision makes every kept ranking score
+    every node again, so new shapes are published in batches: at most once per ``gap`` pods, the
+    gap doubling from one pod up to :data:`RELEARN_PODS` while shapes keep coming. A burst of new
+    shapes (a restart, a new job mix) then costs a few re-rankings instead of one per shape, and a
+    shape that comes after a quiet stretch is published at once.
     """
 
     def __init__(self) -> None:
         self._shapes: dict[PodShape, None] = {}
         self._coarse: dict[PodShape, PodShape] = {}
-        self._current = Workload(())
+        self._pending = False
+        self._pods = 0
+        self._due = 0
+        self._gap = 1
+        self._lock = threading.Lock()
+        self.current = Workload(())
         self.revision = 0
 
     def see(self, shape: PodShape) -> Workload:
-        """Record ``shape`` and return the workload to use now."""
+        """Record one pod's ``shape`` and return the workload to score it with."""
+        with self._lock:
+            return self._record(shape)
+
+    def _record(self, shape: PodShape) -> Workload:
+        self._pods += 1
         coarse = self._coarse.get(shape)
         if coarse is None:
             if len(self._coarse) >= _MEMO_LIMIT:
                 self._coarse.clear()
             coarse = self._coarse[shape] = attrs.evolve(shape, cpu=coarse_cpu(shape.cpu))
-        shape = coarse
-        if shape not in self._shapes:
-            self._shapes[shape] = None
+        if coarse not in self._shapes:
+            self._shapes[coarse] = None
             if len(self._shapes) > RECENT_SHAPES:
                 del self._shapes[next(iter(self._shapes))]
-            self._current = Workload((known, 1.0) for known in self._shapes)
+            self._pending = True
+        if self._pending and self._pods >= self._due:
+            self.current = Workload((known, 1.0) for known in self._shapes)
             self.revision += 1
-        return self._current
+            self._pending = False
+            self._due = self._pods + self._gap
+            self._gap = min(2 * self._gap, RELEARN_PODS)
+        return self.current
 
 
 def sigmoid_score(before: float, after: float) -> int:

@@ -49,7 +49,7 @@ class FgdStrand(Fgd):
     """
 
     def score(self, before: NodeState, pod: PodShape, after: NodeState) -> float:
-        workload = self.workload(pod)
+        workload = self.workload
         fragment_before = workload.node_fragment(before)
         fragment_after = workload.node_fragment(after)
         stranded_before = stranded(workload, before.cpu_left, before.frees())
