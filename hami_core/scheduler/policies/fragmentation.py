@@ -137,9 +137,9 @@ class RecentWorkload:
     power of two of cores (:func:`coarse_cpu`): pods of one device shape ask many slightly different
     CPU requests. Each new M is a new revision, and a new revision makes every kept ranking score
     every node again, so new shapes are published in batches: at most once per ``gap`` pods, the
-    gap doubling from one pod up to :data:`RELEARN_PODS` while shapes keep coming. A burst of new
+    gap doubling with each publication from one pod up to :data:`RELEARN_PODS`. A burst of new
     shapes (a restart, a new job mix) then costs a few re-rankings instead of one per shape, and a
-    shape that comes after a quiet stretch is published at once.
+    shape that comes a gap or more after the last publication is published at once.
     """
 
     def __init__(self) -> None:
