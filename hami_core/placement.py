@@ -117,6 +117,14 @@ class NodeState:
         """Free milli-devices per device, in device order (computed once per state)."""
         return self._frees
 
+    def cpu_after(self, cpu: int) -> int | None:
+        """The free CPU once a pod asking ``cpu`` lands, never below 0 (``None`` stays unknown).
+
+        kube-scheduler has checked that the pod's CPU fits; the extender's rounded request
+        (:func:`coarse_cpu`) may still exceed what is left.
+        """
+        return None if self.cpu_left is None else max(0, self.cpu_left - cpu)
+
 
 class Placement(Protocol):
     """How a pod-aware node policy orders devices inside a node and scores the outcome.
@@ -186,12 +194,9 @@ def placement_score(
     shape = PodShape.of(first_request(containers, backends), cpu=cpu)
     old = tuple(device for backend in backends for device in before.get(backend, ()))
     new = tuple(device for backend in backends for device in after.get(backend, before.get(backend, ())))
-    cpu_after = None if cpu_left is None else max(0, cpu_left - cpu)
-    return float(
-        placement.score(
-            NodeState(devices=old, cpu_left=cpu_left), shape, NodeState(devices=new, cpu_left=cpu_after)
-        )
-    )
+    before_state = NodeState(devices=old, cpu_left=cpu_left)
+    after_state = NodeState(devices=new, cpu_left=before_state.cpu_after(cpu))
+    return float(placement.score(before_state, shape, after_state))
 
 
 def single_fit(

@@ -194,3 +194,10 @@ def test_policies_are_registered_through_the_hook() -> None:
 
     with pytest.raises(BackendLoadError, match="'fgd'"):
         load_backends(HamiConfig(), plugins=[registry.PlacementPolicies(), Rival()])
+
+
+def test_the_cpu_after_a_pod_never_goes_below_zero_and_unknown_stays_unknown() -> None:
+    # The extender's rounded request (4 cores for 3.5) may exceed what kube-scheduler found free.
+    assert NodeState(devices=(), cpu_left=3000).cpu_after(4000) == 0
+    assert NodeState(devices=(), cpu_left=6000).cpu_after(4000) == 2000
+    assert NodeState(devices=()).cpu_after(4000) is None

@@ -58,8 +58,9 @@ class Fgd:
         """Whole devices lowest index first; a share on the first device whose use scores best."""
         if not (pod.gpus == 1 and pod.milli < 1000):
             return tightest_last(node.devices)
-        cpu_after = None if node.cpu_left is None else node.cpu_left - pod.cpu
-        position = self.workload.best_share(node.cpu_left, cpu_after, node.frees(), node.model, pod.milli)
+        position = self.workload.best_share(
+            node.cpu_left, node.cpu_after(pod.cpu), node.frees(), node.model, pod.milli
+        )
         if position is None:
             return tightest_last(node.devices)
         return device_choice(node.devices, position)
