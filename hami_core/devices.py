@@ -15,6 +15,9 @@ from collections.abc import Mapping
 
 import attrs
 
+#: One whole device in thousandths (the FGD trace's unit: 1000 = one GPU).
+MILLI = 1000
+
 #: ``DeviceRequest.mem_percentage_req`` when no percentage was asked for (HAMi's sentinel 101).
 MEM_PERCENTAGE_UNSET = 101
 
@@ -124,10 +127,10 @@ class DeviceUsage:
         """
         if self.count <= self.used or self.totalcore <= 0 or not self.health:
             return 0
-        cores = self.free_cores * 1000 // self.totalcore
+        cores = self.free_cores * MILLI // self.totalcore
         if self.totalmem <= 0:
             return cores
-        return min(cores, self.free_mem * 1000 // self.totalmem)
+        return min(cores, self.free_mem * MILLI // self.totalmem)
 
     @property
     def free_mem(self) -> int:

@@ -26,13 +26,12 @@ import attrs
 from hami_core import allocation
 from hami_core.allocation import PodFit
 from hami_core.devices import MEM_PERCENTAGE_UNSET
+from hami_core.devices import MILLI
 from hami_core.devices import DeviceRequest
 from hami_core.devices import DeviceUsage
 from hami_core.devices import FitResult
 from hami_core.devices import PodDevices
 
-#: One whole device in milli-devices (the trace's unit: 1000 = one GPU).
-MILLI = 1000
 #: A cluster-wide CPU and GPU scale used by the baselines' normalisation (128 cores, 8 GPUs).
 MAX_SPEC_CPU = 128_000
 MAX_SPEC_GPU = 8_000

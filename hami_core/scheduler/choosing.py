@@ -29,6 +29,7 @@ fits transient, unused copies of given node objects, as HAMi does.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from collections import OrderedDict
@@ -131,12 +132,13 @@ class Ask:
     policy_warning: str = ""
     signature: int = -1
 
-    @property
+    @functools.cached_property
     def placement_cpu(self) -> int:
         """The pod's CPU as placement policies see it: to a power of two of cores (:func:`coarse_cpu`).
 
         Pods whose requests round alike share one kept ranking; exact requests would make nearly
-        every pod a kind of its own, each paying a fit of every node.
+        every pod a kind of its own, each paying a fit of every node. Read for every node fitted,
+        so computed once.
         """
         return coarse_cpu(self.request.cpu)
 

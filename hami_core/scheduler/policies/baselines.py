@@ -11,10 +11,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from hami_core.devices import MILLI
 from hami_core.devices import DeviceUsage
 from hami_core.placement import MAX_SPEC_CPU
 from hami_core.placement import MAX_SPEC_GPU
-from hami_core.placement import MILLI
 from hami_core.placement import NodeState
 from hami_core.placement import PodShape
 from hami_core.placement import tightest_last

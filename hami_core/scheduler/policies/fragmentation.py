@@ -26,7 +26,7 @@ from hami_core.placement import coarse_cpu
 _MEMO_LIMIT = 500_000
 #: Distinct recent pod shapes an online workload keeps (the extender learns M from what it sees).
 RECENT_SHAPES = 64
-#: The most pods between two publications of an online workload while new shapes keep coming.
+#: The widest gap, in pods, between two publications of an online workload (the gap doubles up to it).
 RELEARN_PODS = 128
 
 
