@@ -110,12 +110,27 @@ class DeviceUsage:
         )
 
     def add(self, device: ContainerDevice, slots: int = 1) -> DeviceUsage:
-        """This device with ``device``'s memory and cores and ``slots`` more tasks booked."""
-        return attrs.evolve(
-            self,
+        """This device with ``device``'s memory and cores and ``slots`` more tasks booked.
+
+        Built field by field rather than with ``attrs.evolve``: placement policies book a pod on
+        every node they score, and ``evolve`` costs several times as much.
+        """
+        return DeviceUsage(
+            id=self.id,
+            index=self.index,
+            count=self.count,
             used=self.used + slots,
+            totalmem=self.totalmem,
             usedmem=self.usedmem + device.usedmem,
+            totalcore=self.totalcore,
             usedcores=self.usedcores + device.usedcores,
+            type=self.type,
+            numa=self.numa,
+            mode=self.mode,
+            health=self.health,
+            mig_profiles=self.mig_profiles,
+            custom_info=self.custom_info,
+            device_vendor=self.device_vendor,
         )
 
     @functools.cached_property

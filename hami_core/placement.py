@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -27,10 +28,13 @@ from hami_core import allocation
 from hami_core.allocation import PodFit
 from hami_core.devices import MEM_PERCENTAGE_UNSET
 from hami_core.devices import MILLI
+from hami_core.devices import ContainerDevices
 from hami_core.devices import DeviceRequest
 from hami_core.devices import DeviceUsage
 from hami_core.devices import FitResult
 from hami_core.devices import PodDevices
+
+_FREE_MILLI = operator.attrgetter("free_milli")
 
 #: A cluster-wide CPU and GPU scale used by the baselines' normalisation (128 cores, 8 GPUs).
 MAX_SPEC_CPU = 128_000
@@ -110,11 +114,16 @@ class NodeState:
 
     @functools.cached_property
     def _frees(self) -> tuple[int, ...]:
-        return tuple(device.free_milli for device in self.devices)
+        return tuple(map(_FREE_MILLI, self.devices))
 
     def frees(self) -> tuple[int, ...]:
         """Free milli-devices per device, in device order (computed once per state)."""
         return self._frees
+
+    @functools.cached_property
+    def sorted_frees(self) -> tuple[int, ...]:
+        """Free milli-devices per device, smallest first (what fragments are memoised on)."""
+        return tuple(sorted(self._frees))
 
     def cpu_after(self, cpu: int) -> int | None:
         """The free CPU once a pod asking ``cpu`` lands, never below 0 (``None`` stays unknown).
@@ -139,7 +148,8 @@ class Placement(Protocol):
         """Called once per pod before scoring; changes whenever scores of unchanged nodes may change.
 
         A policy that learns from the pods it sees (FGD's workload in the extender) records ``pod``
-        here; the others return a constant.
+        here and numbers its revisions from 1; the others return 0, and callers keep nothing for a
+        later revision of those.
         """
         ...
 
@@ -173,29 +183,36 @@ def first_request(
     return None
 
 
+def placement_state(
+    devices: Mapping[str, Sequence[DeviceUsage]], backends: Sequence[str], cpu_left: int | None
+) -> NodeState:
+    """A node as a placement policy sees it for a pod asking ``backends``: their devices and its free CPU."""
+    if len(backends) == 1:
+        return NodeState(devices=tuple(devices.get(backends[0], ())), cpu_left=cpu_left)
+    return NodeState(
+        devices=tuple(device for backend in backends for device in devices.get(backend, ())),
+        cpu_left=cpu_left,
+    )
+
+
 def placement_score(
     placement: Placement,
-    before: Mapping[str, Sequence[DeviceUsage]],
+    shape: PodShape,
+    before: NodeState,
     after: Mapping[str, Sequence[DeviceUsage]],
-    containers: Sequence[Mapping[str, DeviceRequest]],
     backends: Sequence[str],
-    *,
-    cpu_left: int | None = None,
-    cpu: int = 0,
 ) -> float:
     """A placement policy's score of one fitted node, as the extender computes it.
 
-    The devices are those of the backends the pod asks for, before and after the pod is booked;
-    the node's free CPU (``cpu_left``, milli-cores, ``None`` when unknown) drops by the pod's
-    ``cpu`` request, never below 0. kube-scheduler has checked that the CPU fits before the
-    extender is called, so the score only weighs what is left.
+    ``shape`` is the pod as the policy sees it (its first request, :func:`first_request`);
+    ``before`` the node without it (:func:`placement_state`); ``after`` every asked backend's
+    devices with the pod booked. The node's free CPU drops by the pod's, never below 0:
+    kube-scheduler has checked that the CPU fits before the extender is called, so the score only
+    weighs what is left.
     """
-    shape = PodShape.of(first_request(containers, backends), cpu=cpu)
-    old = tuple(device for backend in backends for device in before.get(backend, ()))
-    new = tuple(device for backend in backends for device in after.get(backend, before.get(backend, ())))
-    before_state = NodeState(devices=old, cpu_left=cpu_left)
-    after_state = NodeState(devices=new, cpu_left=before_state.cpu_after(cpu))
-    return float(placement.score(before_state, shape, after_state))
+    return float(
+        placement.score(before, shape, placement_state(after, backends, before.cpu_after(shape.cpu)))
+    )
 
 
 def single_fit(
@@ -210,20 +227,36 @@ def single_fit(
     by HAMi's device score would be thrown away; for the common pod shape this calls the same
     per-request ``fit`` once on the node's devices and books its result as ``fit_pod`` does.
     """
-    if n_init or len(containers) != 1 or len(containers[0]) != 1:
+    single = single_request(containers, n_init)
+    if single is None:
         return None
-    ((backend, request),) = containers[0].items()
-    if request.nums <= 0:
-        return None
+    backend, request = single
     node = devices.get(backend, ())
     result = fit(backend, request, node, PodDevices())
     if not result.ok:
         return PodFit(ok=False, reasons=dict(result.reasons), considered=result.considered)
-    booked = {booking.device.uuid: booking for booking in allocation.collapse_usage((result.devices,), 0)}
-    after = tuple(
-        device.add(booked[device.id].device, booked[device.id].slots) if device.id in booked else device
+    usage = {name: tuple(listed) for name, listed in devices.items()}
+    usage[backend] = booked(node, result.devices)
+    return PodFit(ok=True, devices=PodDevices({backend: (result.devices,)}), usage=usage)
+
+
+def booked(node: Sequence[DeviceUsage], given: ContainerDevices) -> tuple[DeviceUsage, ...]:
+    """``node``'s devices once one container holding ``given`` is booked on them."""
+    once = {entry.uuid: entry for entry in given}
+    if len(once) == len(given):
+        return tuple(device.add(once[device.id]) if device.id in once else device for device in node)
+    held = {booking.device.uuid: booking for booking in allocation.collapse_usage((given,), 0)}
+    return tuple(
+        device.add(held[device.id].device, held[device.id].slots) if device.id in held else device
         for device in node
     )
-    usage = {name: tuple(listed) for name, listed in devices.items()}
-    usage[backend] = after
-    return PodFit(ok=True, devices=PodDevices({backend: (result.devices,)}), usage=usage)
+
+
+def single_request(
+    containers: Sequence[Mapping[str, DeviceRequest]], n_init: int
+) -> tuple[str, DeviceRequest] | None:
+    """The backend and request of a pod that :func:`single_fit` fits (one container, one backend)."""
+    if n_init or len(containers) != 1 or len(containers[0]) != 1:
+        return None
+    ((backend, request),) = containers[0].items()
+    return None if request.nums <= 0 else (backend, request)

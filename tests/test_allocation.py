@@ -933,3 +933,26 @@ def test_bookings_add_to_device_usage_with_their_slots() -> None:
     (booking,) = allocation.collapse_usage([(entry("a", 100, 10),), (entry("a", 100, 10),)], 0)
     device = gpu("a").add(booking.device, booking.slots)
     assert (device.used, device.usedmem, device.usedcores) == (2, 200, 20)
+
+
+def test_booking_a_device_keeps_every_field_but_the_usage() -> None:
+    device = DeviceUsage(
+        id="a",
+        index=3,
+        count=4,
+        used=1,
+        totalmem=8000,
+        usedmem=100,
+        totalcore=100,
+        usedcores=5,
+        type="NVIDIA-A100",
+        numa=1,
+        mode="hami-core",
+        health=False,
+        mig_profiles=(MigProfile(name="1g.10gb", memory_mb=10240, core=14, slice_count=1),),
+        custom_info={"k": "v"},
+        device_vendor="nvidia",
+    )
+    added = device.add(entry("a", 300, 20), 2)
+    changed = {"used": 3, "usedmem": 400, "usedcores": 25}
+    assert attrs.asdict(added, recurse=False) == {**attrs.asdict(device, recurse=False), **changed}

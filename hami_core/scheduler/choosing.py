@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -61,10 +62,13 @@ from hami_core.hookspecs import ScoringPolicy
 from hami_core.kube.objects import Node
 from hami_core.placement import NodeState
 from hami_core.placement import PodShape
+from hami_core.placement import booked
 from hami_core.placement import coarse_cpu
 from hami_core.placement import first_request
 from hami_core.placement import placement_score
+from hami_core.placement import placement_state
 from hami_core.placement import single_fit
+from hami_core.placement import single_request
 from hami_core.pods import PodView
 from hami_core.scheduler import quota
 from hami_core.scheduler import scoring
@@ -87,6 +91,8 @@ _Check = tuple[str, DeviceRequest, bool]
 _NO_FIT_SHAPES = 16
 #: Past this many changed nodes a kept "fits nowhere" answer is recomputed instead of patched.
 _NO_FIT_RECHECK = 512
+#: A device's id: kept rankings compare the orders a placement policy gives by their ids.
+_ID = operator.attrgetter("id")
 
 
 class CapacityReader(Protocol):
@@ -141,6 +147,13 @@ class Ask:
         so computed once.
         """
         return coarse_cpu(self.request.cpu)
+
+    @functools.cached_property
+    def placement_shape(self) -> PodShape:
+        """The pod as placement policies judge it: its first device request and :attr:`placement_cpu`."""
+        return PodShape.of(
+            first_request(self.request.containers, self.request.backends), cpu=self.placement_cpu
+        )
 
 
 @attrs.frozen
@@ -451,13 +464,17 @@ class Chooser:
 
     def fit(self, ask: Ask, view: NodeView) -> PodFit:
         """Fit every container of the pod on one node view."""
+        return self._fit(ask, view)[0]
+
+    def _fit(self, ask: Ask, view: NodeView) -> tuple[PodFit, Sequence[DeviceUsage] | None]:
+        """The fit, and for a placement policy's single fit the device order it was made in."""
         devices = {name: view.devices.get(name, ()) for name in ask.request.backends}
         fitter = _NodeFitter(self, ask, view)
         if ask.policies.node.placement is not None:
             single = single_fit(ask.request.containers, ask.request.n_init, devices, fitter)
             if single is not None:
-                return single
-        return allocation.fit_pod(
+                return single, fitter.ordered
+        fit = allocation.fit_pod(
             ask.request.containers,
             ask.request.n_init,
             devices,
@@ -466,6 +483,7 @@ class Chooser:
             weights=ask.policies.weights,
             numa_bind=ask.numa_bind,
         )
+        return fit, None
 
     def _checks(self, ask: Ask) -> tuple[_Check, ...]:
         """(backend, request, strict) of every request: what the cheap capacity check runs."""
@@ -519,10 +537,7 @@ class Chooser:
         placement = ask.policies.node.placement
         checks = self._checks(ask)
         if placement is not None and placement.deterministic:
-            shape = PodShape.of(
-                first_request(ask.request.containers, ask.request.backends), cpu=ask.placement_cpu
-            )
-            return self._best_placed(snapshot, ask, known, failed, placement.revision(shape))
+            return self._best_placed(snapshot, ask, known, failed, placement.revision(ask.placement_shape))
         skipped: list[tuple[str, NodeView]] = []
         best: tuple[float, str, NodeView, PodFit] | None = None
         for name in known:
@@ -550,24 +565,27 @@ class Chooser:
 
     def _total(self, snapshot: CapacityReader, ask: Ask, view: NodeView, fit: PodFit) -> float:
         """A fitting node's score: usage score, the backends' node scores and the placement's."""
+        return self._base(snapshot, ask, view, fit) + self._placement_score(ask, view, fit.usage)
+
+    def _base(self, snapshot: CapacityReader, ask: Ask, view: NodeView, fit: PodFit) -> float:
+        """The part of a fitting node's score no placement policy revision changes: usage and vendor."""
         usage = snapshot.score(ask.policies.node.name, view.name) or 0.0
-        return usage + self._vendor_score(ask, view, fit) + self._placement_score(ask, view, fit)
+        return usage + self._vendor_score(ask, view, fit)
 
     @staticmethod
-    def _placement_score(ask: Ask, view: NodeView, fit: PodFit) -> float:
-        """The pod-aware policy's score of the fitted node with its free CPU; 0 without one."""
+    def _placement_score(
+        ask: Ask, view: NodeView, usage: Mapping[str, Sequence[DeviceUsage]], before: NodeState | None = None
+    ) -> float:
+        """The pod-aware policy's score of the node booked as ``usage``, with its free CPU; 0 without one.
+
+        ``before``: the node as the policy sees it without the pod, where the caller has it already.
+        """
         placement = ask.policies.node.placement
         if placement is None:
             return 0.0
-        return placement_score(
-            placement,
-            view.devices,
-            fit.usage,
-            ask.request.containers,
-            ask.request.backends,
-            cpu_left=view.cpu_left,
-            cpu=ask.placement_cpu,
-        )
+        if before is None:
+            before = placement_state(view.devices, ask.request.backends, view.cpu_left)
+        return placement_score(placement, ask.placement_shape, before, usage, ask.request.backends)
 
     def _best_placed(
         self, snapshot: CapacityReader, ask: Ask, known: Set[str], failed: dict[str, str], revision: int
@@ -586,6 +604,7 @@ class Chooser:
         evaluated = 0
         with ranking.lock:
             seq = snapshot.seq  # before any view is read: later changes show up in the log
+            earlier = ranking.take_previous(snapshot.changed_since)
             changed = snapshot.changed_since(ranking.seq) if ranking.seq is not None else None
             if changed is None:
                 ranking.clear()
@@ -599,11 +618,7 @@ class Chooser:
                     ranking.drop(name)
                     continue
                 evaluated += 1
-                fit = self.fit(ask, view) if _passes(view, checks) else None
-                if fit is None or not fit.ok:
-                    ranking.put(name, Placed(view.generation, False))
-                    continue
-                ranking.put(name, Placed(view.generation, True, self._total(snapshot, ask, view, fit)))
+                ranking.put(name, self._placed(snapshot, ask, view, checks, earlier.get(name), revision != 0))
             for _, name in ranking.order:
                 if name in known and name not in failed:
                     view = snapshot.view(name)
@@ -617,10 +632,55 @@ class Chooser:
             if view is None:
                 failed[name] = codec.NODE_UNREGISTERED
                 continue
-            fit = self._fit_or_reason(ask, view, failed, pruned=True)
-            if fit is not None:  # changed after the ranking was refreshed
-                return Decision(name, fit, view.generation, failed, len(known))
+            late = self._fit_or_reason(ask, view, failed, pruned=True)
+            if late is not None:  # changed after the ranking was refreshed
+                return Decision(name, late, view.generation, failed, len(known))
         return Decision(failed=failed, evaluated=len(known))
+
+    def _placed(
+        self,
+        snapshot: CapacityReader,
+        ask: Ask,
+        view: NodeView,
+        checks: Sequence[_Check],
+        kept: Placed | None,
+        carry: bool,
+    ) -> Placed:
+        """``view``'s outcome for the kind; ``kept``, its outcome under an earlier policy revision.
+
+        The fit depends on the policy only through the order it puts the devices in, so where the
+        node has not changed since ``kept`` and the policy orders them as before, the kept fit
+        stands and only the placement score is computed again. ``carry``: whether the outcome
+        keeps what a later revision needs for that (not for a policy that never changes).
+        """
+        if not _passes(view, checks):
+            return Placed(view.generation, False)
+        placement = ask.policies.node.placement
+        single = single_request(ask.request.containers, ask.request.n_init)
+        if (
+            kept is not None
+            and kept.order is not None
+            and kept.generation == view.generation
+            and placement is not None
+            and single is not None
+        ):
+            backend = single[0]
+            before = placement_state(view.devices, (backend,), view.cpu_left)
+            if tuple(map(_ID, placement.order(before, ask.placement_shape))) == kept.order:
+                if not kept.fits:
+                    return kept
+                usage = {backend: booked(before.devices, kept.given)}
+                score = kept.base + self._placement_score(ask, view, usage, before)
+                return Placed(kept.generation, True, score, kept.order, kept.given, kept.base)
+        fit, ordered = self._fit(ask, view)
+        order = tuple(map(_ID, ordered)) if carry and ordered is not None else None
+        if not fit.ok:
+            return Placed(view.generation, False, order=order)
+        base = self._base(snapshot, ask, view, fit)
+        score = base + self._placement_score(ask, view, fit.usage)
+        if order is None or single is None:
+            return Placed(view.generation, True, score)
+        return Placed(view.generation, True, score, order, fit.devices.for_backend(single[0])[0], base)
 
     def _vendor_score(self, ask: Ask, view: NodeView, fit: PodFit) -> float:
         context = self.context(ask, view)
@@ -650,7 +710,7 @@ class Chooser:
                 failed[view.name] = fit.reason if view.registered else codec.NODE_UNREGISTERED
                 continue
             score = ask.policies.node.score(view.all_devices()) + self._vendor_score(ask, view, fit)
-            score += self._placement_score(ask, view, fit)
+            score += self._placement_score(ask, view, fit.usage)
             if best is None or (score, best[1]) > (best[0], view.name):
                 best = (score, view.name, node, fit)
         if best is None:
@@ -742,6 +802,8 @@ class _NodeFitter:
         self._view = view
         self._context = chooser.context(ask, view)
         self._rules: dict[str, allocation.FitRules] = {}
+        #: The device order of the last request fitted under a placement policy.
+        self.ordered: Sequence[DeviceUsage] | None = None
 
     def __call__(
         self, backend: str, request: DeviceRequest, devices: Sequence[DeviceUsage], earlier: PodDevices
@@ -752,6 +814,7 @@ class _NodeFitter:
         if placement is not None:
             state = NodeState(devices=tuple(devices), cpu_left=self._view.cpu_left)
             devices = placement.order(state, PodShape.of(request, cpu=ask.placement_cpu))
+            self.ordered = devices
         else:
             devices = ask.policies.device.order(devices)
         limit = ask.limits.get(backend)

@@ -5,12 +5,14 @@ import random
 import pytest
 
 from hami_core.config import HamiConfig
+from hami_core.devices import ContainerDevice
 from hami_core.devices import DeviceUsage
 from hami_core.errors import BackendLoadError
 from hami_core.hookspecs import ScoringPolicy
 from hami_core.hookspecs import hookimpl
 from hami_core.placement import NodeState
 from hami_core.placement import PodShape
+from hami_core.placement import booked
 from hami_core.plugins import load_backends
 from hami_core.scheduler.policies import baselines
 from hami_core.scheduler.policies import registry
@@ -201,3 +203,17 @@ def test_the_cpu_after_a_pod_never_goes_below_zero_and_unknown_stays_unknown() -
     assert NodeState(devices=(), cpu_left=3000).cpu_after(4000) == 0
     assert NodeState(devices=(), cpu_left=6000).cpu_after(4000) == 2000
     assert NodeState(devices=()).cpu_after(4000) is None
+
+
+def test_booking_a_container_adds_each_device_it_was_given_once_per_occurrence() -> None:
+    devices = (gpu(0), gpu(1, 300), gpu(2))
+    given = (
+        ContainerDevice(uuid="g1", type="MOCK-G2", usedmem=2000, usedcores=10),
+        ContainerDevice(uuid="g2", type="MOCK-G2", usedmem=1000, usedcores=5),
+    )
+    after = booked(devices, given)
+    assert after[0] is devices[0]
+    assert [(d.used, d.usedmem, d.usedcores) for d in after[1:]] == [(2, 8000, 40), (1, 1000, 5)]
+    twice = booked(devices, (given[1], given[1]))  # one container given the same device twice
+    assert (twice[2].used, twice[2].usedmem, twice[2].usedcores) == (2, 2000, 10)
+    assert twice[:2] == devices[:2]

@@ -63,17 +63,20 @@ class Workload:
 
     def fragment(self, cpu_left: int | None, frees: Sequence[int], model: str) -> float:
         """``F_n(M)`` in milli-devices of a node with ``frees`` per device (memoised)."""
-        key = (self._step(cpu_left), tuple(sorted(frees)), model)
+        return self._fragment(cpu_left, tuple(sorted(frees)), model)
+
+    def node_fragment(self, node: NodeState) -> float:
+        return self._fragment(node.cpu_left, node.sorted_frees, node.model)
+
+    def _fragment(self, cpu_left: int | None, ordered: tuple[int, ...], model: str) -> float:
+        key = (self._step(cpu_left), ordered, model)
         found = self._memo.get(key)
         if found is not None:
             return found
         if len(self._memo) >= _MEMO_LIMIT:
             self._memo.clear()
-        value = self._memo[key] = self._compute(cpu_left, key[1], model)
+        value = self._memo[key] = self._compute(cpu_left, ordered, model)
         return value
-
-    def node_fragment(self, node: NodeState) -> float:
-        return self.fragment(node.cpu_left, node.frees(), node.model)
 
     def best_share(
         self, cpu_left: int | None, cpu_after: int | None, frees: tuple[int, ...], model: str, milli: int
