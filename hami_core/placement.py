@@ -173,13 +173,13 @@ def tightest_last(devices: Sequence[DeviceUsage]) -> list[DeviceUsage]:
 
 def first_request(
     containers: Sequence[Mapping[str, DeviceRequest]], backends: Sequence[str]
-) -> DeviceRequest | None:
-    """The request a placement policy judges a pod by: the first container's of the first backend."""
+) -> tuple[str, DeviceRequest] | None:
+    """The backend and request a placement policy judges a pod by: the first container's of the first backend."""
     for wanted in containers:
         for backend in backends:
             request = wanted.get(backend)
             if request is not None and request.nums > 0:
-                return request
+                return backend, request
     return None
 
 

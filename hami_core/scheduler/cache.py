@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import Literal
 
 from hami_core.backend import DeviceBackend
+from hami_core.devices import DeviceUsage
 from hami_core.hookspecs import ScoringPolicy
 from hami_core.kube.objects import Node
 from hami_core.pods import PodView
@@ -337,6 +338,11 @@ class ClusterCache:
         """The most memory (MiB) of any healthy registered device of ``backend``; ``None`` if none."""
         with self._lock:
             return self._index.largest(backend, "memory")
+
+    def device_kinds(self, backend: str) -> tuple[DeviceUsage, ...]:
+        """One device of ``backend`` per distinct type and mode in the cluster (for type rules)."""
+        with self._lock:
+            return self._index.device_kinds(backend)
 
     def largest_node_device_count(self, backend: str) -> int | None:
         """The most devices of ``backend`` any healthy registered node has; ``None`` if none."""

@@ -108,6 +108,8 @@ class CapacityReader(Protocol):
 
     def largest_device_memory(self, backend: str) -> int | None: ...
 
+    def device_kinds(self, backend: str) -> tuple[DeviceUsage, ...]: ...
+
     @property
     def seq(self) -> int: ...
 
@@ -151,9 +153,8 @@ class Ask:
     @functools.cached_property
     def placement_shape(self) -> PodShape:
         """The pod as placement policies judge it: its first device request and :attr:`placement_cpu`."""
-        return PodShape.of(
-            first_request(self.request.containers, self.request.backends), cpu=self.placement_cpu
-        )
+        first = first_request(self.request.containers, self.request.backends)
+        return PodShape.of(first[1] if first is not None else None, cpu=self.placement_cpu)
 
 
 @attrs.frozen
@@ -537,7 +538,8 @@ class Chooser:
         placement = ask.policies.node.placement
         checks = self._checks(ask)
         if placement is not None and placement.deterministic:
-            return self._best_placed(snapshot, ask, known, failed, placement.revision(ask.placement_shape))
+            revision = placement.revision(self._learned_shape(snapshot, ask))
+            return self._best_placed(snapshot, ask, known, failed, revision)
         skipped: list[tuple[str, NodeView]] = []
         best: tuple[float, str, NodeView, PodFit] | None = None
         for name in known:
@@ -562,6 +564,31 @@ class Chooser:
                 failed[name] = self.fit(ask, view).reason
             return Decision(failed=failed, evaluated=len(known))
         return Decision(best[1], best[3], best[2].generation, failed, len(known) - len(skipped))
+
+    def _learned_shape(self, snapshot: CapacityReader, ask: Ask) -> PodShape:
+        """The pod as a learning placement policy records it: with the device models it may run on.
+
+        FGD's workload counts a model-bound shape as unable to run on other models' nodes, and
+        ``fgd-strand`` only breaks ties on the nodes of models some pods are bound to. The models
+        are the types of the cluster's devices that the backend's type rules (``fit_rules``, so
+        only a backend with the shared fit) accept for the pod; none are named when the rules
+        accept every type, or none (the pod then fits nowhere, and is learned as unbound).
+        """
+        shape = ask.placement_shape
+        first = first_request(ask.request.containers, ask.request.backends)
+        if first is None or not self.shared_fit[first[0]]:
+            return shape
+        context = FitContext(
+            pod_annotations=ask.pod.annotations,
+            device_policy=ask.policies.device.text,
+            weights=ask.policies.weights,
+        )
+        rules = self.backends[first[0]].fit_rules(context)
+        kinds = snapshot.device_kinds(first[0])
+        accepted = frozenset(device.type for device in kinds if rules.type_ok(device))
+        return (
+            shape if accepted == {device.type for device in kinds} else attrs.evolve(shape, models=accepted)
+        )
 
     def _total(self, snapshot: CapacityReader, ask: Ask, view: NodeView, fit: PodFit) -> float:
         """A fitting node's score: usage score, the backends' node scores and the placement's."""

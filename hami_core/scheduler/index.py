@@ -131,6 +131,7 @@ class CapacityIndex:
         self._rooms: dict[tuple[str, str, RoomTier], Ranking] = {}
         self._fleet_version = 0
         self._fleet_memo: dict[tuple[str, str], tuple[int, int | None]] = {}
+        self._kinds_memo: dict[str, tuple[int, tuple[DeviceUsage, ...]]] = {}
         self._log: list[str] = []
         self._log_base = 0
         for name in self._policies if active is None else active:
@@ -265,3 +266,16 @@ class CapacityIndex:
             best = value if best is None else max(best, value)
         self._fleet_memo[(backend, what)] = (self._fleet_version, best)
         return best
+
+    def device_kinds(self, backend: str) -> tuple[DeviceUsage, ...]:
+        """One device of ``backend`` per distinct type and mode on the nodes where it counts (first seen)."""
+        memo = self._kinds_memo.get(backend)
+        if memo is not None and memo[0] == self._fleet_version:
+            return memo[1]
+        seen: dict[tuple[str, str], DeviceUsage] = {}
+        for view in self.views.values():
+            for device in view.devices.get(backend, ()):
+                seen.setdefault((device.type, device.mode), device)
+        kinds = tuple(seen.values())
+        self._kinds_memo[backend] = (self._fleet_version, kinds)
+        return kinds
